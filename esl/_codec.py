@@ -1,0 +1,250 @@
+"""Value and body codecs shared by both cores: FreeSWITCH's percent-encoding,
+``ARRAY::`` values, and the plain / json / xml event serializations.
+
+These run on the slow paths (full decode of json and xml events, building
+events for the fake server and ``sendevent``); the compiled core has its own
+plain-format decoder for the hot path and must agree with this one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Iterable
+from urllib.parse import unquote, unquote_to_bytes
+
+__all__ = [
+    "decode_value",
+    "encode_value",
+    "to_str",
+    "split_array",
+    "join_array",
+    "parse_header_block",
+    "parse_event",
+    "serialize",
+    "frame",
+]
+
+Pairs = list[tuple[str, str]]
+
+ARRAY_PREFIX = "ARRAY::"
+ARRAY_SEP = "|:"
+
+# switch_utils.h SWITCH_URL_UNSAFE, plus every byte < 0x20 or > 0x7E.
+_UNSAFE = frozenset(b'\r\n #%&+:;<=>?@[\\]^`{|}"')
+_ENCODE_TABLE = [
+    (f"%{b:02X}" if (b < 0x20 or b > 0x7E or b in _UNSAFE) else chr(b)) for b in range(256)
+]
+_NEEDS_ENCODING = re.compile(r'[^!$\'()*,\-./0-9A-Z_a-z~]')
+
+
+def to_str(raw: bytes) -> str:
+    """Bytes as text: UTF-8, with undecodable bytes kept as surrogates (lossless)."""
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def to_bytes(text: str) -> bytes:
+    """The inverse of :func:`to_str`."""
+    return text.encode("utf-8", "surrogateescape")
+
+
+def decode_value(raw: bytes) -> str:
+    """A percent-encoded header value as text; a malformed ``%`` is left as it is, ``+`` stays ``+``."""
+    if b"%" not in raw:
+        return raw.decode("utf-8", "surrogateescape")
+    return unquote_to_bytes(raw).decode("utf-8", "surrogateescape")
+
+
+def decode_text(value: str) -> str:
+    """:func:`decode_value` for a value already held as text."""
+    if "%" not in value:
+        return value
+    return unquote(value, encoding="utf-8", errors="surrogateescape")
+
+
+def encode_value(value: str) -> str:
+    """Percent-encode a header value the way FreeSWITCH does (uppercase hex).
+
+    Unlike FreeSWITCH, an existing ``%XX`` is encoded again, so decoding gives
+    back exactly ``value``.
+    """
+    if not _NEEDS_ENCODING.search(value):
+        return value
+    table = _ENCODE_TABLE
+    return "".join([table[b] for b in to_bytes(value)])
+
+
+def split_array(value: str) -> list[str]:
+    """``ARRAY::a|:b`` as ``["a", "b"]``; any other value as ``[value]``."""
+    if value.startswith(ARRAY_PREFIX):
+        return value[len(ARRAY_PREFIX) :].split(ARRAY_SEP)
+    return [value]
+
+
+def join_array(items: Iterable[str]) -> str:
+    """``["a", "b"]`` as ``ARRAY::a|:b``."""
+    return ARRAY_PREFIX + ARRAY_SEP.join(items)
+
+
+def parse_header_block(block: bytes, decode: bool = True) -> Pairs:
+    """``Name: value`` lines as pairs, values percent-decoded when ``decode``.
+
+    As FreeSWITCH and libesl do: split at the first ``:``, skip the spaces
+    after it, ignore lines with no ``:``.
+    """
+    pairs: Pairs = []
+    append = pairs.append
+    for line in to_str(block).split("\n"):
+        name, sep, value = line.partition(":")
+        if not sep or not name:
+            continue
+        if value[:1] == " ":
+            value = value.lstrip(" ")
+        if decode and "%" in value:
+            value = unquote(value, encoding="utf-8", errors="surrogateescape")
+        append((name, value))
+    return pairs
+
+
+def parse_event(payload: bytes, fmt: str) -> tuple[Pairs, str | None]:
+    """The headers and inner body of a serialized event in ``fmt``."""
+    if fmt == "plain":
+        return _parse_plain(payload)
+    if fmt == "json":
+        return _parse_json(payload)
+    if fmt == "xml":
+        return _parse_xml(payload)
+    raise ValueError(f"unknown event format {fmt!r}")
+
+
+def _parse_plain(payload: bytes) -> tuple[Pairs, str | None]:
+    head, sep, rest = payload.partition(b"\n\n")
+    pairs = parse_header_block(head)
+    body: str | None = None
+    if rest:
+        body = to_str(rest)
+        # The Content-Length line just before the blank line frames the body.
+        if pairs and pairs[-1][0] == "Content-Length":
+            pairs.pop()
+    return pairs, body
+
+
+def _parse_json(payload: bytes) -> tuple[Pairs, str | None]:
+    try:
+        items = json.loads(to_str(payload), object_pairs_hook=list, strict=False)
+    except ValueError as exc:
+        from esl.exceptions import ProtocolError
+
+        raise ProtocolError(f"malformed json event: {exc}") from None
+    if not isinstance(items, list):
+        from esl.exceptions import ProtocolError
+
+        raise ProtocolError("json event is not an object")
+    pairs: Pairs = []
+    body: str | None = None
+    for name, value in items:
+        if name == "_body":
+            body = value if isinstance(value, str) else json.dumps(value)
+            continue
+        if isinstance(value, list):
+            value = join_array(str(v) for v in value)
+        elif not isinstance(value, str):
+            value = json.dumps(value)
+        pairs.append((name, value))
+    if body is not None:
+        for i in range(len(pairs) - 1, -1, -1):
+            if pairs[i][0] == "Content-Length":
+                del pairs[i]
+                break
+    return pairs, body
+
+
+_XML_ELEMENT = re.compile(r"<([^\s<>/!?]+)\s*(?:/>|>([^<]*)</\1\s*>)")
+_XML_ENTITY = re.compile(r"&(#x[0-9A-Fa-f]+|#[0-9]+|amp|lt|gt|quot|apos);")
+_XML_NAMED = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
+
+
+def _xml_unescape(text: str) -> str:
+    if "&" not in text:
+        return text
+
+    def sub(m: re.Match[str]) -> str:
+        ref = m.group(1)
+        if ref[0] == "#":
+            return chr(int(ref[2:], 16) if ref[1] in "xX" else int(ref[1:]))
+        return _XML_NAMED[ref]
+
+    return _XML_ENTITY.sub(sub, text)
+
+
+def _xml_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _parse_xml(payload: bytes) -> tuple[Pairs, str | None]:
+    text = to_str(payload)
+    start = text.find("<headers>")
+    end = text.find("</headers>", start)
+    if start < 0 or end < 0:
+        from esl.exceptions import ProtocolError
+
+        raise ProtocolError("xml event has no <headers> element")
+    pairs: Pairs = []
+    for m in _XML_ELEMENT.finditer(text, start + len("<headers>"), end):
+        value = m.group(2) or ""
+        pairs.append((m.group(1), decode_text(_xml_unescape(value))))
+    body: str | None = None
+    tail = text[end:]
+    b_start = tail.find("<body>")
+    if b_start >= 0:
+        b_end = tail.rfind("</body>")
+        raw_body = _xml_unescape(tail[b_start + len("<body>") : b_end if b_end >= 0 else len(tail)])
+        m = re.search(r"<Content-Length>(\d+)</Content-Length>", tail)
+        if m is not None:
+            # FreeSWITCH pretty-prints the closing tag; the length says where the body ends.
+            raw_bytes = to_bytes(raw_body)[: int(m.group(1))]
+            raw_body = to_str(raw_bytes)
+        body = raw_body
+    return pairs, body
+
+
+def serialize(pairs: Iterable[tuple[str, str]], body: str | bytes | None, fmt: str) -> bytes:
+    """The serialized event FreeSWITCH would write in ``fmt`` for these headers and body."""
+    if isinstance(body, bytes):
+        body = to_str(body)
+    if body == "":
+        body = None
+    if fmt == "plain":
+        lines = [f"{name}: {encode_value(value) or '_undef_'}\n" for name, value in pairs]
+        if body is not None:
+            lines.append(f"Content-Length: {len(to_bytes(body))}\n\n{body}")
+        else:
+            lines.append("\n")
+        return to_bytes("".join(lines))
+    if fmt == "json":
+        dumps = json.dumps
+        parts = []
+        for name, value in pairs:
+            item = split_array(value) if value.startswith(ARRAY_PREFIX) else value
+            parts.append(f"{dumps(name, ensure_ascii=False)}:{dumps(item, ensure_ascii=False)}")
+        if body is not None:
+            parts.append(f'"Content-Length":"{len(to_bytes(body))}"')
+            parts.append(f'"_body":{dumps(body, ensure_ascii=False)}')
+        return to_bytes("{" + ",".join(parts) + "}")
+    if fmt == "xml":
+        out = ["<event>\n  <headers>\n"]
+        for name, value in pairs:
+            for item in split_array(value):
+                out.append(f"    <{name}>{_xml_escape(encode_value(item))}</{name}>\n")
+        out.append("  </headers>\n")
+        if body is not None:
+            out.append(f"  <Content-Length>{len(to_bytes(body))}</Content-Length>\n")
+            out.append(f"  <body>{_xml_escape(body)}</body>\n")
+        out.append("</event>\n")
+        return to_bytes("".join(out))
+    raise ValueError(f"unknown event format {fmt!r}")
+
+
+def frame(payload: bytes, fmt: str) -> bytes:
+    """Wrap a serialized event in the outer ``text/event-*`` message FreeSWITCH writes."""
+    return b"Content-Length: %d\nContent-Type: text/event-%s\n\n" % (len(payload), fmt.encode()) + payload

@@ -1,0 +1,512 @@
+"""The pure-Python twin of the compiled core: ``Parser``, ``Event`` and ``Router``.
+
+It has exactly the interface of ``esl._core`` (the Cython build) and serves where
+no compiler is at hand, under ``ESL_NO_EXTENSIONS=1``, and as the reference the
+differential tests hold the compiled core to.
+
+Wire facts used here (see ESL-PROTOCOL.md):
+
+* a message is a header block ended by ``\\n\\n``, then ``Content-Length`` bytes
+  of body if that header is present;
+* a ``text/event-*`` message carries one serialized event as its body; a plain
+  event is itself a header block, optionally followed by
+  ``Content-Length: n\\n\\n`` and *n* bytes of inner body;
+* plain and xml header values are percent-encoded by FreeSWITCH; header names
+  are not.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+from esl import _codec
+from esl.exceptions import ProtocolError
+
+__all__ = ["Event", "Parser", "Router", "DEFAULT_MAX_SIZE"]
+
+#: FreeSWITCH's own cap on a message (MAX_CONTENT_LENGTH, libesl's ESL_MAX_CONTENT_LENGTH).
+DEFAULT_MAX_SIZE = 16 * 1024 * 1024
+
+_EVENT_PREFIX = "text/event-"
+_FORMATS = {"text/event-plain": "plain", "text/event-json": "json", "text/event-xml": "xml"}
+
+# Routing keys of a plain event, found by a byte search without decoding the rest.
+_KEY_NAME = b"Event-Name: "
+_KEY_UUID = b"\nUnique-ID: "
+_KEY_JOB = b"\nJob-UUID: "
+_KEY_APP = b"\nApplication-UUID: "
+_KEY_SEQ = b"\nEvent-Sequence: "
+_KEY_SUB = b"Event-Subclass: "
+
+
+def _line_value(block: bytes, key: bytes, at_start_ok: bool = True) -> bytes | None:
+    """The raw value of the first header line ``key`` in a plain header block."""
+    if at_start_ok and block.startswith(key[1:] if key[:1] == b"\n" else key):
+        start = len(key) - (1 if key[:1] == b"\n" else 0)
+    else:
+        pos = block.find(key if key[:1] == b"\n" else b"\n" + key)
+        if pos < 0:
+            return None
+        start = pos + len(key) + (0 if key[:1] == b"\n" else 1)
+    end = block.find(b"\n", start)
+    return block[start:] if end < 0 else block[start:end]
+
+
+def _last_line_value(block: bytes, key: bytes) -> bytes | None:
+    """The raw value of the last header line ``key`` (``key`` without leading newline)."""
+    pos = block.rfind(b"\n" + key)
+    if pos >= 0:
+        start = pos + 1 + len(key)
+    elif block.startswith(key):
+        start = len(key)
+    else:
+        return None
+    end = block.find(b"\n", start)
+    return block[start:] if end < 0 else block[start:end]
+
+
+class Event(Mapping[str, str]):
+    """One message read from FreeSWITCH: an event, a command reply, an api response...
+
+    ``content_type`` tells which. For ``text/event-plain|json|xml`` messages the
+    mapping holds the headers of the event inside and ``body`` its inner body;
+    for every other message it holds the message's own headers and ``body`` is
+    the message body. Lookups are exact first, then case-insensitive; ``getall``
+    returns every occurrence with ``ARRAY::`` values split. Values are ``str``,
+    percent-decoded for plain and xml, and bytes that are not UTF-8 are kept
+    losslessly as surrogates (``surrogateescape``).
+    """
+
+    __slots__ = (
+        "content_type",
+        "raw",
+        "_fmt",
+        "_outer",
+        "_inner",
+        "_pairs",
+        "_first",
+        "_lower",
+        "_body",
+        "_keys",
+    )
+
+    content_type: str
+    raw: bytes
+
+    def __init__(self, raw: bytes, content_type: str, outer: bytes, inner: bytes | None) -> None:
+        self.raw = raw
+        self.content_type = content_type
+        self._fmt = _FORMATS.get(content_type)
+        self._outer = outer
+        self._inner = inner
+        self._pairs: list[tuple[str, str]] | None = None
+        self._first: dict[str, str] | None = None
+        self._lower: dict[str, str] | None = None
+        self._body: str | None = None
+        self._keys: dict[str, Any] | None = None
+
+    # -- construction -----------------------------------------------------
+
+    @classmethod
+    def build(
+        cls,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]],
+        body: str | bytes | None = None,
+        fmt: str = "plain",
+    ) -> "Event":
+        """An event with these headers (in order) and body, as if read in format ``fmt``."""
+        pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
+        payload = _codec.serialize(pairs, body, fmt)
+        return Parser().feed(_codec.frame(payload, fmt))[0]
+
+    # -- format -----------------------------------------------------------
+
+    @property
+    def format(self) -> str | None:
+        """``"plain"``, ``"json"`` or ``"xml"`` for events; ``None`` for other messages."""
+        return self._fmt
+
+    @property
+    def is_event(self) -> bool:
+        """True for ``text/event-*`` messages."""
+        return self._fmt is not None
+
+    # -- routing keys -----------------------------------------------------
+
+    def _routing(self) -> dict[str, Any]:
+        keys = self._keys
+        if keys is None:
+            keys = self._keys = self._scan_keys()
+        return keys
+
+    def _scan_keys(self) -> dict[str, Any]:
+        inner = self._inner
+        if self._fmt == "plain" and inner is not None:
+            head = inner.split(b"\n\n", 1)[0]
+            name = _last_line_value(head, _KEY_NAME)
+            seq = _line_value(head, _KEY_SEQ)
+            keys: dict[str, Any] = {
+                "name": _codec.decode_value(name) if name is not None else None,
+                "uuid": _opt(_line_value(head, _KEY_UUID)),
+                "job_uuid": _opt(_line_value(head, _KEY_JOB)),
+                "application_uuid": _opt(_line_value(head, _KEY_APP)),
+                "subclass": _opt(_line_value(head, _KEY_SUB, True)),
+                "sequence": _int_or_none(seq),
+            }
+            return keys
+        seq_text = self.get("Event-Sequence")
+        return {
+            "name": self.get("Event-Name"),
+            "uuid": self.get("Unique-ID"),
+            "job_uuid": self.get("Job-UUID"),
+            "application_uuid": self.get("Application-UUID"),
+            "subclass": self.get("Event-Subclass"),
+            "sequence": _int_or_none(seq_text.encode() if seq_text is not None else None),
+        }
+
+    @property
+    def name(self) -> str | None:
+        """``Event-Name`` (the last one, as libesl does); ``None`` for non-events."""
+        return self._routing()["name"]
+
+    @property
+    def subclass(self) -> str | None:
+        """``Event-Subclass`` of a CUSTOM event."""
+        return self._routing()["subclass"]
+
+    @property
+    def uuid(self) -> str | None:
+        """``Unique-ID``: the channel the event belongs to."""
+        return self._routing()["uuid"]
+
+    @property
+    def job_uuid(self) -> str | None:
+        """``Job-UUID`` of a BACKGROUND_JOB event or a bgapi reply."""
+        return self._routing()["job_uuid"]
+
+    @property
+    def application_uuid(self) -> str | None:
+        """``Application-UUID`` of CHANNEL_EXECUTE(_COMPLETE): the sendmsg ``Event-UUID``."""
+        return self._routing()["application_uuid"]
+
+    @property
+    def sequence(self) -> int | None:
+        """``Event-Sequence`` as an int."""
+        return self._routing()["sequence"]
+
+    # -- headers ----------------------------------------------------------
+
+    def _decode(self) -> list[tuple[str, str]]:
+        pairs = self._pairs
+        if pairs is None:
+            if self._fmt is None:
+                pairs = _codec.parse_header_block(self._outer)
+                body = self._inner
+                self._body = _codec.to_str(body) if body else None
+            else:
+                pairs, self._body = _codec.parse_event(self._inner or b"", self._fmt)
+            self._pairs = pairs
+        return pairs
+
+    def _first_map(self) -> dict[str, str]:
+        first = self._first
+        if first is None:
+            first = {}
+            for k, v in self._decode():
+                if k not in first:
+                    first[k] = v
+            for k, v in self._pairs or ():
+                if k == "Event-Name":
+                    first[k] = v  # last wins, as libesl
+            self._first = first
+        return first
+
+    def __getitem__(self, name: str) -> str:
+        first = self._first_map()
+        try:
+            return first[name]
+        except KeyError:
+            pass
+        lower = self._lower
+        if lower is None:
+            lower = {}
+            for k, v in first.items():
+                lower.setdefault(k.lower(), v)
+            self._lower = lower
+        return lower[name.lower()]
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        try:
+            self[name]
+        except KeyError:
+            return False
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._first_map())
+
+    def __len__(self) -> int:
+        return len(self._first_map())
+
+    def getall(self, name: str) -> list[str]:
+        """Every value of header ``name`` (any casing), repeated lines and ``ARRAY::`` items flattened."""
+        lname = name.lower()
+        out: list[str] = []
+        for k, v in self._decode():
+            if k == name or k.lower() == lname:
+                out.extend(_codec.split_array(v))
+        return out
+
+    def items_all(self) -> list[tuple[str, str]]:
+        """Every header line in wire order, duplicates included."""
+        return list(self._decode())
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """A plain ``dict`` copy of the headers (first occurrence, Event-Name last)."""
+        return dict(self._first_map())
+
+    @property
+    def body(self) -> str | None:
+        """The inner body of an event, the output of an api/response; ``None`` when absent."""
+        if self._pairs is None:
+            self._decode()
+        return self._body
+
+    # -- output -----------------------------------------------------------
+
+    def serialize(self, fmt: str = "plain") -> bytes:
+        """The event as FreeSWITCH would serialize it in ``fmt`` (without the outer frame)."""
+        return _codec.serialize(self._decode(), self.body, fmt)
+
+    def frame(self, fmt: str = "plain") -> bytes:
+        """The full wire message FreeSWITCH would write for this event in ``fmt``."""
+        return _codec.frame(self.serialize(fmt), fmt)
+
+    def __repr__(self) -> str:
+        if self._fmt is not None:
+            return f"<Event {self.name} uuid={self.uuid} seq={self.sequence}>"
+        return f"<Event {self.content_type} {self.get('Reply-Text', '')!r}>"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Mapping) or not hasattr(other, "items_all"):
+            return NotImplemented
+        return self.items_all() == other.items_all() and self.body == other.body  # type: ignore[attr-defined]
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _opt(raw: bytes | None) -> str | None:
+    return None if raw is None else _codec.decode_value(raw)
+
+
+def _int_or_none(raw: bytes | None) -> int | None:
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        return None
+
+
+class Parser:
+    """Incremental ESL framer: bytes in, complete messages (``Event``) out.
+
+    ``feed`` may be given any split of the stream, down to one byte at a time;
+    it never re-scans bytes it has already searched. A Content-Length that is
+    not a decimal number, or a header block or body over ``max_size`` bytes,
+    raises :class:`ProtocolError`; after that the parser refuses more input
+    until ``reset()``, so nothing after the error can be mis-framed silently.
+    """
+
+    __slots__ = ("max_size", "_buf", "_scan", "_need", "_outer", "_ctype", "_error")
+
+    def __init__(self, max_size: int = DEFAULT_MAX_SIZE) -> None:
+        if max_size <= 0:
+            raise ValueError("max_size must be positive")
+        self.max_size = max_size
+        self.reset()
+
+    def reset(self) -> None:
+        """Drop buffered bytes and any error state."""
+        self._buf = bytearray()
+        self._scan = 0  # where the search for the header terminator resumes
+        self._need = -1  # body bytes still expected; -1 while reading headers
+        self._outer = b""
+        self._ctype = ""
+        self._error: ProtocolError | None = None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held waiting for the rest of a message."""
+        return len(self._buf)
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[Event]:
+        """Add bytes; return the messages they complete, in order."""
+        if self._error is not None:
+            raise ProtocolError(f"parser stopped after an earlier error: {self._error}")
+        buf = self._buf
+        buf += data
+        out: list[Event] = []
+        pos = 0
+        n = len(buf)
+        try:
+            while True:
+                if self._need < 0:
+                    while pos < n and buf[pos] == 10:  # stray blank lines between messages
+                        pos += 1
+                    start = max(self._scan, pos)
+                    end = buf.find(b"\n\n", start)
+                    if end < 0:
+                        self._scan = max(pos, n - 1)
+                        if n - pos > self.max_size:
+                            raise ProtocolError(f"header block larger than {self.max_size} bytes")
+                        break
+                    if end - pos > self.max_size:
+                        raise ProtocolError(f"header block larger than {self.max_size} bytes")
+                    outer = bytes(buf[pos:end])
+                    ctype, length = _frame_fields(outer)
+                    if length > self.max_size:
+                        raise ProtocolError(f"Content-Length {length} exceeds the {self.max_size}-byte cap")
+                    pos = end + 2
+                    self._scan = pos
+                    if length <= 0:
+                        out.append(Event(outer + b"\n\n", ctype, outer, None))
+                        continue
+                    self._outer, self._ctype, self._need = outer, ctype, length
+                if n - pos < self._need:
+                    break
+                body_end = pos + self._need
+                body = bytes(buf[pos:body_end])
+                outer = self._outer
+                out.append(Event(outer + b"\n\n" + body, self._ctype, outer, body))
+                pos = body_end
+                self._scan = pos
+                self._need = -1
+                self._outer = b""
+        except ProtocolError as exc:
+            self._error = exc
+            del buf[:]
+            raise
+        if pos:
+            del buf[:pos]
+            self._scan = max(0, self._scan - pos)
+        return out
+
+
+def _frame_fields(outer: bytes) -> tuple[str, int]:
+    """Content-Type and Content-Length (-1 when absent) of an outer header block."""
+    ctype = ""
+    length = -1
+    for line in outer.split(b"\n"):
+        colon = line.find(b":")
+        if colon <= 0:
+            continue
+        key = line[:colon].lower()
+        if key == b"content-type":
+            ctype = line[colon + 1 :].strip().decode("latin-1")
+        elif key == b"content-length":
+            text = line[colon + 1 :].strip()
+            if not text.isdigit():
+                raise ProtocolError(f"malformed Content-Length: {bytes(text)[:40]!r}")
+            length = int(text)
+    return ctype, length
+
+
+class Router:
+    """The UUID event filter: sends each event to the owner of its UUID.
+
+    The key of an event is its ``Job-UUID`` for BACKGROUND_JOB and its
+    ``Unique-ID`` otherwise. A target is a callable or anything with
+    ``put_nowait`` (an ``asyncio.Queue``). Events whose key has no route go to
+    ``default`` (or are dropped when it is ``None``) without their headers
+    being decoded. A ``CHANNEL_UUID`` event moves the route of
+    ``Old-Unique-ID`` to the new ``Unique-ID`` so a channel keeps its events.
+    """
+
+    __slots__ = ("_routes", "_targets", "_default", "_default_call", "matched", "unmatched")
+
+    def __init__(self, default: Any = None) -> None:
+        self._routes: dict[str, Callable[[Event], Any]] = {}
+        self._targets: dict[str, Any] = {}
+        self.default = default
+        self.matched = 0
+        self.unmatched = 0
+
+    @property
+    def default(self) -> Any:
+        """Where events with no route go; ``None`` drops them."""
+        return self._default
+
+    @default.setter
+    def default(self, target: Any) -> None:
+        self._default = target
+        self._default_call = None if target is None else _deliverer(target)
+
+    def add(self, key: str, target: Any) -> None:
+        """Route events whose UUID is ``key`` to ``target`` (replacing any earlier route)."""
+        self._routes[key] = _deliverer(target)
+        self._targets[key] = target
+
+    def discard(self, key: str) -> None:
+        """Remove the route for ``key`` if there is one."""
+        self._routes.pop(key, None)
+        self._targets.pop(key, None)
+
+    def get(self, key: str) -> Any:
+        """The target routed for ``key``, or ``None``."""
+        return self._targets.get(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._routes
+
+    def __len__(self) -> int:
+        return len(self._routes)
+
+    def lookup(self, event: Event) -> Any:
+        """The target owning ``event``, or ``None``; follows CHANNEL_UUID renames."""
+        key = event.job_uuid if event.name == "BACKGROUND_JOB" else event.uuid
+        if key is None:
+            return None
+        target = self._targets.get(key)
+        if target is None and event.name == "CHANNEL_UUID":
+            old = event.get("Old-Unique-ID")
+            if old is not None and old in self._routes:
+                self._routes[key] = self._routes.pop(old)
+                target = self._targets[key] = self._targets.pop(old)
+        return target
+
+    def route(self, event: Event) -> bool:
+        """Deliver one event; True when a route matched."""
+        key = event.job_uuid if event.name == "BACKGROUND_JOB" else event.uuid
+        call = self._routes.get(key) if key is not None else None
+        if call is None and event.name == "CHANNEL_UUID" and self.lookup(event) is not None:
+            call = self._routes.get(key) if key is not None else None
+        if call is not None:
+            self.matched += 1
+            call(event)
+            return True
+        self.unmatched += 1
+        if self._default_call is not None:
+            self._default_call(event)
+        return False
+
+    def dispatch(self, events: Iterable[Event]) -> int:
+        """Deliver each event; return how many matched a route."""
+        matched = 0
+        for event in events:
+            if self.route(event):
+                matched += 1
+        return matched
+
+
+def _deliverer(target: Any) -> Callable[[Event], Any]:
+    put = getattr(target, "put_nowait", None)
+    if put is not None:
+        return put  # type: ignore[no-any-return]
+    if not callable(target):
+        raise TypeError(f"route target must be callable or have put_nowait, not {type(target).__name__}")
+    return target  # type: ignore[no-any-return]
+

@@ -1,0 +1,58 @@
+"""Picks the core: the compiled ``esl._core`` when it is built, else the pure-Python twin.
+
+Set ``ESL_NO_EXTENSIONS=1`` to force the twin. ``BACKEND`` says which one is
+active (``"cython"`` or ``"python"``); ``backends()`` gives both where both
+exist, for differential tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+from esl import _pycore
+
+__all__ = ["BACKEND", "Event", "Parser", "Router", "DEFAULT_MAX_SIZE", "backends", "load"]
+
+
+def _compiled() -> ModuleType | None:
+    try:
+        from esl import _core  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return _core
+
+
+def load(name: str) -> ModuleType:
+    """The core module named ``"cython"`` or ``"python"``; ImportError if not built."""
+    if name == "python":
+        return _pycore
+    if name == "cython":
+        mod = _compiled()
+        if mod is None:
+            raise ImportError("the compiled core esl._core is not built")
+        return mod
+    raise ValueError(f"unknown backend {name!r}")
+
+
+def backends() -> dict[str, ModuleType]:
+    """Every core available here, by name."""
+    found = {"python": _pycore}
+    mod = _compiled()
+    if mod is not None:
+        found["cython"] = mod
+    return found
+
+
+_NO_EXT = os.environ.get("ESL_NO_EXTENSIONS", "") not in ("", "0")
+_mod = None if _NO_EXT else _compiled()
+if _mod is None:
+    _mod = _pycore
+    BACKEND = "python"
+else:
+    BACKEND = "cython"
+
+Event = _mod.Event
+Parser = _mod.Parser
+Router = _mod.Router
+DEFAULT_MAX_SIZE: int = _mod.DEFAULT_MAX_SIZE
