@@ -1,0 +1,230 @@
+"""Call-control value types: channel states, call states and hangup causes.
+
+These mirror FreeSWITCH's own enums (``switch_channel_state_t``,
+``switch_channel_callstate_t`` and ``switch_call_cause_t``) so that values read
+from events (``Channel-State``, ``Channel-Call-State``, ``Hangup-Cause``) can be
+compared, ordered and validated before they are sent back in a command.
+"""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = ["ChannelState", "CallState", "HangupCause"]
+
+
+class ChannelState(enum.IntEnum):
+    """A channel's state machine position, ordered as FreeSWITCH's ``CS_*`` values.
+
+    The order is the order a call moves through (``NEW < INIT < ROUTING < ...
+    < HANGUP < REPORTING < DESTROY``), so ``channel.state >= ChannelState.HANGUP``
+    reads "the channel is gone". ``NONE`` is FreeSWITCH's out-of-band value
+    (``CS_NONE``); it sorts last and is never produced by a live channel's events.
+    """
+
+    NEW = 0
+    INIT = 1
+    ROUTING = 2
+    SOFT_EXECUTE = 3
+    EXECUTE = 4
+    EXCHANGE_MEDIA = 5
+    PARK = 6
+    CONSUME_MEDIA = 7
+    HIBERNATE = 8
+    RESET = 9
+    HANGUP = 10
+    REPORTING = 11
+    DESTROY = 12
+    NONE = 13
+
+    @classmethod
+    def parse(cls, value: "str | int | ChannelState") -> "ChannelState":
+        """The state for ``"CS_EXECUTE"``, ``"EXECUTE"``, ``"execute"``, ``4`` or a ChannelState.
+
+        Raises ValueError for anything else.
+        """
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, int):
+            return cls(value)
+        if isinstance(value, str):
+            text = value.strip().upper()
+            if text.startswith("CS_"):
+                text = text[3:]
+            member = cls.__members__.get(text)
+            if member is not None:
+                return member
+            if text.isdigit():
+                return cls(int(text))
+        raise ValueError(f"not a FreeSWITCH channel state: {value!r}")
+
+    # genesis spells it this way
+    from_freeswitch = parse
+
+    @property
+    def wire(self) -> str:
+        """The name FreeSWITCH uses on the wire, e.g. ``"CS_EXECUTE"``."""
+        return "CS_" + self.name
+
+
+class CallState(str, enum.Enum):
+    """The call-level state FreeSWITCH reports in ``Channel-Call-State``.
+
+    Unlike :class:`ChannelState` this is not a strict progression (a call goes
+    ``ACTIVE -> HELD -> UNHELD -> ACTIVE``), so it is not ordered.
+    """
+
+    DOWN = "DOWN"
+    DIALING = "DIALING"
+    RINGING = "RINGING"
+    EARLY = "EARLY"
+    ACTIVE = "ACTIVE"
+    HELD = "HELD"
+    RING_WAIT = "RING_WAIT"
+    HANGUP = "HANGUP"
+    UNHELD = "UNHELD"
+
+    @classmethod
+    def parse(cls, value: "str | CallState") -> "CallState":
+        """The call state named ``value`` (any case, optional ``CCS_`` prefix); ValueError otherwise."""
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, str):
+            text = value.strip().upper()
+            if text.startswith("CCS_"):
+                text = text[4:]
+            member = cls.__members__.get(text)
+            if member is not None:
+                return member
+        raise ValueError(f"not a FreeSWITCH call state: {value!r}")
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class HangupCause(enum.IntEnum):
+    """Every hangup cause FreeSWITCH knows, valued as ``switch_call_cause_t``.
+
+    Values below 128 are the Q.850 cause codes; the 400s and up are
+    FreeSWITCH's own. ``str(cause)`` is the name sent on the wire
+    (``hangup-cause: USER_BUSY``, ``uuid_kill <uuid> USER_BUSY``).
+    """
+
+    NONE = 0
+    UNALLOCATED_NUMBER = 1
+    NO_ROUTE_TRANSIT_NET = 2
+    NO_ROUTE_DESTINATION = 3
+    CHANNEL_UNACCEPTABLE = 6
+    CALL_AWARDED_DELIVERED = 7
+    NORMAL_CLEARING = 16
+    USER_BUSY = 17
+    NO_USER_RESPONSE = 18
+    NO_ANSWER = 19
+    SUBSCRIBER_ABSENT = 20
+    CALL_REJECTED = 21
+    NUMBER_CHANGED = 22
+    REDIRECTION_TO_NEW_DESTINATION = 23
+    EXCHANGE_ROUTING_ERROR = 25
+    DESTINATION_OUT_OF_ORDER = 27
+    INVALID_NUMBER_FORMAT = 28
+    FACILITY_REJECTED = 29
+    RESPONSE_TO_STATUS_ENQUIRY = 30
+    NORMAL_UNSPECIFIED = 31
+    NORMAL_CIRCUIT_CONGESTION = 34
+    NETWORK_OUT_OF_ORDER = 38
+    NORMAL_TEMPORARY_FAILURE = 41
+    SWITCH_CONGESTION = 42
+    ACCESS_INFO_DISCARDED = 43
+    REQUESTED_CHAN_UNAVAIL = 44
+    PRE_EMPTED = 45
+    FACILITY_NOT_SUBSCRIBED = 50
+    OUTGOING_CALL_BARRED = 52
+    INCOMING_CALL_BARRED = 54
+    BEARERCAPABILITY_NOTAUTH = 57
+    BEARERCAPABILITY_NOTAVAIL = 58
+    SERVICE_UNAVAILABLE = 63
+    BEARERCAPABILITY_NOTIMPL = 65
+    CHAN_NOT_IMPLEMENTED = 66
+    FACILITY_NOT_IMPLEMENTED = 69
+    SERVICE_NOT_IMPLEMENTED = 79
+    INVALID_CALL_REFERENCE = 81
+    INCOMPATIBLE_DESTINATION = 88
+    INVALID_MSG_UNSPECIFIED = 95
+    MANDATORY_IE_MISSING = 96
+    MESSAGE_TYPE_NONEXIST = 97
+    WRONG_MESSAGE = 98
+    IE_NONEXIST = 99
+    INVALID_IE_CONTENTS = 100
+    WRONG_CALL_STATE = 101
+    RECOVERY_ON_TIMER_EXPIRE = 102
+    MANDATORY_IE_LENGTH_ERROR = 103
+    PROTOCOL_ERROR = 111
+    INTERWORKING = 127
+    SUCCESS = 142
+    ORIGINATOR_CANCEL = 487
+    CRASH = 700
+    SYSTEM_SHUTDOWN = 701
+    LOSE_RACE = 702
+    MANAGER_REQUEST = 703
+    BLIND_TRANSFER = 800
+    ATTENDED_TRANSFER = 801
+    ALLOTTED_TIMEOUT = 802
+    USER_CHALLENGE = 803
+    MEDIA_TIMEOUT = 804
+    PICKED_OFF = 805
+    USER_NOT_REGISTERED = 806
+    PROGRESS_TIMEOUT = 807
+    INVALID_GATEWAY = 808
+    GATEWAY_DOWN = 809
+    INVALID_URL = 810
+    INVALID_PROFILE = 811
+    NO_PICKUP = 812
+    SRTP_READ_ERROR = 813
+    BOWOUT = 814
+    BUSY_EVERYWHERE = 815
+    DECLINE = 816
+    DOES_NOT_EXIST_ANYWHERE = 817
+    NOT_ACCEPTABLE = 818
+    UNWANTED = 819
+    NO_IDENTITY = 820
+    BAD_IDENTITY_INFO = 821
+    UNSUPPORTED_CERTIFICATE = 822
+    INVALID_IDENTITY = 823
+    STALE_DATE = 824
+    REJECT_ALL = 825
+
+    @classmethod
+    def parse(cls, value: "str | int | HangupCause") -> "HangupCause":
+        """The cause for ``"USER_BUSY"``, ``"user_busy"``, ``"SWITCH_CAUSE_USER_BUSY"``, ``17`` ...
+
+        Raises ValueError for a name or number FreeSWITCH does not know; this is
+        what validates a cause before it is put in a command.
+        """
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            try:
+                return cls(value)
+            except ValueError:
+                pass
+        elif isinstance(value, str):
+            text = value.strip().upper()
+            if text.startswith("SWITCH_CAUSE_"):
+                text = text[13:]
+            member = cls.__members__.get(text)
+            if member is not None:
+                return member
+            if text.isdigit():
+                try:
+                    return cls(int(text))
+                except ValueError:
+                    pass
+        raise ValueError(f"not a FreeSWITCH hangup cause: {value!r}")
+
+    @property
+    def q850(self) -> int | None:
+        """The Q.850 code (1-127) when this cause is one, else ``None``."""
+        return int(self) if 0 < self < 128 else None
+
+    def __str__(self) -> str:
+        return self.name
