@@ -1,0 +1,216 @@
+"""``Session``: one outbound-socket connection, i.e. one call FreeSWITCH handed to the application.
+
+A Session *is* an :class:`~esl.protocol.ESLProtocol` (so ``api``, ``bgapi``,
+``send``, ``on``, ``events`` all work on it, and ``Channel.create(session, ...)``
+places further calls from it), plus the call it controls: ``session.uuid``,
+``session.context`` (the channel data FreeSWITCH sent in reply to ``connect``)
+and ``session.channel`` (the :class:`~esl.channel.Channel` of that call).
+Sessions are made by :class:`~esl.outbound.Outbound`; the handler gets them
+ready to use.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Mapping
+
+from esl.channel import Channel
+from esl.commands import check_line
+from esl.exceptions import ChannelError, CommandError, ConnectionError
+from esl.protocol import ESLProtocol
+from esl.types import HangupCause
+
+if TYPE_CHECKING:  # pragma: no cover
+    from esl.core import Event
+    from esl.outbound import Outbound
+
+__all__ = ["Session"]
+
+log = logging.getLogger("esl.session")
+
+#: FreeSWITCH gives up on an outbound socket whose first command does not arrive within 25 s.
+CONNECT_DEADLINE = 25.0
+
+
+class Session(ESLProtocol):
+    """The connection FreeSWITCH opened for one call (``socket`` dialplan application).
+
+    ``context`` is the ``connect`` reply (an Event holding the caller profile,
+    channel state and every ``variable_*``); ``uuid`` its ``Unique-ID``;
+    ``channel`` the call's Channel; ``control`` / ``socket_mode`` say how the
+    dialplan invoked the socket (``"full"``/``"single-channel"``,
+    ``"async"``/``"static"``).
+    """
+
+    def __init__(self, server: "Outbound | None" = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.server = server
+        self.context: Event | None = None
+        self.channel: Channel | None = None
+        self.uses_filters = False
+        self._esl_channels: Any = None
+
+    # -- asyncio.Protocol -------------------------------------------------------
+
+    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if self.server is not None:
+            self.server._session_made(self)
+
+    # -- identity ---------------------------------------------------------------
+
+    @property
+    def uuid(self) -> str | None:
+        """The UUID of the call this socket controls (``None`` before ``connect``)."""
+        channel = self.channel
+        if channel is not None:
+            return channel.uuid  # follows CHANNEL_UUID renames
+        ctx = self.context
+        return None if ctx is None else (ctx.get("Unique-ID") or ctx.get("Channel-Unique-ID"))
+
+    @property
+    def control(self) -> str | None:
+        """``"full"`` or ``"single-channel"`` (the ``Control`` header of the connect reply)."""
+        return None if self.context is None else self.context.get("Control")
+
+    @property
+    def socket_mode(self) -> str | None:
+        """``"async"`` or ``"static"`` (the ``Socket-Mode`` header of the connect reply)."""
+        return None if self.context is None else self.context.get("Socket-Mode")
+
+    @property
+    def full_control(self) -> bool:
+        """False when the dialplan lacks ``full``: then api, bgapi, event, linger... are refused."""
+        return self.control != "single-channel"
+
+    # -- setup (driven by Outbound) ------------------------------------------------
+
+    async def connect(self, timeout: float = CONNECT_DEADLINE) -> "Event":
+        """Send ``connect`` (it must be the first command) and keep the channel data it returns.
+
+        Warns when the dialplan did not ask for ``async full``: without
+        ``full`` most commands are refused; without ``async`` the socket blocks
+        while an application runs and no events (DTMF included) flow meanwhile.
+        """
+        reply = await self.send("connect", timeout=timeout)
+        text = reply.get("Reply-Text", "")
+        if text.startswith("-ERR"):
+            raise CommandError(text, "connect")
+        self.context = reply
+        uuid = reply.get("Unique-ID") or reply.get("Channel-Unique-ID")
+        if not uuid:
+            raise ChannelError("connect reply carries no Unique-ID")
+        if reply.get("Control") == "single-channel":
+            log.warning(
+                "outbound session %s: Control: single-channel - the dialplan's socket application lacks "
+                "'full'; api, bgapi, event, linger and most commands will be refused", uuid)
+        if reply.get("Socket-Mode") == "static":
+            log.warning(
+                "outbound session %s: Socket-Mode: static - the dialplan's socket application lacks "
+                "'async'; each sendmsg blocks until its application ends and no events (not even DTMF) "
+                "arrive meanwhile", uuid)
+        self.channel = Channel.from_session(self)
+        return reply
+
+    async def subscribe_channel(self, events: "bool | tuple[str, ...] | list[str]" = True) -> None:
+        """Receive this call's events.
+
+        We do not rely on ``myevents`` alone: its fixed set lacks
+        CHANNEL_CALLSTATE, PLAYBACK_*, RECORD_*, CUSTOM and every event of
+        other legs (ESL-PROTOCOL.md §1.8). Instead the socket filters on
+        ``Unique-ID <uuid>`` (and ``Job-Owner-UUID <uuid>``, so the results of
+        this socket's own bgapi calls still pass) and subscribes to the
+        events wanted (``True``: ALL). Further channels placed from the
+        session add their own ``Unique-ID`` filter. Without ``full`` control
+        ``event`` is refused, so ``myevents`` is the fallback there.
+        """
+        uuid = self.uuid
+        assert uuid is not None
+        if not events:
+            return
+        if not self.full_control:
+            await self.myevents(format="plain")
+            return
+        await self.filter("Unique-ID", uuid)
+        await self.filter("Job-Owner-UUID", uuid)
+        self._job_filter = True  # Job-Owner-UUID already lets this socket's BACKGROUND_JOBs through
+        self.uses_filters = True
+        if events is True:
+            await self.subscribe(format="plain")
+        else:
+            await self.subscribe(*events, "BACKGROUND_JOB", format="plain")
+
+    def on_linger(self, event: Any) -> None:
+        """The linger notice: the channel is gone, the socket stays open for its last events."""
+        super().on_linger(event)
+        channel = self.channel
+        if channel is not None:
+            channel._on_linger()
+
+    # -- commands ----------------------------------------------------------------
+
+    async def sendmsg(
+        self,
+        command: str,
+        application: str | None = None,
+        data: object = None,
+        *,
+        block: bool = False,
+        lock: bool = False,
+        timeout: float | None = None,
+        uuid: str | None = None,
+        headers: Mapping[str, object] | None = None,
+    ) -> "Event":
+        """Send a call command to this call (or to ``uuid``).
+
+        ``command`` ``"execute"`` runs ``application`` with ``data`` (see
+        :meth:`Channel.execute`: ``block=True`` waits for its completion,
+        racing hangup and socket close); ``"hangup"`` hangs up with cause
+        ``data`` (default NORMAL_CLEARING); other call commands (``unicast``,
+        ``nomedia``, ``xferext``...) are sent with ``headers`` as given.
+        """
+        check_line(command, "call command")
+        target = uuid or self.uuid
+        if target is None:
+            raise ChannelError("the session is not connected to a call yet")
+        if command == "execute":
+            if not application:
+                raise ValueError("execute needs an application")
+            channel = self._channel_for(target)
+            return await channel.execute(application, data, block=block, lock=lock, timeout=timeout,
+                                         headers=headers)
+        hdrs: dict[str, str] = {"call-command": command}
+        if command == "hangup":
+            hdrs["hangup-cause"] = HangupCause.parse(data if data is not None else "NORMAL_CLEARING").name
+        if lock:
+            hdrs["event-lock"] = "true"
+        for name, value in (headers or {}).items():
+            hdrs[check_line(name, "header name")] = check_line(str(value), "header value")
+        kwargs: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        reply = await self.sendmsg_raw(None if target == self.uuid else target, hdrs, **kwargs)
+        if command == "hangup" and block:
+            await self._channel_for(target).wait("CHANNEL_HANGUP", timeout=timeout or 10.0)
+        return reply  # type: ignore[no-any-return]
+
+    def _channel_for(self, uuid: str) -> Channel:
+        if self.channel is not None and uuid == self.channel.uuid:
+            return self.channel
+        return Channel.attach(self, uuid)
+
+    async def hangup(self, cause: "HangupCause | str | int" = "NORMAL_CLEARING") -> None:
+        """Hang up this call (a shortcut for ``session.channel.hangup``)."""
+        if self.channel is not None:
+            await self.channel.hangup(cause)
+
+    async def close_session(self, exit_timeout: float = 2.0) -> None:
+        """End the socket cleanly: ``exit`` (FreeSWITCH answers ``+OK bye`` and closes), then close."""
+        if not self.closed:
+            try:
+                await self.exit(timeout=exit_timeout)
+            except (ConnectionError, Exception):  # noqa: BLE001 - closing anyway
+                pass
+        if not self.closed:
+            self.close("session finished")
+
+    def __repr__(self) -> str:
+        return f"<Session {self.uuid} {'closed' if self.closed else 'open'}>"
