@@ -1,0 +1,10 @@
+"""The compiled core (built from ``_core/`` by CMake): ``Event``, ``Parser``, ``Router``.
+
+Same interface as the pure-Python twin ``esl._pycore``; ``esl.core`` picks one.
+"""
+
+from esl._core.event import Event
+from esl._core.parser import DEFAULT_MAX_SIZE, Parser
+from esl._core.router import Router
+
+__all__ = ["Event", "Parser", "Router", "DEFAULT_MAX_SIZE"]
