@@ -1,0 +1,144 @@
+"""The end-to-end benchmark clients, one per library, each run in its own process by ``esl bench``.
+
+``python -m esl.cli._e2e CLIENT HOST PORT EVENTS MAX_SECONDS`` (password in ``ESL_PASSWORD``)
+connects to a replay server, subscribes to ``event plain ALL``, handles events with one
+catch-all handler that reads the event's Unique-ID, and prints one JSON line:
+``{"client": ..., "events": n, "seconds": s}`` timed from the first event to the last one
+counted. It stops after EVENTS events or MAX_SECONDS, whichever comes first. CLIENT is
+``esl`` (the core picked by ``ESL_NO_EXTENSIONS`` as usual), ``genesis`` or ``greenswitch``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from typing import Any, Callable
+
+
+class _Counter:
+    """Counts events, timestamps the first and the last, and says when to stop."""
+
+    def __init__(self, target: int, max_seconds: float, on_done: Callable[[], Any]) -> None:
+        self.target = target
+        self.max_seconds = max_seconds
+        self.count = 0
+        self.first = 0.0
+        self.last = 0.0
+        self.done = False
+        self._on_done = on_done
+        self.started: Callable[[], Any] | None = None
+
+    def hit(self) -> None:
+        if self.done:
+            return
+        self.count += 1
+        if self.count == 1:
+            self.first = time.perf_counter()
+            if self.started is not None:
+                self.started()
+        if self.count >= self.target:
+            self.finish()
+
+    def finish(self) -> None:
+        if not self.done:
+            self.done = True
+            self.last = time.perf_counter()
+            self._on_done()
+
+    def result(self, client: str, **extra: Any) -> dict[str, Any]:
+        return {"client": client, "events": self.count, "seconds": max(self.last - self.first, 1e-9), **extra}
+
+
+async def _run_esl(host: str, port: int, password: str, target: int, max_seconds: float) -> dict[str, Any]:
+    import esl
+    from esl.core import BACKEND
+
+    loop = asyncio.get_running_loop()
+    finished = asyncio.Event()
+    counter = _Counter(target, max_seconds, finished.set)
+    counter.started = lambda: loop.call_later(max_seconds, counter.finish)
+
+    def handler(event: Any) -> None:
+        event.uuid  # the handler reads Unique-ID (a routing key: no header decode needed)
+        counter.hit()
+
+    async with esl.Inbound(host, port, password, timeout=10.0) as client:  # type: ignore[attr-defined]
+        client.on("*", handler)
+        await client.subscribe("ALL", format="plain")
+        await asyncio.wait_for(finished.wait(), max_seconds + 20)
+    return counter.result("esl", backend=BACKEND)
+
+
+async def _run_genesis(host: str, port: int, password: str, target: int, max_seconds: float) -> dict[str, Any]:
+    import logging
+
+    logging.disable(logging.CRITICAL)
+    from genesis import Inbound
+
+    loop = asyncio.get_running_loop()
+    finished = asyncio.Event()
+    counter = _Counter(target, max_seconds, finished.set)
+    counter.started = lambda: loop.call_later(max_seconds, counter.finish)
+
+    async def handler(event: Any) -> None:
+        event.get("Unique-ID")
+        counter.hit()
+
+    async with Inbound(host, port, password, timeout=10) as client:
+        client.on("*", handler)
+        await client.send("event plain ALL")
+        await asyncio.wait_for(finished.wait(), max_seconds + 20)
+    return counter.result("genesis")
+
+
+def _run_greenswitch(host: str, port: int, password: str, target: int, max_seconds: float) -> dict[str, Any]:
+    import logging
+
+    logging.disable(logging.CRITICAL)
+    import gevent
+    import greenswitch
+
+    done = gevent.event.Event()
+    counter = _Counter(target, max_seconds, done.set)
+    counter.started = lambda: gevent.spawn_later(max_seconds, counter.finish)
+
+    def handler(event: Any) -> None:
+        event.headers.get("Unique-ID")
+        counter.hit()
+
+    client = greenswitch.InboundESL(host=host, port=port, password=password)
+    client.connect()
+    client.register_handle("*", handler)
+    client.send("event plain ALL")
+    done.wait(max_seconds + 20)
+    client._run = False  # stop without waiting for an exit reply behind the event flood
+    client.sock.close()
+    return counter.result("greenswitch")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run one client and print its JSON result line."""
+    args = sys.argv[1:] if argv is None else argv
+    client, host, port, target, max_seconds = args[0], args[1], int(args[2]), int(args[3]), float(args[4])
+    password = os.environ.get("ESL_PASSWORD", "ClueCon")
+    try:
+        if client == "esl":
+            result = asyncio.run(_run_esl(host, port, password, target, max_seconds))
+        elif client == "genesis":
+            result = asyncio.run(_run_genesis(host, port, password, target, max_seconds))
+        elif client == "greenswitch":
+            result = _run_greenswitch(host, port, password, target, max_seconds)
+        else:
+            raise ValueError(f"unknown client {client!r}")
+    except Exception as exc:  # reported to the parent as data, never a traceback
+        print(json.dumps({"client": client, "error": f"{type(exc).__name__}: {exc}"}), flush=True)
+        return 1
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

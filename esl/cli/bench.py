@@ -1,0 +1,543 @@
+"""``esl bench``: how fast this library reads FreeSWITCH events, next to the other Python clients.
+
+One run measures, on one capture (the bundled one by default):
+
+* ``parse``: framing plus the routing keys (Event-Name, Unique-ID) of every event;
+* ``decode``: framing plus a full decode of every event's headers and body;
+* ``route``: framing plus the UUID filter (``Router`` with 10,000 routes, 1% of events matching),
+  the rest routed away without being decoded;
+* ``e2e``: events per second over loopback, from a replay server into a client with one
+  catch-all handler reading the Unique-ID, each client in its own process.
+
+In-process figures feed the events in 64 KiB pieces, as socket reads would, and keep the
+best of several repeats. Peers (genesis, greenswitch) decode every header whatever the
+caller reads, so their one parser figure is what ``parse``, ``decode`` and ``route`` are
+compared with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import io
+import json
+import os
+import platform
+import sys
+import time
+import uuid as uuidlib
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+import click
+
+from esl.cli import capture as captures
+from esl.cli._common import CLIError, clean_errors, run
+
+PIECE = 64 * 1024
+PEERS = ("genesis", "greenswitch")
+#: Short labels for the table; MEASURES says what each one is.
+SHORT = {"parse": "parse + keys", "decode": "full decode", "route": "routed away", "e2e": "end to end"}
+MEASURES = {
+    "parse": "framing + routing keys",
+    "decode": "framing + full decode",
+    "route": "routed away (10,000 routes, 1% match)",
+    "e2e": "end to end over loopback (Inbound, '*' handler)",
+}
+
+
+@dataclass
+class Result:
+    """One measured figure."""
+
+    measure: str
+    subject: str
+    events: int
+    seconds: float
+    bytes: int
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["events_per_s"] = round(self.rate, 1)
+        d["mb_per_s"] = round(self.bytes / self.seconds / 1e6, 2) if self.seconds > 0 else 0.0
+        return d
+
+
+# -- in-process measurements ---------------------------------------------------------------
+
+
+def _pieces(data: bytes) -> list[bytes]:
+    return [data[i : i + PIECE] for i in range(0, len(data), PIECE)]
+
+
+def _best(fn: Callable[[], int], min_time: float, min_repeat: int = 3, max_repeat: int = 50) -> tuple[float, int]:
+    """Best wall time of ``fn`` over repeats (at least ``min_repeat``, until ``min_time`` spent)."""
+    best = float("inf")
+    count = 0
+    spent = 0.0
+    n = 0
+    while n < min_repeat or (spent < min_time and n < max_repeat):
+        t0 = time.perf_counter()
+        count = fn()
+        dt = time.perf_counter() - t0
+        best = min(best, dt)
+        spent += dt
+        n += 1
+    return best, count
+
+
+def _parse_fn(mod: Any, pieces: list[bytes]) -> Callable[[], int]:
+    def go() -> int:
+        parser = mod.Parser()
+        n = 0
+        for piece in pieces:
+            for ev in parser.feed(piece):
+                ev.name
+                ev.uuid
+                n += 1
+        return n
+
+    return go
+
+
+def _decode_fn(mod: Any, pieces: list[bytes]) -> Callable[[], int]:
+    def go() -> int:
+        parser = mod.Parser()
+        n = 0
+        for piece in pieces:
+            for ev in parser.feed(piece):
+                len(ev)  # every header decoded into the mapping
+                ev.body
+                n += 1
+        return n
+
+    return go
+
+
+def route_keys(data: bytes, routes: int = 10_000, share: float = 0.01) -> list[str]:
+    """``routes`` UUIDs to register: capture UUIDs owning about ``share`` of the events, then random ones."""
+    from esl.core import Parser
+
+    counts: dict[str, int] = {}
+    total = 0
+    for ev in Parser().feed(data):
+        key = ev.job_uuid if ev.name == "BACKGROUND_JOB" else ev.uuid
+        total += 1
+        if key:
+            counts[key] = counts.get(key, 0) + 1
+    chosen: list[str] = []
+    matched = 0
+    for key, n in sorted(counts.items(), key=lambda kv: (kv[1], kv[0])):
+        if matched + n > share * total:
+            continue
+        chosen.append(key)
+        matched += n
+        if matched >= share * total * 0.95 or len(chosen) >= routes:
+            break
+    rng = uuidlib.UUID(int=0x5EED).int
+    while len(chosen) < routes:
+        rng = (rng * 6364136223846793005 + 1442695040888963407) % (1 << 128)
+        chosen.append(str(uuidlib.UUID(int=rng)))
+    return chosen
+
+
+def _route_fn(mod: Any, pieces: list[bytes], keys: list[str]) -> Callable[[], int]:
+    got: list[Any] = []
+    router = mod.Router(None)
+    for key in keys:
+        router.add(key, got.append)
+
+    def go() -> int:
+        got.clear()
+        parser = mod.Parser()
+        n = 0
+        for piece in pieces:
+            evs = parser.feed(piece)
+            router.dispatch(evs)
+            n += len(evs)
+        return n
+
+    return go
+
+
+def _genesis_fn(pieces: list[bytes]) -> Callable[[], int]:
+    import logging
+
+    logging.disable(logging.CRITICAL)
+    from genesis.protocol.reader_fsm import ESLReaderFSM
+
+    def go() -> int:
+        fsm = ESLReaderFSM()
+        buf = b""
+        need = 0
+        n = 0
+        for piece in pieces:
+            buf += piece
+            while True:
+                if need:
+                    if len(buf) < need:
+                        break
+                    n += len(fsm.process_body(buf[:need]))
+                    buf = buf[need:]
+                    need = 0
+                end = buf.find(b"\n\n")
+                if end < 0:
+                    break
+                evs, need = fsm.process_headers(buf[: end + 2].decode("utf-8"))
+                n += len(evs)
+                buf = buf[end + 2 :]
+        return n
+
+    return go
+
+
+def _greenswitch_fn(data: bytes) -> Callable[[], int]:
+    import logging
+
+    logging.disable(logging.CRITICAL)
+    from greenswitch.esl import ESLProtocol
+
+    def go() -> int:
+        proto = ESLProtocol()
+        proto.sock_file = io.BytesIO(data)
+        proto.sock = io.BytesIO()
+        proto.connected = True
+        proto.receive_events()  # greenswitch's own reader loop, over an in-memory "socket"
+        return int(proto._esl_event_queue.qsize())
+
+    return go
+
+
+def peer_available(name: str) -> bool:
+    """True when the peer library can be imported here."""
+    import importlib.util
+
+    mod = {"genesis": "genesis", "greenswitch": "greenswitch"}[name]
+    return importlib.util.find_spec(mod) is not None
+
+
+# -- end to end ----------------------------------------------------------------------------------
+
+
+async def _run_client(client: str, host: str, port: int, password: str, events: int, max_seconds: float,
+                      env_extra: dict[str, str]) -> dict[str, Any]:
+    env = dict(os.environ, ESL_PASSWORD=password, **env_extra)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "esl.cli._e2e", client, host, str(port), str(events), str(max_seconds),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), max_seconds + 60)
+    except asyncio.TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return {"client": client, "error": "client did not finish in time"}
+    lines = [ln for ln in out.decode(errors="replace").splitlines() if ln.startswith("{")]
+    if not lines:
+        tail = err.decode(errors="replace").strip().splitlines()
+        return {"client": client, "error": tail[-1] if tail else f"exit status {proc.returncode}"}
+    return dict(json.loads(lines[-1]))
+
+
+async def _e2e(cap: captures.Capture, subjects: list[tuple[str, str, dict[str, str]]], events: int,
+               max_seconds: float, avg_size: float, warn: Callable[[str], None]) -> list[Result]:
+    from esl.cli.serve import ReplayServer
+
+    results: list[Result] = []
+    password = "ClueCon"
+    for label, client, env in subjects:
+        async with ReplayServer(cap, port=0, password=password, loops=0) as server:
+            got = await _run_client(client, server.host, server.port, password, events, max_seconds, env)
+        if "error" in got:
+            warn(f"end-to-end {label} failed: {got['error']}")
+            continue
+        results.append(Result("e2e", label, int(got["events"]), float(got["seconds"]), int(got["events"] * avg_size)))
+    return results
+
+
+# -- the command ---------------------------------------------------------------------------------
+
+
+def measure(
+    cap: captures.Capture,
+    backends: list[str],
+    peers: list[str],
+    *,
+    events: int | None,
+    e2e: bool,
+    e2e_events: int,
+    e2e_seconds: float,
+    min_time: float,
+    progress: Callable[[str], None],
+    warn: Callable[[str], None],
+) -> list[Result]:
+    """Run every measurement; ``progress`` is told what runs next."""
+    from esl.core import Parser, load
+
+    data = cap.event_bytes()
+    if events is not None and events < cap.events:
+        evs = Parser().feed(data)[:events]
+        data = b"".join(ev.raw for ev in evs)
+    pieces = _pieces(data)
+    nbytes = len(data)
+    keys = route_keys(data)
+    results: list[Result] = []
+    for name in backends:
+        mod = load(name)
+        label = f"esl-{name}"
+        for measure_name, fn in (
+            ("parse", _parse_fn(mod, pieces)),
+            ("decode", _decode_fn(mod, pieces)),
+            ("route", _route_fn(mod, pieces, keys)),
+        ):
+            progress(f"{label}: {MEASURES[measure_name]}")
+            secs, n = _best(fn, min_time)
+            results.append(Result(measure_name, label, n, secs, nbytes))
+    for peer in peers:
+        progress(f"{peer}: parser")
+        fn = _genesis_fn(pieces) if peer == "genesis" else _greenswitch_fn(data)
+        secs, n = _best(fn, min_time, min_repeat=2, max_repeat=5)
+        results.append(Result("decode", peer, n, secs, nbytes))
+    if e2e:
+        subjects = [(f"esl-{b}", "esl", {"ESL_NO_EXTENSIONS": "1" if b == "python" else "0"}) for b in backends]
+        subjects += [(p, p, {}) for p in peers]
+        sub_cap = cap if events is None or events >= cap.events else captures.check(data, cap.path)
+        for label, client, env in subjects:
+            progress(f"{label}: end to end")
+            n_events = e2e_events if label.startswith("esl") else max(1, e2e_events // 10)
+            avg_size = nbytes / sub_cap.events
+            results.extend(run(_e2e(sub_cap, [(label, client, env)], n_events, e2e_seconds, avg_size, warn)))
+    return results
+
+
+def ratios(results: list[Result]) -> dict[tuple[str, str], dict[str, float]]:
+    """For each esl figure: its ratio to the other backend and to each peer on the same job.
+
+    Peers have one parser figure (they always decode everything); it is the reference for
+    ``parse``, ``decode`` and ``route``.
+    """
+    by: dict[tuple[str, str], Result] = {(r.measure, r.subject): r for r in results}
+    out: dict[tuple[str, str], dict[str, float]] = {}
+    for r in results:
+        if not r.subject.startswith("esl-"):
+            continue
+        row: dict[str, float] = {}
+        other = "esl-python" if r.subject == "esl-cython" else "esl-cython"
+        if (r.measure, other) in by and by[(r.measure, other)].rate:
+            row[other] = r.rate / by[(r.measure, other)].rate
+        for peer in PEERS:
+            ref = by.get(("e2e" if r.measure == "e2e" else "decode", peer))
+            if ref is not None and ref.rate:
+                row[peer] = r.rate / ref.rate
+        out[(r.measure, r.subject)] = row
+    return out
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "system": f"{platform.system()} {platform.release()}",
+    }
+
+
+def report(cap: captures.Capture, results: list[Result], backend_default: str) -> dict[str, Any]:
+    """The machine-readable form of a run (``--json``)."""
+    rat = ratios(results)
+    rows = []
+    for r in results:
+        d = r.as_dict()
+        d["vs"] = {k: round(v, 2) for k, v in rat.get((r.measure, r.subject), {}).items()}
+        rows.append(d)
+    from esl import __version__
+
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "esl": __version__,
+        "default_backend": backend_default,
+        "machine": machine(),
+        "capture": {"path": cap.path, "events": cap.events, "format": cap.format, "bytes": len(cap.data)},
+        "measures": MEASURES,
+        "results": rows,
+    }
+
+
+def _fmt_rate(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def table(cap: captures.Capture, results: list[Result]) -> Any:
+    """The rich table printed for people."""
+    from rich.table import Table
+
+    rat = ratios(results)
+    subjects_peers = [p for p in PEERS if any(r.subject == p for r in results)]
+    m = machine()
+    t = Table(
+        title=f"esl bench: {cap.path} ({cap.events:,} {cap.format} events)",
+        caption=f"{m['cpu']}, {m['cores']} cores, Python {m['python']}. parse + keys: framing and routing keys; "
+        "full decode: every header and body; routed away: Router with 10,000 routes, 1% of events matching; "
+        "end to end: replay server -> client with one '*' handler reading Unique-ID, over loopback. "
+        "Ratios: this row's events/s over the other's (peers' parsers, which always decode everything, "
+        "for the in-process rows).",
+    )
+    t.add_column("measure")
+    t.add_column("subject")
+    t.add_column("events/s", justify="right")
+    t.add_column("MB/s", justify="right")
+    t.add_column("vs other backend", justify="right")
+    for p in subjects_peers:
+        t.add_column(f"vs {p}", justify="right")
+    last = None
+    for r in sorted(results, key=lambda r: (list(MEASURES).index(r.measure), r.subject)):
+        row = rat.get((r.measure, r.subject), {})
+        other = [v for k, v in row.items() if k.startswith("esl-")]
+        cells = [
+            SHORT[r.measure] if r.measure != last else "",
+            r.subject,
+            _fmt_rate(r.rate),
+            f"{r.bytes / r.seconds / 1e6:,.1f}" if r.seconds else "",
+            f"{other[0]:.2f}x" if other else "",
+        ]
+        cells += [f"{row[p]:.1f}x" if p in row else "" for p in subjects_peers]
+        t.add_row(*cells, end_section=False)
+        last = r.measure
+    return t
+
+
+def plot(results: list[Result], path: str, title: str) -> None:
+    """A bar chart of events/s per measure and subject (matplotlib imported here, lazily)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise CLIError("--plot needs matplotlib: pip install matplotlib (or pip install 'esl[bench]')") from None
+    measures = [m for m in MEASURES if any(r.measure == m for r in results)]
+    subjects = sorted({r.subject for r in results})
+    fig, ax = plt.subplots(figsize=(max(6, 2.2 * len(measures)), 4.5))
+    width = 0.8 / max(1, len(subjects))
+    for i, subject in enumerate(subjects):
+        xs, ys = [], []
+        for j, m in enumerate(measures):
+            r = next((r for r in results if r.measure == m and r.subject == subject), None)
+            if r is not None:
+                xs.append(j + (i - (len(subjects) - 1) / 2) * width)
+                ys.append(r.rate)
+        bars = ax.bar(xs, ys, width, label=subject)
+        ax.bar_label(bars, labels=[f"{y / 1000:,.0f}k" for y in ys], fontsize=7, rotation=90, padding=2)
+    ax.set_xticks(range(len(measures)), [MEASURES[m] for m in measures], fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("events per second (log scale)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=120)
+    except OSError as exc:
+        raise CLIError(f"cannot write {path!r}: {exc.strerror or exc}") from None
+    finally:
+        plt.close(fig)
+
+
+@click.command("bench")
+@click.argument("capture", type=click.Path(dir_okay=False), required=False)
+@click.option("--backend", type=click.Choice(["cython", "python", "both"]), default="both", show_default=True,
+              help="Which core(s) to measure ('both' where the compiled one is built).")
+@click.option("--compare", default=None, metavar="PEERS",
+              help="Comma-separated peers to measure too: genesis,greenswitch (default: every installed one; "
+              "'none' for none).")
+@click.option("--events", "events", type=click.IntRange(1), default=None,
+              help="Use only the first N events of the capture (quick runs).")
+@click.option("--e2e-events", type=click.IntRange(1), default=200_000, show_default=True,
+              help="Events each esl client handles end to end (peers: a tenth; the capture loops as needed).")
+@click.option("--e2e-seconds", type=click.FloatRange(min=0.1), default=3.0, show_default=True,
+              help="Longest time any one client is measured end to end.")
+@click.option("--no-e2e", is_flag=True, help="Skip the end-to-end measurement.")
+@click.option("--min-time", type=click.FloatRange(min=0), default=0.5, show_default=True,
+              help="Seconds each in-process figure is repeated for (the best repeat counts).")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON instead of a table.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, metavar="FILE.png",
+              help="Also draw the results as a bar chart (needs matplotlib).")
+@clean_errors
+def bench_cmd(capture: str | None, backend: str, compare: str | None, events: int | None, e2e_events: int,
+              e2e_seconds: float, no_e2e: bool, min_time: float, as_json: bool, plot_path: str | None) -> None:
+    """Measure parse, routing and end-to-end throughput on CAPTURE (default: the bundled one).
+
+    Prints a table with each figure's ratio to the other core and to every peer measured in
+    the same run (genesis, greenswitch), or JSON with --json.
+    """
+    from esl.core import BACKEND, backends as available
+
+    have = available()
+    if backend == "both":
+        chosen = [b for b in ("cython", "python") if b in have]
+    elif backend not in have:
+        raise CLIError(f"the {backend} core is not available here (the compiled core is not built)")
+    else:
+        chosen = [backend]
+    if plot_path is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise CLIError("--plot needs matplotlib: pip install matplotlib (or pip install 'esl[bench]')") from None
+    if compare is None:
+        peers = [p for p in PEERS if peer_available(p)]
+    elif compare.strip().lower() in ("", "none"):
+        peers = []
+    else:
+        peers = []
+        for name in (p.strip().lower() for p in compare.split(",") if p.strip()):
+            if name not in PEERS:
+                raise CLIError(f"unknown peer {name!r} (known: {', '.join(PEERS)})")
+            if not peer_available(name):
+                click.echo(f"esl: warning: {name} is not installed (pip install 'esl[bench]'); skipped", err=True)
+                continue
+            if name not in peers:
+                peers.append(name)
+
+    cap = captures.load(capture)
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    err = Console(stderr=True, highlight=False)
+    warnings: list[str] = []
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
+                  transient=True, disable=as_json or not err.is_terminal) as prog:
+        task = prog.add_task("starting", total=None)
+        results = measure(
+            cap, chosen, peers, events=events, e2e=not no_e2e, e2e_events=e2e_events, e2e_seconds=e2e_seconds,
+            min_time=min_time, progress=lambda text: prog.update(task, description=text), warn=warnings.append,
+        )
+    for w in warnings:
+        click.echo(f"esl: warning: {w}", err=True)
+    if events is not None and events < cap.events:
+        cap = captures.Capture(cap.path, cap.data, cap.format, events, cap.messages, cap.names)
+    if as_json:
+        click.echo(json.dumps(report(cap, results, BACKEND), indent=2))
+    else:
+        out = Console(highlight=False)
+        if not out.is_terminal:
+            out = Console(highlight=False, width=120)
+        out.print(table(cap, results))
+    if plot_path is not None:
+        plot(results, plot_path, f"esl bench: {cap.path} ({cap.events:,} events)")
+        if not as_json:
+            click.echo(f"chart written to {plot_path}", err=True)
