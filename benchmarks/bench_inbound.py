@@ -1,0 +1,329 @@
+"""End-to-end inbound throughput: events/s from a loopback server to one ``"*"`` handler reading Unique-ID.
+
+The server replays the real plain capture (``shared/captures/events-plain.raw.xz``,
+or the bundled 5,000-event cut in ``esl/data`` when the shared one is absent):
+it answers ``auth`` and ``event plain ALL`` exactly as FreeSWITCH does and then
+writes the capture's ``text/event-plain`` messages, byte for byte, as fast as
+the socket takes them. It runs in its own process (a minimal blocking replay
+server, so the client under test has a core to itself); each client runs in a
+fresh subprocess:
+
+* ``esl-cython`` / ``esl-python`` — ``esl.Inbound`` with a sync ``"*"`` handler
+  reading ``event.uuid`` (the ``Unique-ID`` header), compiled core / pure-Python twin;
+* ``genesis`` — ``genesis.Inbound`` with an async ``"*"`` handler reading ``event.get("Unique-ID")``;
+* ``greenswitch`` — ``greenswitch.InboundESL`` (gevent) with a ``"*"`` handler.
+
+Run (with the package installed, e.g. ``pip install ".[bench]"``):
+``python benchmarks/bench_inbound.py [--events 200000] [--peer-events 20000]``
+(peers are slower, so they get fewer events; rates are per second either way).
+``ESL_BENCH_TREE=1`` runs the esl clients from the source tree instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import lzma
+import multiprocessing
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+CAPTURES = [
+    ROOT.parent / "shared" / "captures" / "events-plain.raw.xz",
+    ROOT / "shared" / "captures" / "events-plain.raw.xz",
+]
+
+
+def load_event_frames() -> list[bytes]:
+    """The capture's ``text/event-plain`` messages, each as its exact wire bytes."""
+    path = next((p for p in CAPTURES if p.exists()), None)
+    if path is not None:
+        data = lzma.open(path, "rb").read()
+    else:
+        data_dir = ROOT / "esl" / "data"
+        found = sorted(data_dir.glob("*plain*.raw*"))
+        if not found:
+            raise SystemExit("no plain capture found")
+        data = lzma.open(found[0], "rb").read() if found[0].suffix == ".xz" else found[0].read_bytes()
+    frames: list[bytes] = []
+    pos = 0
+    n = len(data)
+    while pos < n:
+        while pos < n and data[pos] == 10:
+            pos += 1
+        end = data.find(b"\n\n", pos)
+        if end < 0:
+            break
+        head = data[pos:end]
+        length = 0
+        ctype = b""
+        for line in head.split(b"\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":", 1)[1])
+            elif line.lower().startswith(b"content-type:"):
+                ctype = line.split(b":", 1)[1].strip()
+        stop = end + 2 + length
+        if ctype == b"text/event-plain":
+            frames.append(data[pos:stop])
+        pos = stop
+    return frames
+
+
+# -- the replay server (own process) ---------------------------------------------
+
+
+def _read_command(conn: socket.socket, buf: bytearray) -> str | None:
+    while b"\n\n" not in buf:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None
+        buf += chunk
+    end = buf.index(b"\n\n")
+    line = bytes(buf[:end]).split(b"\n", 1)[0].decode()
+    del buf[: end + 2]
+    return line
+
+
+def _reply(conn: socket.socket, text: str) -> None:
+    conn.sendall(f"Content-Type: command/reply\nReply-Text: {text}\n\n".encode())
+
+
+def serve(port_queue: multiprocessing.Queue, frames: list[bytes]) -> None:  # type: ignore[type-arg]
+    """Accept clients one after another; send each ``bench N`` events after ``event ...``."""
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    port_queue.put(srv.getsockname()[1])
+    cache: dict[int, bytes] = {}
+    while True:
+        conn, _ = srv.accept()
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        buf = bytearray()
+        count = len(frames)
+        try:
+            conn.sendall(b"Content-Type: auth/request\n\n")
+            while True:
+                line = _read_command(conn, buf)
+                if line is None:
+                    break
+                low = line.lower()
+                if low.startswith("auth "):
+                    _reply(conn, "+OK accepted")
+                elif low.startswith("bench "):
+                    count = int(line.split()[1])
+                    _reply(conn, "+OK")
+                elif low.startswith("event"):
+                    fmt = line.split()[1] if len(line.split()) > 1 else "plain"
+                    _reply(conn, f"+OK event listener enabled {fmt}")
+                    payload = cache.get(count)
+                    if payload is None:
+                        reps, rest = divmod(count, len(frames))
+                        payload = b"".join(frames) * reps + b"".join(frames[:rest])
+                        cache = {count: payload}
+                    conn.sendall(payload)
+                elif low.startswith("exit"):
+                    _reply(conn, "+OK bye")
+                    break
+                else:
+                    _reply(conn, "+OK")
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+
+# -- clients (each in its own subprocess) -------------------------------------------
+
+
+def client_esl(port: int, count: int) -> float:
+    import asyncio
+
+    import esl
+
+    async def run() -> float:
+        done = asyncio.get_running_loop().create_future()
+        seen = 0
+        uuids = 0
+
+        def handler(event: object) -> None:
+            nonlocal seen, uuids
+            if event.uuid is not None:  # type: ignore[attr-defined]
+                uuids += 1
+            seen += 1
+            if seen == count:
+                done.set_result(None)
+
+        async with esl.Inbound("127.0.0.1", port, "ClueCon", timeout=60) as client:
+            client.on("*", handler)
+            await client.send(f"bench {count}")
+            start = time.perf_counter()
+            await client.send("event plain ALL")
+            await asyncio.wait_for(done, 600)
+            elapsed = time.perf_counter() - start
+            client.protocol.close()  # type: ignore[union-attr]
+        assert uuids > 0
+        return elapsed
+
+    return asyncio.run(run())
+
+
+def client_genesis(port: int, count: int) -> float:
+    import asyncio
+    import logging
+
+    import genesis
+
+    logging.disable(logging.CRITICAL)
+
+    async def run() -> float:
+        done = asyncio.get_running_loop().create_future()
+        seen = 0
+
+        async def handler(event: dict) -> None:  # type: ignore[type-arg]
+            nonlocal seen
+            event.get("Unique-ID")
+            seen += 1
+            if seen == count and not done.done():
+                done.set_result(None)
+
+        client = genesis.Inbound("127.0.0.1", port, "ClueCon", timeout=60)
+        async with client:
+            client.on("*", handler)
+            await client.send(f"bench {count}")
+            start = time.perf_counter()
+            await client.send("event plain ALL")
+            await asyncio.wait_for(done, 900)
+            return time.perf_counter() - start
+
+    return asyncio.run(run())
+
+
+def client_greenswitch(port: int, count: int) -> float:
+    import gevent.monkey
+
+    gevent.monkey.patch_all()
+    import logging
+
+    import gevent
+    import greenswitch
+
+    logging.disable(logging.CRITICAL)
+    done = gevent.event.Event()
+    seen = 0
+
+    def handler(event: object) -> None:
+        nonlocal seen
+        event.headers.get("Unique-ID")  # type: ignore[attr-defined]
+        seen += 1
+        if seen == count:
+            done.set()
+
+    client = greenswitch.InboundESL("127.0.0.1", port, "ClueCon", timeout=60)
+    client.connect()
+    client.register_handle("*", handler)
+    client.send(f"bench {count}")
+    start = time.perf_counter()
+    client.send("event plain ALL")
+    if not done.wait(900):
+        raise SystemExit("greenswitch: timed out")
+    elapsed = time.perf_counter() - start
+    client.stop()
+    return elapsed
+
+
+CLIENTS = {
+    "esl-cython": client_esl,
+    "esl-python": client_esl,
+    "genesis": client_genesis,
+    "greenswitch": client_greenswitch,
+}
+
+
+def run_client(name: str, port: int, count: int) -> dict[str, object]:
+    env = dict(os.environ)
+    if os.environ.get("ESL_BENCH_TREE"):  # measure the source tree instead of the installed package
+        env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    if name == "esl-python":
+        env["ESL_NO_EXTENSIONS"] = "1"
+    else:
+        env.pop("ESL_NO_EXTENSIONS", None)
+    cmd = [sys.executable, __file__, "--client", name, "--port", str(port), "--count", str(count)]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
+    if out.returncode != 0:
+        return {"client": name, "error": (out.stderr or out.stdout).strip().splitlines()[-1:]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--events", type=int, default=200_000, help="events per esl run")
+    ap.add_argument("--peer-events", type=int, default=20_000, help="events per genesis/greenswitch run")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per client (best is kept)")
+    ap.add_argument("--clients", default=",".join(CLIENTS))
+    ap.add_argument("--json", help="also write the results to this file")
+    ap.add_argument("--client", help=argparse.SUPPRESS)
+    ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--count", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.client:  # subprocess mode
+        if args.client == "esl-cython":
+            import esl.core
+
+            if esl.core.BACKEND != "cython":
+                raise SystemExit("the compiled core is not built")
+        elapsed = CLIENTS[args.client](args.port, args.count)
+        print(json.dumps({"client": args.client, "events": args.count, "seconds": elapsed,
+                          "events_per_s": args.count / elapsed}))
+        return
+
+    frames = load_event_frames()
+    size = sum(map(len, frames))
+    print(f"capture: {len(frames)} plain events, {size / len(frames):.0f} bytes/event average", flush=True)
+    ctx = multiprocessing.get_context("fork")
+    ports: multiprocessing.Queue = ctx.Queue()  # type: ignore[type-arg]
+    server = ctx.Process(target=serve, args=(ports, frames), daemon=True)
+    server.start()
+    port = ports.get(timeout=30)
+    results: dict[str, dict[str, object]] = {}
+    try:
+        for name in args.clients.split(","):
+            count = args.events if name.startswith("esl") else args.peer_events
+            best: dict[str, object] | None = None
+            for _ in range(args.repeat):
+                res = run_client(name, port, count)
+                if "error" in res:
+                    best = res
+                    break
+                if best is None or float(res["events_per_s"]) > float(best["events_per_s"]):  # type: ignore[arg-type]
+                    best = res
+            assert best is not None
+            results[name] = best
+            rate = best.get("events_per_s")
+            print(f"{name:12s} " + (f"{rate:>12,.0f} events/s" if rate else f"error: {best['error']}"), flush=True)
+    finally:
+        server.terminate()
+    base = results.get("genesis", {}).get("events_per_s")
+    print()
+    print("| client | events | events/s | × genesis |")
+    print("|---|---:|---:|---:|")
+    for name, res in results.items():
+        rate = res.get("events_per_s")
+        if not rate:
+            print(f"| {name} | – | error | – |")
+            continue
+        ratio = f"{float(rate) / float(base):.1f}×" if base else "–"  # type: ignore[arg-type]
+        print(f"| {name} | {res['events']:,} | {float(rate):,.0f} | {ratio} |")  # type: ignore[arg-type]
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
