@@ -60,6 +60,12 @@ _EXTENDED = frozenset({
     "CHANNEL_DATA", "PLAYBACK_START", "PLAYBACK_STOP", "RECORD_START", "RECORD_STOP",
     "CHANNEL_ORIGINATE", "CHANNEL_OUTGOING", "CALL_UPDATE", "CHANNEL_HOLD", "CHANNEL_UNHOLD",
 })
+# Events a channel fires at most once: a wait for one already seen returns it at once,
+# so ``await ch.wait("CHANNEL_ANSWER")`` cannot miss an answer that raced the command reply.
+_ONCE = frozenset({
+    "CHANNEL_CREATE", "CHANNEL_ANSWER", "CHANNEL_PROGRESS", "CHANNEL_PROGRESS_MEDIA", "CHANNEL_HANGUP",
+    "CHANNEL_HANGUP_COMPLETE", "CHANNEL_DESTROY", "CHANNEL_ORIGINATE", "CHANNEL_OUTGOING",
+})
 # Events a wait may still receive after the channel hung up (teardown traffic).
 _AFTER_HANGUP = frozenset({
     "CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE", "CHANNEL_DESTROY", "CHANNEL_STATE",
@@ -175,7 +181,7 @@ class Channel:
         "protocol", "uuid", "dial_path", "created", "context", "answered", "hangup_cause",
         "failure", "job", "other_uuid", "events", "_state", "_top_state", "_call_state",
         "_state_event", "_var_event", "_vars", "_waiters", "_apps", "_dtmf", "_handlers",
-        "_tasks", "_filtered", "_gone", "_destroyed", "_group", "__weakref__",
+        "_tasks", "_filtered", "_gone", "_destroyed", "_group", "_seen", "__weakref__",
     )
 
     def __init__(self, protocol: Any, uuid: str, *, dial_path: str | None = None,
@@ -208,6 +214,7 @@ class Channel:
         self._gone: BaseException | None = None  # set once the channel hung up / connection closed
         self._destroyed = False
         self._group: Call | None = None
+        self._seen: dict[str, Event] | None = None
         if context is not None:
             self._apply_context(context)
 
@@ -412,6 +419,11 @@ class Channel:
                 pass
 
     def _update(self, event: "Event", name: str) -> None:
+        if name in _ONCE:
+            seen = self._seen
+            if seen is None:
+                seen = self._seen = {}
+            seen.setdefault(name, event)
         if name == "CHANNEL_UUID":
             self._renamed(event)
         self._update_state(event)
@@ -747,7 +759,9 @@ class Channel:
         ``target`` is a :class:`~esl.types.ChannelState` (returns at once if the
         channel already reached or passed it) or an event name such as
         ``"DTMF"``, ``"CHANNEL_ANSWER"``, ``"CHANNEL_HANGUP_COMPLETE"`` (the next
-        such event of this channel). Raises :class:`~esl.exceptions.TimeoutError`
+        such event of this channel; for events a channel fires only once, such
+        as CHANNEL_ANSWER or CHANNEL_HANGUP, one already received is returned
+        at once). Raises :class:`~esl.exceptions.TimeoutError`
         after ``timeout`` seconds, :class:`~esl.exceptions.OriginateError` if the
         originate failed, :class:`~esl.exceptions.ChannelError` at once if the
         channel is gone and can no longer produce the target, and
@@ -764,6 +778,8 @@ class Channel:
         elif isinstance(target, str):
             check_line(target, "event name")
             target = target.upper()
+            if self._seen is not None and target in self._seen:
+                return self._seen[target]
         else:
             raise TypeError(f"wait target must be a ChannelState or an event name, not {target!r}")
         if isinstance(self._gone, ConnectionError):

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from esl.channel import Channel
 from esl.commands import check_line
-from esl.exceptions import ChannelError, CommandError, ConnectionError
+from esl.exceptions import ChannelError, CommandError, ConnectionError, OriginateError
 from esl.protocol import ESLProtocol
-from esl.types import HangupCause
+from esl.types import ChannelState, HangupCause
 
 if TYPE_CHECKING:  # pragma: no cover
     from esl.core import Event
@@ -189,7 +189,10 @@ class Session(ESLProtocol):
         kwargs: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
         reply = await self.sendmsg_raw(None if target == self.uuid else target, hdrs, **kwargs)
         if command == "hangup" and block:
-            await self._channel_for(target).wait("CHANNEL_HANGUP", timeout=timeout or 10.0)
+            try:
+                await self._channel_for(target).wait(ChannelState.HANGUP, timeout=timeout or 10.0)
+            except OriginateError:
+                pass
         return reply  # type: ignore[no-any-return]
 
     def _channel_for(self, uuid: str) -> Channel:
