@@ -862,6 +862,37 @@ class FakeFreeSWITCH:
         if not task.cancelled() and task.exception() is not None:
             self.errors.append(task.exception())  # type: ignore[arg-type]
 
+    # -- calls -------------------------------------------------------------------------
+
+    async def call(
+        self,
+        destination: str,
+        *,
+        caller_id_number: str = "1000",
+        caller_id_name: str = "",
+        variables: Mapping[str, str] | None = None,
+        context: str = "default",
+        uuid: str | None = None,
+        channel_name: str | None = None,
+    ) -> "FakeChannel":
+        """An incoming call to ``destination`` that runs ``dialplan[destination]`` (e.g. a
+        ``socket`` app handing it to an Outbound app); returns its FakeChannel at once."""
+        from esl.testing.calls import FakeChannel
+
+        ch = FakeChannel(
+            self, uuid=uuid, name=channel_name or f"sofia/internal/{caller_id_number}@127.0.0.1",
+            direction="inbound", destination=destination, caller_id_name=caller_id_name or caller_id_number,
+            caller_id_number=caller_id_number, context=context, variables=dict(variables or {}),
+        )
+        ch.variables.setdefault("call_uuid", ch.uuid)
+        ch.start(ch.run_incoming())
+        await asyncio.sleep(0)
+        return ch
+
+    async def originate(self, args: str) -> str:
+        """Run ``originate <args>`` as the api command does (for tests placing calls directly)."""
+        return await self.execute_api("originate", args)
+
     # -- connections -----------------------------------------------------------------
 
     def stall(self, stalled: bool = True) -> None:

@@ -1,0 +1,388 @@
+"""Dialplan / sendmsg applications of the fake (mod_dptools as seen on the wire).
+
+Each application is ``async def app(channel, arg) -> str | None``: it fires the
+events the real one fires and returns its Application-Response (None gives
+``_none_``). ``fake.apps`` starts as a copy of :data:`APPS`; tests may add or
+replace entries. An unknown application executes, completes with ``_none_``
+and sends a warning log line.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import TYPE_CHECKING, Awaitable, Callable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from esl.testing.calls import FakeChannel
+
+__all__ = ["APPS", "AppHandler", "run_app"]
+
+AppHandler = Callable[["FakeChannel", str], Awaitable["str | None"]]
+
+
+async def run_app(ch: "FakeChannel", app: str, arg: str) -> str | None:
+    """Run ``app`` on ``ch`` (from ``ch.fake.apps``)."""
+    handler = ch.fake.apps.get(app)
+    if handler is None:
+        ch.fake.log(f"Invalid Application {app}\n", 4, file="switch_core_session.c",
+                    func="switch_core_session_execute_application_get_flags", line=2797, uuid=ch.uuid)
+        return None
+    return await handler(ch, arg)
+
+
+def _media_length(ch: "FakeChannel", path: str) -> float:
+    t = ch.timings
+    return t.media.get(path, t.playback)
+
+
+async def answer(ch: "FakeChannel", arg: str) -> str | None:
+    ch.answer()
+    return None
+
+
+async def pre_answer(ch: "FakeChannel", arg: str) -> str | None:
+    ch.pre_answer()
+    return None
+
+
+async def ring_ready(ch: "FakeChannel", arg: str) -> str | None:
+    ch.ring_ready()
+    return None
+
+
+async def park(ch: "FakeChannel", arg: str) -> str | None:
+    await ch.park()
+    return None
+
+
+async def hangup(ch: "FakeChannel", arg: str) -> str | None:
+    ch.hangup(arg.strip() or "NORMAL_CLEARING")
+    return None
+
+
+async def playback(ch: "FakeChannel", arg: str) -> str | None:
+    """PLAYBACK_START, the file's length (cut by hangup or uuid_break), PLAYBACK_STOP."""
+    path = arg.strip()
+    post = []
+    if "://" in path:
+        post.append(("Playback-File-Type", path.split("://", 1)[0]))
+    post.append(("Playback-File-Path", path))
+    ch.fire("PLAYBACK_START", extended=True, post=post,
+            calling=("switch_ivr_play_say.c", "switch_ivr_play_file", 1555))
+    start = time.monotonic()
+    done = await ch.pause(_media_length(ch, path))
+    ms = int((time.monotonic() - start) * 1000)
+    ch.variables["playback_seconds"] = str(ms // 1000)
+    ch.variables["playback_ms"] = str(ms)
+    ch.variables["playback_samples"] = str(ms * 8)
+    status = "done" if done else "break"
+    ch.fire("PLAYBACK_STOP", extended=True, post=post + [("Playback-Status", status)],
+            calling=("switch_ivr_play_say.c", "switch_ivr_play_file", 2051))
+    return "FILE PLAYED"
+
+
+async def speak(ch: "FakeChannel", arg: str) -> str | None:
+    await ch.pause(ch.timings.playback)
+    return None
+
+
+async def say(ch: "FakeChannel", arg: str) -> str | None:
+    await ch.pause(ch.timings.playback)
+    return None
+
+
+async def sleep(ch: "FakeChannel", arg: str) -> str | None:
+    try:
+        ms = int(arg.strip() or 0)
+    except ValueError:
+        ms = 0
+    await ch.pause(ms / 1000 * ch.timings.scale)
+    return None
+
+
+def _assign(ch: "FakeChannel", text: str) -> None:
+    name, sep, value = text.partition("=")
+    name = name.strip()
+    if not name:
+        return
+    if sep and value != "":
+        ch.variables[name] = value
+    else:
+        ch.variables.pop(name, None)
+
+
+async def set_(ch: "FakeChannel", arg: str) -> str | None:
+    _assign(ch, arg)
+    return None
+
+
+async def multiset(ch: "FakeChannel", arg: str) -> str | None:
+    delim = " "
+    if arg.startswith("^^"):
+        delim, arg = arg[2], arg[3:]
+    for part in arg.split(delim):
+        if part:
+            _assign(ch, part)
+    return None
+
+
+async def unset(ch: "FakeChannel", arg: str) -> str | None:
+    ch.variables.pop(arg.strip(), None)
+    return None
+
+
+async def export(ch: "FakeChannel", arg: str) -> str | None:
+    name = arg.partition("=")[0].strip()
+    _assign(ch, arg.replace("nolocal:", "", 1) if arg.startswith("nolocal:") else arg)
+    exported = ch.variables.get("export_vars", "")
+    names = [n for n in exported.split(",") if n]
+    if name and name not in names:
+        names.append(name)
+    ch.variables["export_vars"] = ",".join(names)
+    if ch.other_leg is not None:
+        _assign(ch.other_leg, arg)
+    return None
+
+
+async def bridge(ch: "FakeChannel", arg: str) -> str | None:
+    """Dial a B leg; once it answers, CHANNEL_BRIDGE, then wait until either side hangs up."""
+    import asyncio
+
+    from esl.testing.calls import parse_dialstring
+
+    variables, target = parse_dialstring(arg)
+    for name in (ch.variables.get("export_vars") or "").split(","):
+        if name and name in ch.variables:
+            variables.setdefault(name, ch.variables[name])
+    try:
+        timeout = int(ch.variables.get("call_timeout") or variables.get("originate_timeout") or 60)
+    except ValueError:
+        timeout = 60
+    b = ch.fake.calls.place(target, variables, cid_name=ch.caller_id_name, cid_num=ch.caller_id_number,
+                            timeout=timeout, other=ch)
+    if isinstance(b, str):
+        ch.variables["originate_disposition"] = b
+        ch.variables["last_bridge_hangup_cause"] = b
+        return None
+    b.variables["call_uuid"] = ch.variables.get("call_uuid", ch.uuid)
+    answered = asyncio.ensure_future(asyncio.shield(b.answered_future))
+    gone = asyncio.ensure_future(ch.pause(1e9, breakable=False))
+    await asyncio.wait([answered, gone], return_when=asyncio.FIRST_COMPLETED)
+    gone.cancel()
+    if ch.down:
+        if not b.down:
+            b.hangup("ORIGINATOR_CANCEL")
+        return None
+    if not answered.result():
+        ch.variables["originate_disposition"] = b.hangup_cause or "NORMAL_CLEARING"
+        ch.variables["last_bridge_hangup_cause"] = b.hangup_cause or "NORMAL_CLEARING"
+        return None
+    ch.answer()
+    ch.variables["originate_disposition"] = "SUCCESS"
+    ch.fake.calls.bridge(ch, b)
+    ch._bridge_waiter = asyncio.get_running_loop().create_future()  # type: ignore[attr-defined]
+    ended = asyncio.ensure_future(asyncio.shield(ch._bridge_waiter))  # type: ignore[attr-defined]
+    gone = asyncio.ensure_future(ch.pause(1e9, breakable=False))
+    await asyncio.wait([ended, gone], return_when=asyncio.FIRST_COMPLETED)
+    gone.cancel()
+    ended.cancel()
+    ch._bridge_waiter = None  # type: ignore[attr-defined]
+    if not ch.down and (ch.variables.get("hangup_after_bridge", "true").lower() == "true"):
+        ch.hangup(ch.variables.get("bridge_hangup_cause", "NORMAL_CLEARING"))
+    return None
+
+
+async def play_and_get_digits(ch: "FakeChannel", arg: str) -> str | None:
+    """min max tries timeout terminators file invalid_file var_name regexp [digit_timeout]:
+    play, collect, validate, retry; sets ``var_name`` and returns the digits."""
+    parts = arg.split(" ")
+    parts += [""] * (10 - len(parts))
+    try:
+        min_d, max_d, tries, timeout = int(parts[0]), int(parts[1]), int(parts[2]), int(parts[3])
+    except ValueError:
+        ch.fake.log("Usage: play_and_get_digits <min> <max> <tries> <timeout> <terminators> <file> ...", 3,
+                    uuid=ch.uuid)
+        return None
+    terminators, file, invalid, var = parts[4], parts[5], parts[6], parts[7] or "pagd_input"
+    regexp = parts[8]
+    digit_timeout = int(parts[9]) if parts[9].isdigit() else timeout
+    scale = ch.timings.scale
+    for _ in range(max(tries, 1)):
+        if ch.down:
+            break
+        if file:
+            await playback(ch, file)
+        digits, _term = await ch.collect_digits(max_d, terminators if terminators != "none" else "",
+                                                timeout / 1000 * scale, digit_timeout / 1000 * scale)
+        valid = len(digits) >= min_d and (not regexp or re.fullmatch(regexp, digits) is not None)
+        if digits and valid:
+            ch.variables[var] = digits
+            ch.variables[var + "_terminator"] = _term
+            return digits
+        if invalid and not ch.down:
+            await playback(ch, invalid)
+    ch.variables[var] = ""
+    return None
+
+
+async def read(ch: "FakeChannel", arg: str) -> str | None:
+    """min max file var_name timeout terminators: one try."""
+    parts = arg.split(" ") + [""] * 6
+    try:
+        min_d, max_d = int(parts[0]), int(parts[1])
+        timeout = int(parts[4] or 5000)
+    except ValueError:
+        return None
+    file, var, terminators = parts[2], parts[3] or "read_result", parts[5] or "#"
+    if file:
+        await playback(ch, file)
+    digits, term = await ch.collect_digits(max_d, terminators, timeout / 1000 * ch.timings.scale)
+    ok = len(digits) >= min_d
+    ch.variables[var] = digits if ok else ""
+    ch.variables["read_result"] = "success" if ok else "timeout"
+    ch.variables["read_terminator_used"] = term
+    return digits if ok else None
+
+
+async def send_dtmf(ch: "FakeChannel", arg: str) -> str | None:
+    """Send digits to the far end: DTMF events on the peer leg (bridged or loopback)."""
+    digits = arg.split("@")[0].strip()
+    peer = ch.peer
+    if peer is not None:
+        for d in digits:
+            if d in "0123456789*#ABCDabcd":
+                peer.receive_dtmf(d.upper(), 100, "UNKNOWN")
+    return None
+
+
+async def record(ch: "FakeChannel", arg: str) -> str | None:
+    parts = arg.split(" ")
+    path = parts[0]
+    try:
+        limit = int(parts[1]) * ch.timings.scale if len(parts) > 1 and parts[1] else ch.timings.record
+    except ValueError:
+        limit = ch.timings.record
+    post = [("Record-File-Path", path)]
+    ch.fire("RECORD_START", extended=True, post=post, calling=("switch_ivr_async.c", "record_callback", 1240))
+    start = time.monotonic()
+    await ch.pause(limit)
+    ms = int((time.monotonic() - start) * 1000)
+    ch.variables["record_seconds"] = str(ms // 1000)
+    ch.variables["record_ms"] = str(ms)
+    ch.fire("RECORD_STOP", extended=True, post=post + [("Record-Completion-Cause", "success-maxtime")],
+            calling=("switch_ivr_async.c", "record_callback", 1331))
+    return None
+
+
+async def echo(ch: "FakeChannel", arg: str) -> str | None:
+    await ch.pause(1e9)
+    return None
+
+
+async def transfer(ch: "FakeChannel", arg: str) -> str | None:
+    parts = arg.split()
+    if parts:
+        ch.transfer(parts[0], parts[1] if len(parts) > 1 else "XML", parts[2] if len(parts) > 2 else "default")
+    return None
+
+
+async def hold(ch: "FakeChannel", arg: str) -> str | None:
+    set_hold(ch, True)
+    return None
+
+
+async def unhold(ch: "FakeChannel", arg: str) -> str | None:
+    set_hold(ch, False)
+    return None
+
+
+def set_hold(ch: "FakeChannel", on: bool) -> None:
+    """CHANNEL_HOLD / CHANNEL_UNHOLD and call state HELD / ACTIVE."""
+    if on and ch.call_state != "HELD":
+        ch.fire("CHANNEL_HOLD", extended=True, calling=("switch_channel.c", "switch_channel_set_flag_value", 1318))
+        ch.set_call_state("HELD")
+    elif not on and ch.call_state == "HELD":
+        ch.fire("CHANNEL_UNHOLD", extended=True,
+                calling=("switch_channel.c", "switch_channel_clear_flag", 1506))
+        ch.set_call_state("ACTIVE")
+
+
+async def break_(ch: "FakeChannel", arg: str) -> str | None:
+    ch.interrupt(only_breakable=True)
+    return None
+
+
+async def conference(ch: "FakeChannel", arg: str) -> str | None:
+    """Join a conference: CUSTOM conference::maintenance add-member / del-member around the stay."""
+    name = arg.split("@")[0].split("+")[0].strip() or "default"
+    confs = ch.fake.__dict__.setdefault("conferences", {})
+    members = confs.setdefault(name, [])
+    member_id = str(len(members) + 1)
+    members.append(ch.uuid)
+    ch.answer()
+    common = [("Conference-Name", name), ("Conference-Size", str(len(members))), ("Member-ID", member_id)]
+    ch.fire("CUSTOM", extended=False, subclass="conference::maintenance",
+            post=common + [("Action", "add-member")],
+            calling=("conference_member.c", "conference_member_add", 813))
+    await ch.pause(1e9)
+    members.remove(ch.uuid)
+    ch.fire("CUSTOM", subclass="conference::maintenance",
+            post=[("Conference-Name", name), ("Conference-Size", str(len(members))), ("Member-ID", member_id),
+                  ("Action", "del-member")],
+            calling=("conference_member.c", "conference_member_del", 1200))
+    return None
+
+
+async def log(ch: "FakeChannel", arg: str) -> str | None:
+    from esl.testing.server import _log_level
+
+    level_s, _, text = arg.partition(" ")
+    level = _log_level(level_s)
+    if level is None:
+        level, text = 7, arg
+    ch.fake.log(text, level, file="mod_dptools.c", func="log_function", line=1720, uuid=ch.uuid)
+    return None
+
+
+async def info(ch: "FakeChannel", arg: str) -> str | None:
+    return None
+
+
+async def socket(ch: "FakeChannel", arg: str) -> str | None:
+    from esl.testing.outbound import socket_app
+
+    return await socket_app(ch, arg)
+
+
+APPS: dict[str, AppHandler] = {
+    "answer": answer,
+    "pre_answer": pre_answer,
+    "ring_ready": ring_ready,
+    "park": park,
+    "hangup": hangup,
+    "playback": playback,
+    "endless_playback": echo,
+    "speak": speak,
+    "say": say,
+    "sleep": sleep,
+    "set": set_,
+    "multiset": multiset,
+    "unset": unset,
+    "export": export,
+    "bridge": bridge,
+    "play_and_get_digits": play_and_get_digits,
+    "read": read,
+    "send_dtmf": send_dtmf,
+    "record": record,
+    "echo": echo,
+    "transfer": transfer,
+    "hold": hold,
+    "soft_hold": hold,
+    "unhold": unhold,
+    "break": break_,
+    "conference": conference,
+    "log": log,
+    "info": info,
+    "socket": socket,
+}

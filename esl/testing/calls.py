@@ -1,0 +1,1157 @@
+"""The call simulation: FakeChannel (one call leg and its state machine), Endpoint
+(how an originate target behaves), Timings, and the call-control api commands
+(originate, uuid_*, sched_hangup, hupall).
+
+Event order and header sets follow the real FreeSWITCH 1.10 captures: an
+originated leg fires CHANNEL_UUID (when origination_uuid is set), CHANNEL_OUTGOING,
+CHANNEL_STATE CS_INIT, CHANNEL_CREATE, CHANNEL_ORIGINATE, CHANNEL_STATE
+CS_ROUTING / CS_CONSUME_MEDIA, CHANNEL_ANSWER, CHANNEL_CALLSTATE ACTIVE, then
+CS_EXECUTE and its application; an incoming leg fires CHANNEL_STATE CS_INIT,
+CHANNEL_CREATE, CHANNEL_CALLSTATE RINGING, CHANNEL_STATE CS_ROUTING / CS_EXECUTE
+and runs its dialplan; every leg ends with CHANNEL_HANGUP, CHANNEL_STATE
+CS_HANGUP, CHANNEL_CALLSTATE HANGUP, CHANNEL_STATE CS_REPORTING,
+CHANNEL_HANGUP_COMPLETE, CHANNEL_DESTROY, CHANNEL_STATE CS_DESTROY.
+
+Each channel is one asyncio task (no threads), so thousands of calls run on one loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import re
+import time
+import uuid as uuidlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable
+
+from esl.core import Event
+
+if TYPE_CHECKING:  # pragma: no cover
+    from esl.testing.server import Command, FakeConnection, FakeFreeSWITCH
+
+__all__ = ["FakeChannel", "Endpoint", "Timings", "attach", "q850", "split_args", "parse_dialstring"]
+
+STATE_NUMBERS = {
+    "CS_NEW": 0, "CS_INIT": 1, "CS_ROUTING": 2, "CS_SOFT_EXECUTE": 3, "CS_EXECUTE": 4,
+    "CS_EXCHANGE_MEDIA": 5, "CS_PARK": 6, "CS_CONSUME_MEDIA": 7, "CS_HIBERNATE": 8, "CS_RESET": 9,
+    "CS_HANGUP": 10, "CS_REPORTING": 11, "CS_DESTROY": 12, "CS_NONE": 13,
+}  # fmt: skip
+CALLSTATE_NUMBERS = {
+    "DOWN": 0, "DIALING": 1, "RINGING": 2, "EARLY": 3, "ACTIVE": 4, "HELD": 5, "RING_WAIT": 6,
+    "HANGUP": 7, "UNHELD": 8,
+}  # fmt: skip
+
+
+def q850(cause: str) -> int:
+    """The Q.850 code of a hangup cause name (0 when unknown)."""
+    try:
+        from esl.types import HangupCause
+
+        return int(HangupCause[cause])
+    except (ImportError, KeyError):
+        return 0
+
+
+def normalize_cause(cause: str | None, default: str = "NORMAL_CLEARING") -> str:
+    """switch_channel_str2cause: a cause name (any case) or a Q.850 number; unknown -> ``default``."""
+    if not cause:
+        return default
+    cause = cause.strip().upper()
+    try:
+        from esl.types import HangupCause
+
+        if cause.isdigit():
+            return HangupCause(int(cause)).name
+        return HangupCause[cause].name
+    except (ImportError, KeyError, ValueError):
+        return cause if re.fullmatch(r"[A-Z_]+", cause) else default
+
+
+@dataclass
+class Timings:
+    """How long simulated things take, in seconds (tiny by default so tests are fast).
+
+    ``scale`` converts the durations written in commands and dialplans
+    (``linger 2``, ``sleep 1000``, originate timeouts, ``sched_hangup +5``,
+    digit timeouts) into simulated seconds: 0.01 makes one second take 10 ms.
+    """
+
+    step: float = 0.0  # pause between two state-machine steps (0: only yield to the loop)
+    ring: float = 0.0  # default ringing time of an originate target before it answers
+    playback: float = 0.02  # playback / speak / say length
+    media: dict[str, float] = field(default_factory=dict)  # per-file playback length
+    record: float = 0.02  # record length when no limit is given
+    dtmf_gap: float = 0.0  # between two DTMF digits
+    connect_timeout: float = 2.0  # the socket app's TCP connect timeout
+    scale: float = 0.01
+
+
+@dataclass
+class Endpoint:
+    """How an originate target (a dial string, e.g. ``"user/1000"``) behaves.
+
+    ``answer_after``: seconds of ringing before answering (None: never answers,
+    so the originate times out with NO_ANSWER). ``fail``: a hangup cause to reject
+    with after ringing. ``ring_timeout``: seconds before NO_ANSWER (default: the
+    originate timeout times ``Timings.scale``). ``dtmf``: digits the far end presses
+    once answered. ``hangup_after``: the far end hangs up this long after answering.
+    ``early_media``: send CHANNEL_PROGRESS_MEDIA while ringing. ``channel_name``:
+    the Channel-Name to use.
+    """
+
+    answer_after: float | None = 0.0
+    fail: str | None = None
+    ring_timeout: float | None = None
+    dtmf: str | None = None
+    hangup_after: float | None = None
+    early_media: bool = False
+    channel_name: str | None = None
+
+
+# -- dial strings -------------------------------------------------------------------
+
+
+def split_args(text: str) -> list[str]:
+    """Split at spaces, as switch_separate_string does: not inside single quotes,
+    braces, brackets or parentheses; single quotes are removed."""
+    out: list[str] = []
+    cur: list[str] = []
+    depth = 0
+    quote = False
+    for ch in text:
+        if ch == "'":
+            quote = not quote
+            continue
+        if not quote:
+            if ch in "{[(":
+                depth += 1
+            elif ch in "}])" and depth:
+                depth -= 1
+            elif ch == " " and depth == 0:
+                if cur:
+                    out.append("".join(cur))
+                    cur = []
+                continue
+        cur.append(ch)
+    if cur:
+        out.append("".join(cur))
+    return out
+
+
+def _split_vars(body: str) -> dict[str, str]:
+    """``a=b,c='x,y'`` (commas escaped with ``\\,`` or inside quotes) as a dict."""
+    out: dict[str, str] = {}
+    parts: list[str] = []
+    cur: list[str] = []
+    quote = False
+    i = 0
+    while i < len(body):
+        ch = body[i]
+        if ch == "\\" and i + 1 < len(body) and body[i + 1] == ",":
+            cur.append(",")
+            i += 2
+            continue
+        if ch == "'":
+            quote = not quote
+        elif ch == "," and not quote:
+            parts.append("".join(cur))
+            cur = []
+            i += 1
+            continue
+        cur.append(ch)
+        i += 1
+    parts.append("".join(cur))
+    for part in parts:
+        name, sep, value = part.partition("=")
+        if sep and name.strip():
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] == "'":
+                value = value[1:-1]
+            out[name.strip()] = value
+    return out
+
+
+def parse_dialstring(dial: str) -> tuple[dict[str, str], str]:
+    """``{a=b}[c=d]user/1000`` -> ({"a": "b", "c": "d"}, "user/1000"); only the first
+    target of a ``,`` / ``|`` list is dialled."""
+    variables: dict[str, str] = {}
+    rest = dial.strip()
+    while rest[:1] in ("{", "[", "<"):
+        close = {"{": "}", "[": "]", "<": ">"}[rest[0]]
+        end = rest.find(close)
+        if end < 0:
+            break
+        variables.update(_split_vars(rest[1:end]))
+        rest = rest[end + 1 :]
+    target = re.split(r"[,|]", rest, maxsplit=1)[0]
+    while target[:1] == "[":
+        end = target.find("]")
+        if end < 0:
+            break
+        variables.update(_split_vars(target[1:end]))
+        target = target[end + 1 :]
+    return variables, target
+
+
+# -- the channel -----------------------------------------------------------------------
+
+
+class FakeChannel:
+    """One simulated call leg: its state, variables, the events it fired, and the task
+    that runs it (ringing, dialplan or the originate's application, sendmsg
+    messages, hangup).
+
+    Tests use ``uuid``, ``name``, ``state`` ("CS_EXECUTE"...), ``call_state``,
+    ``answered``, ``hangup_cause``, ``variables``, ``events_fired`` (the last
+    events of this leg), ``send_dtmf()``, ``hangup()``, ``wait_hangup()``,
+    ``wait_state()``, ``wait_event()``.
+    """
+
+    EVENT_HISTORY = 256
+
+    def __init__(
+        self,
+        fake: "FakeFreeSWITCH",
+        *,
+        uuid: str | None = None,
+        name: str,
+        direction: str,
+        destination: str,
+        caller_id_name: str = "",
+        caller_id_number: str = "",
+        context: str = "default",
+        source: str = "mod_sofia",
+        variables: dict[str, str] | None = None,
+    ) -> None:
+        self.fake = fake
+        self.timings: Timings = fake.timings
+        self.uuid = uuid or str(uuidlib.uuid4())
+        self.name = name
+        self.direction = direction
+        self.destination = destination
+        self.context = context
+        self.source = source
+        self.caller_id_name = caller_id_name or "Outbound Call"
+        self.caller_id_number = caller_id_number or "0000000000"
+        self.callee_id_name = ""
+        self.callee_id_number = ""
+        self.state = "CS_NEW"
+        self.running_state = "CS_NONE"
+        self.call_state = "DOWN"
+        self.answer_state = "ringing"
+        self.answered = False
+        self.hangup_cause: str | None = None
+        self.created = time.time()
+        self.answered_at = 0.0
+        self.hungup_at = 0.0
+        self.variables: dict[str, str] = {}
+        self.events_fired: collections.deque[Event] = collections.deque(maxlen=self.EVENT_HISTORY)
+        self.other_leg: FakeChannel | None = None  # bridged peer
+        self.partner: FakeChannel | None = None  # loopback partner
+        self.other_type = ""  # "originator" / "originatee" for Other-Leg-* headers
+        self.listeners: list["FakeConnection"] = []
+        self.socket_conn: "FakeConnection | None" = None
+        self.current_app: str | None = None
+        self.destroyed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.answered_future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.transfer_to: tuple[str, str, str] | None = None
+        self.on_answer: list[Callable[[FakeChannel], Any]] = []
+        self.on_hangup: list[Callable[[FakeChannel], Any]] = []
+        self._messages: collections.deque["Command"] = collections.deque()
+        self._msg_waiter: asyncio.Future[None] | None = None
+        self._waiters: dict[asyncio.Future[bool], bool] = {}  # future -> interruptible by break
+        self._dtmf: list[str] = []
+        self._dtmf_waiter: asyncio.Future[None] | None = None
+        self._event_waiters: list[tuple[str, asyncio.Future[Event]]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._unpark = False
+        self._msg_app: str | None = None  # "locked" / "nested" while a sendmsg application runs
+        base = {
+            "direction": direction,
+            "uuid": self.uuid,
+            "session_id": str(fake.sessions_since_startup + 1),
+            "channel_name": name,
+            "read_codec": "PCMU",
+            "read_rate": "8000",
+            "write_codec": "PCMU",
+            "write_rate": "8000",
+        }
+        if direction == "outbound":
+            base["is_outbound"] = "true"
+        self.variables.update(base)
+        if variables:
+            self.variables.update({k: str(v) for k, v in variables.items()})
+        fake.sessions_since_startup += 1
+        fake.channels[self.uuid] = self
+
+    def __repr__(self) -> str:
+        return f"<FakeChannel {self.uuid} {self.name} {self.state} {self.call_state}>"
+
+    # -- properties --------------------------------------------------------------
+
+    @property
+    def down(self) -> bool:
+        """True once hung up (switch_channel_down)."""
+        return self.hangup_cause is not None
+
+    @property
+    def peer(self) -> "FakeChannel | None":
+        """The leg media and DTMF go to: the bridged leg, else the loopback partner."""
+        return self.other_leg or self.partner
+
+    @property
+    def is_call_leader(self) -> bool:
+        """Counted by ``show calls``: a leg that is not the originatee of a bridge."""
+        return self.other_type != "originatee"
+
+    def show_row(self) -> dict[str, str]:
+        """A row of ``show channels`` (first columns only)."""
+        return {
+            "uuid": self.uuid, "direction": self.direction,
+            "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.created)),
+            "created_epoch": str(int(self.created)), "name": self.name, "state": self.state,
+            "cid_name": self.caller_id_name, "cid_num": self.caller_id_number,
+            "dest": self.destination, "application": self.current_app or "",
+        }  # fmt: skip
+
+    # -- event building --------------------------------------------------------------
+
+    def _profile(self, prefix: str) -> list[tuple[str, str]]:
+        created = str(int(self.created * 1_000_000))
+        answered = str(int(self.answered_at * 1_000_000)) if self.answered_at else "0"
+        hung = str(int(self.hungup_at * 1_000_000)) if self.hungup_at else "0"
+        p = prefix
+        return [
+            (f"{p}-Direction", self.direction),
+            (f"{p}-Logical-Direction", self.direction),
+            (f"{p}-Dialplan", "XML"),
+            (f"{p}-Caller-ID-Name", self.caller_id_name),
+            (f"{p}-Caller-ID-Number", self.caller_id_number),
+            (f"{p}-Orig-Caller-ID-Name", self.caller_id_name),
+            (f"{p}-Orig-Caller-ID-Number", self.caller_id_number),
+            (f"{p}-Callee-ID-Name", self.callee_id_name or "Outbound Call"),
+            (f"{p}-Callee-ID-Number", self.callee_id_number or self.destination),
+            (f"{p}-ANI", self.caller_id_number),
+            (f"{p}-Destination-Number", self.destination),
+            (f"{p}-Unique-ID", self.uuid),
+            (f"{p}-Source", self.source),
+            (f"{p}-Context", self.context),
+            (f"{p}-Channel-Name", self.name),
+            (f"{p}-Profile-Index", "1"),
+            (f"{p}-Profile-Created-Time", created),
+            (f"{p}-Channel-Created-Time", created),
+            (f"{p}-Channel-Answered-Time", answered),
+            (f"{p}-Channel-Progress-Time", "0"),
+            (f"{p}-Channel-Progress-Media-Time", "0"),
+            (f"{p}-Channel-Hangup-Time", hung),
+            (f"{p}-Channel-Transfer-Time", "0"),
+            (f"{p}-Channel-Resurrect-Time", "0"),
+            (f"{p}-Channel-Bridged-Time", "0"),
+            (f"{p}-Channel-Last-Hold", "0"),
+            (f"{p}-Channel-Hold-Accum", "0"),
+            (f"{p}-Screen-Bit", "true"),
+            (f"{p}-Privacy-Hide-Name", "false"),
+            (f"{p}-Privacy-Hide-Number", "false"),
+        ]
+
+    def basic_data(self, state: str | None = None) -> list[tuple[str, str]]:
+        """switch_channel_event_set_basic_data: state, names, codecs, caller profile, other leg."""
+        st = state or self.state
+        pairs = [
+            ("Channel-State", st),
+            ("Channel-Call-State", self.call_state),
+            ("Channel-State-Number", str(STATE_NUMBERS.get(st, 0))),
+            ("Channel-Name", self.name),
+            ("Unique-ID", self.uuid),
+            ("Call-Direction", self.direction),
+            ("Presence-Call-Direction", self.direction),
+            ("Channel-HIT-Dialplan", "true" if self.direction == "inbound" else "false"),
+            ("Channel-Call-UUID", self.variables.get("call_uuid", self.uuid)),
+            ("Answer-State", self.answer_state),
+        ]
+        if self.hangup_cause is not None:
+            pairs.append(("Hangup-Cause", self.hangup_cause))
+        pairs += [
+            ("Channel-Read-Codec-Name", "PCMU"),
+            ("Channel-Read-Codec-Rate", "8000"),
+            ("Channel-Read-Codec-Bit-Rate", "64000"),
+            ("Channel-Write-Codec-Name", "PCMU"),
+            ("Channel-Write-Codec-Rate", "8000"),
+            ("Channel-Write-Codec-Bit-Rate", "64000"),
+        ]
+        pairs += self._profile("Caller")
+        other = self.other_leg
+        if other is not None:
+            pairs += [
+                ("Other-Type", self.other_type or "originatee"),
+                ("Other-Leg-Direction", other.direction),
+                ("Other-Leg-Logical-Direction", other.direction),
+                ("Other-Leg-Dialplan", "XML"),
+                ("Other-Leg-Caller-ID-Name", other.caller_id_name),
+                ("Other-Leg-Caller-ID-Number", other.caller_id_number),
+                ("Other-Leg-Destination-Number", other.destination),
+                ("Other-Leg-Unique-ID", other.uuid),
+                ("Other-Leg-Source", other.source),
+                ("Other-Leg-Context", other.context),
+                ("Other-Leg-Channel-Name", other.name),
+            ]
+        return pairs
+
+    def fire(
+        self,
+        name: str,
+        pre: Iterable[tuple[str, str]] = (),
+        post: Iterable[tuple[str, str]] = (),
+        *,
+        extended: bool = False,
+        state: str | None = None,
+        calling: tuple[str, str, int] | None = None,
+        subclass: str | None = None,
+    ) -> Event:
+        """Fire a channel event: ``pre`` headers, the basic data, the ``variable_*`` headers
+        when ``extended``, then ``post`` headers; deliver it on the fake's bus."""
+        pairs = list(pre) + self.basic_data(state)
+        if extended:
+            pairs += [(f"variable_{k}", v) for k, v in self.variables.items()]
+        pairs += list(post)
+        event = self.fake.make_event(name, pairs, subclass=subclass, calling=calling)
+        self.events_fired.append(event)
+        self.fake.fire_nowait(event)
+        if self._event_waiters:
+            for wanted, fut in list(self._event_waiters):
+                if wanted == name and not fut.done():
+                    fut.set_result(event)
+            self._event_waiters = [(n, f) for n, f in self._event_waiters if not f.done()]
+        return event
+
+    def set_state(self, state: str) -> None:
+        """Move the state machine and fire CHANNEL_STATE."""
+        self.state = state
+        self.running_state = state
+        self.fire("CHANNEL_STATE", calling=("switch_channel.c", "switch_channel_perform_set_running_state", 2409))
+
+    def set_call_state(self, call_state: str) -> None:
+        """Change the call state and fire CHANNEL_CALLSTATE."""
+        if call_state == self.call_state:
+            return
+        original = self.call_state
+        self.call_state = call_state
+        self.fire(
+            "CHANNEL_CALLSTATE",
+            pre=[("Original-Channel-Call-State", original),
+                 ("Channel-Call-State-Number", str(CALLSTATE_NUMBERS.get(call_state, 0)))],
+            calling=("switch_channel.c", "switch_channel_perform_set_callstate", 302),
+        )
+
+    def connect_reply(self, conn: "FakeConnection") -> bytes:
+        """The reply to ``connect`` on an outbound socket: the URL-encoded CHANNEL_DATA dump,
+        then Content-Type / Reply-Text / Socket-Mode / Control (no Content-Length)."""
+        from esl import _codec
+
+        pairs = self.fake.factory.standard("CHANNEL_DATA", ("mod_event_socket.c", "parse_command", 2029))
+        pairs += self._profile("Channel")
+        pairs += self.basic_data()
+        pairs += [(f"variable_{k}", v) for k, v in self.variables.items()]
+        pairs += [
+            ("Content-Type", "command/reply"),
+            ("Reply-Text", "+OK\n"),
+            ("Socket-Mode", "async" if conn.async_mode else "static"),
+            ("Control", "full" if conn.full else "single-channel"),
+        ]
+        return _codec.serialize(pairs, None, "plain")
+
+    # -- waiting -----------------------------------------------------------------------
+
+    async def pause(self, seconds: float, *, breakable: bool = True) -> bool:
+        """Wait ``seconds`` of simulated media time; False when cut short by hangup
+        (or by uuid_break when ``breakable``)."""
+        if self.down:
+            return False
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[bool] = loop.create_future()
+        self._waiters[fut] = breakable
+        handle = loop.call_later(max(seconds, 0.0), lambda: fut.done() or fut.set_result(True))
+        try:
+            return await fut
+        finally:
+            handle.cancel()
+            self._waiters.pop(fut, None)
+
+    async def step(self) -> None:
+        """One state-machine step: yield to the loop (and wait Timings.step if set)."""
+        await asyncio.sleep(self.timings.step)
+
+    def interrupt(self, *, only_breakable: bool = False) -> None:
+        """Cut every pending media wait short (hangup), or only the breakable ones (uuid_break)."""
+        for fut, breakable in list(self._waiters.items()):
+            if not fut.done() and (breakable or not only_breakable):
+                fut.set_result(False)
+        if not only_breakable:
+            self._wake_messages()
+            if self._dtmf_waiter is not None and not self._dtmf_waiter.done():
+                self._dtmf_waiter.set_result(None)
+
+    async def wait_hangup(self, timeout: float | None = 5.0) -> None:
+        """Until the channel is destroyed."""
+        await asyncio.wait_for(asyncio.shield(self.destroyed), timeout)
+
+    async def wait_state(self, state: str, timeout: float | None = 5.0) -> None:
+        """Until the channel reaches ``state`` (e.g. "CS_EXECUTE") or a later one."""
+        target = STATE_NUMBERS[state if state.startswith("CS_") else "CS_" + state.upper()]
+
+        async def poll() -> None:
+            while STATE_NUMBERS.get(self.state, 0) < target and not self.destroyed.done():
+                await asyncio.sleep(0.001)
+
+        await asyncio.wait_for(poll(), timeout)
+
+    async def wait_event(self, name: str, timeout: float | None = 5.0) -> Event:
+        """The next event ``name`` this channel fires."""
+        fut: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
+        self._event_waiters.append((name, fut))
+        return await asyncio.wait_for(fut, timeout)
+
+    # -- DTMF --------------------------------------------------------------------------
+
+    async def send_dtmf(self, digits: str, duration: int = 100, source: str = "RTP") -> None:
+        """DTMF from the far end of this leg (as if the caller pressed keys): a DTMF event per
+        digit, and the digits buffered for play_and_get_digits / read."""
+        for i, digit in enumerate(digits):
+            if self.down:
+                return
+            if i and self.timings.dtmf_gap:
+                await asyncio.sleep(self.timings.dtmf_gap)
+            self.receive_dtmf(digit, duration, source)
+        await asyncio.sleep(0)
+
+    def receive_dtmf(self, digit: str, duration: int = 100, source: str = "RTP") -> None:
+        """One digit arriving on this leg."""
+        self.variables["last_dtmf_duration"] = str(duration * 8)
+        self.fire(
+            "DTMF",
+            post=[("DTMF-Digit", digit), ("DTMF-Duration", str(duration * 8)), ("DTMF-Source", source)],
+            calling=("switch_channel.c", "switch_channel_dequeue_dtmf", 678),
+        )
+        self._dtmf.append(digit)
+        if self._dtmf_waiter is not None and not self._dtmf_waiter.done():
+            self._dtmf_waiter.set_result(None)
+
+    async def collect_digits(self, max_digits: int, terminators: str, timeout: float,
+                             digit_timeout: float | None = None) -> tuple[str, str]:
+        """Take digits from the buffer until ``max_digits``, a terminator or a timeout.
+        Returns (digits, terminator-or-"")."""
+        got: list[str] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while len(got) < max_digits and not self.down:
+            if self._dtmf:
+                d = self._dtmf.pop(0)
+                if d in terminators:
+                    return "".join(got), d
+                got.append(d)
+                if digit_timeout is not None:
+                    deadline = loop.time() + digit_timeout
+                continue
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            self._dtmf_waiter = loop.create_future()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._dtmf_waiter), remaining)
+            except asyncio.TimeoutError:
+                break
+            finally:
+                self._dtmf_waiter = None
+        return "".join(got), ""
+
+    # -- answer / hangup -----------------------------------------------------------------
+
+    def pre_answer(self) -> None:
+        """Early media: CHANNEL_PROGRESS_MEDIA and call state EARLY."""
+        if self.answered or self.down or self.answer_state == "early":
+            return
+        self.answer_state = "early"
+        self.fire("CHANNEL_PROGRESS_MEDIA", extended=True,
+                  calling=("switch_channel.c", "switch_channel_perform_mark_pre_answered", 3620))
+        self.set_call_state("EARLY")
+
+    def ring_ready(self) -> None:
+        """Ringing: CHANNEL_PROGRESS and call state RINGING."""
+        if self.answered or self.down:
+            return
+        self.fire("CHANNEL_PROGRESS", extended=True,
+                  calling=("switch_channel.c", "switch_channel_perform_mark_ring_ready_value", 3520))
+        self.set_call_state("RINGING")
+
+    def answer(self) -> bool:
+        """Answer: CHANNEL_ANSWER then CHANNEL_CALLSTATE ACTIVE (once); False if hung up."""
+        if self.down:
+            return False
+        if self.answered:
+            return True
+        self.answered = True
+        self.answered_at = time.time()
+        self.answer_state = "answered"
+        self.variables.setdefault("endpoint_disposition", "ANSWER")
+        self.fire("CHANNEL_ANSWER", extended=True,
+                  calling=("switch_channel.c", "switch_channel_perform_mark_answered", 3848))
+        self.set_call_state("ACTIVE")
+        if not self.answered_future.done():
+            self.answered_future.set_result(True)
+        for cb in list(self.on_answer):
+            cb(self)
+        return True
+
+    def hangup(self, cause: str = "NORMAL_CLEARING") -> "_HangupResult":
+        """Hang up with ``cause`` (from anywhere: far end, api, sendmsg, app); the channel's task
+        then runs the teardown. Returns False if it was already down.
+
+        Tests may ``await ch.hangup(...)``: the call returns an awaitable that waits for
+        CHANNEL_DESTROY when awaited, and is a plain truth value otherwise.
+        """
+        if self.down:
+            return _HangupResult(False, self)
+        cause = normalize_cause(cause)
+        self.hangup_cause = cause
+        self.hungup_at = time.time()
+        self.answer_state = "hangup"
+        self.variables["hangup_cause"] = cause
+        self.variables["hangup_cause_q850"] = str(q850(cause))
+        if not self.answered_future.done():
+            self.answered_future.set_result(False)
+        self.fire("CHANNEL_HANGUP", extended=True,
+                  calling=("switch_channel.c", "switch_channel_perform_hangup", 3447))
+        # listeners without linger see the channel go down and close at once (events after are lost)
+        for conn in list(self.listeners):
+            if conn.linger is None:
+                conn._close_now(True)
+        self.interrupt()
+        for cb in list(self.on_hangup):
+            cb(self)
+        for leg in (self.other_leg, self.partner):
+            if leg is not None and not leg.down:
+                self._release_peer(leg, cause)
+        if self._task is None or self._task.done():
+            self._task = self.fake.spawn(self._teardown())
+        return _HangupResult(True, self)
+
+    def _release_peer(self, leg: "FakeChannel", cause: str) -> None:
+        if leg is self.partner:
+            leg.hangup(cause)
+            return
+        # a bridge ends: UNBRIDGE on the originator, the other leg carries on or hangs up
+        a, b = (self, leg) if self.other_type == "originator" else (leg, self)
+        a.fire("CHANNEL_UNBRIDGE", extended=True,
+               post=[("Bridge-A-Unique-ID", a.uuid), ("Bridge-B-Unique-ID", b.uuid)],
+               calling=("switch_ivr_bridge.c", "audio_bridge_on_exchange_media", 750))
+        leg.variables["bridge_hangup_cause"] = cause
+        self.other_leg = None
+        leg.other_leg = None
+        leg._bridge_ended()
+
+    def _bridge_ended(self) -> None:
+        """Hook for the bridge app and uuid_bridge: the bridged peer went away."""
+        waiter = getattr(self, "_bridge_waiter", None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        elif self.variables.get("park_after_bridge") != "true":
+            self.hangup(self.variables.get("bridge_hangup_cause", "NORMAL_CLEARING"))
+        else:
+            self._unpark = False
+
+    async def _teardown(self) -> None:
+        """After hangup: CS_HANGUP, HANGUP callstate, CS_REPORTING, HANGUP_COMPLETE, then (once
+        every listener holding the session is gone) CHANNEL_DESTROY and CS_DESTROY."""
+        try:
+            await self.step()
+            self.set_state("CS_HANGUP")
+            self.set_call_state("HANGUP")
+            await self.step()
+            self.set_state("CS_REPORTING")
+            self._cdr_variables()
+            self.fire("CHANNEL_HANGUP_COMPLETE", pre=[("Hangup-Cause", self.hangup_cause or "")], extended=True,
+                      calling=("switch_core_state_machine.c", "switch_core_session_reporting_state", 943))
+            for conn in list(self.listeners):
+                if conn.linger is not None and conn.is_open:
+                    conn.write(
+                        b"Content-Type: text/disconnect-notice\nControlled-Session-UUID: %s\n"
+                        b"Content-Disposition: linger\nChannel-Name: %s\nLinger-Time: %d\nContent-Length: 0\n\n"
+                        % (self.uuid.encode(), self.name.encode(), int(conn.linger))
+                    )
+                    if conn.linger != -1:
+                        asyncio.get_running_loop().call_later(
+                            conn.linger * self.timings.scale, conn._close_now, True)
+            # the listeners hold a read lock on the session: destroy waits for them
+            while self.listeners:
+                waits = [c.closed for c in self.listeners]
+                await asyncio.wait(waits)
+                self.listeners = [c for c in self.listeners if not c.closed.done()]
+            self.state = "CS_DESTROY"
+            self.fire("CHANNEL_DESTROY", extended=True, state="CS_REPORTING",
+                      calling=("switch_core_session.c", "switch_core_session_perform_destroy", 1588))
+            self.fire("CHANNEL_STATE", calling=("switch_channel.c", "switch_channel_perform_set_running_state", 2409))
+        finally:
+            self.fake.channels.pop(self.uuid, None)
+            if not self.destroyed.done():
+                self.destroyed.set_result(None)
+
+    def _cdr_variables(self) -> None:
+        end = self.hungup_at or time.time()
+        start = self.created
+        answer = self.answered_at
+        v = self.variables
+        v.update({
+            "start_stamp": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(start)),
+            "answer_stamp": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(answer)) if answer else "",
+            "end_stamp": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(end)),
+            "start_epoch": str(int(start)), "start_uepoch": str(int(start * 1e6)),
+            "answer_epoch": str(int(answer)), "answer_uepoch": str(int(answer * 1e6)),
+            "end_epoch": str(int(end)), "end_uepoch": str(int(end * 1e6)),
+            "duration": str(int(end - start)), "billsec": str(int(end - answer) if answer else 0),
+            "mduration": str(int((end - start) * 1000)),
+            "billmsec": str(int((end - answer) * 1000) if answer else 0),
+            "last_app": self.variables.get("current_application", ""),
+            "caller_id": f'"{self.caller_id_name}" <{self.caller_id_number}>',
+        })  # fmt: skip
+        if not answer:
+            v.pop("answer_stamp", None)
+
+    # -- listeners (outbound socket, inbound myevents <uuid>) ---------------------------------
+
+    def _listener_attached(self, conn: "FakeConnection") -> None:
+        if conn not in self.listeners:
+            self.listeners.append(conn)
+
+    def _listener_gone(self, conn: "FakeConnection") -> None:
+        if conn is self.socket_conn:
+            self._wake_messages()
+            self._unpark = True
+
+    # -- messages (sendmsg) ----------------------------------------------------------------
+
+    def queue_message(self, cmd: "Command") -> None:
+        """A sendmsg for this channel (async mode): queued and run in order by the park loop or
+        between dialplan applications. A hangup sent while a message's application runs
+        without ``event-lock`` runs at once (FreeSWITCH would run it nested in that app)."""
+        if (cmd.get("call-command") or "").lower() == "hangup" and not self._messages and self._msg_app == "nested":
+            self.hangup(cmd.get("hangup-cause") or "NORMAL_CLEARING")
+            return
+        self._messages.append(cmd)
+        self._wake_messages()
+
+    def queue_event(self, event: Event) -> None:
+        """A sendevent addressed to this channel (Unique-ID header): fired as is, as the
+        session would deliver it."""
+        self.fake.fire_nowait(event)
+
+    def _wake_messages(self) -> None:
+        if self._msg_waiter is not None and not self._msg_waiter.done():
+            self._msg_waiter.set_result(None)
+
+    async def next_message(self) -> "Command | None":
+        """The next queued message, or None when the channel goes down / is unparked."""
+        while not self._messages:
+            if self.down or self._unpark or self.transfer_to is not None:
+                return None
+            self._msg_waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._msg_waiter
+            finally:
+                self._msg_waiter = None
+        return self._messages.popleft()
+
+    async def run_pending_messages(self) -> None:
+        """Run every queued message now (switch_ivr_parse_all_events)."""
+        while self._messages and not self.down:
+            await self.run_message(self._messages.popleft())
+
+    async def run_message(self, cmd: "Command") -> None:
+        """Run one sendmsg: execute (``loops`` times), hangup, or the other call-commands."""
+        command = (cmd.get("call-command") or "").lower()
+        if command == "execute":
+            app = cmd.get("execute-app-name") or ""
+            arg = cmd.get("execute-app-arg")
+            if arg is None and (cmd.get("content-type") or "").lower() == "text/plain":
+                arg = cmd.body
+            try:
+                loops = int(cmd.get("loops") or 1)
+            except ValueError:
+                loops = 1
+            event_uuid = cmd.get("Event-UUID")
+            name = cmd.get("event-uuid-name")
+            locked = (cmd.get("event-lock") or cmd.get("event-lock-pri") or "").lower() in ("true", "yes", "on", "1")
+            count = 0
+            self._msg_app = "locked" if locked else "nested"
+            try:
+                while not self.down and (loops < 0 or count < loops):
+                    await self.execute(app, arg or "", app_uuid=event_uuid, app_uuid_name=name)
+                    count += 1
+            finally:
+                self._msg_app = None
+        elif command == "hangup":
+            self.hangup(cmd.get("hangup-cause") or "NORMAL_CLEARING")
+        elif command == "xferext":
+            for _, value in [h for h in cmd.headers if h[0].lower() == "application"]:
+                app, _, arg = value.partition(" ")
+                if self.down:
+                    break
+                await self.execute(app, arg)
+        elif command == "unicast" or command == "nomedia":
+            pass  # accepted, nothing to simulate
+
+    # -- applications ------------------------------------------------------------------------
+
+    async def execute(self, app: str, arg: str = "", *, app_uuid: str | None = None,
+                      app_uuid_name: str | None = None) -> str | None:
+        """Run a dialplan application with CHANNEL_EXECUTE / CHANNEL_EXECUTE_COMPLETE around it;
+        returns its Application-Response."""
+        from esl.testing.apps import run_app
+
+        if self.down:
+            return None
+        self.variables["current_application_data"] = arg
+        self.variables["current_application"] = app
+        if app_uuid:
+            self.variables["app_uuid"] = app_uuid
+        ids = [("Application-UUID", app_uuid)] if app_uuid else []
+        if app_uuid_name:
+            ids.append(("Application-UUID-Name", app_uuid_name))
+        self.current_app = app
+        self.fire("CHANNEL_EXECUTE", extended=True,
+                  post=[("Application", app), ("Application-Data", arg), *ids],
+                  calling=("switch_core_session.c", "switch_core_session_exec", 2949))
+        response = await run_app(self, app, arg)
+        if response is not None:
+            self.variables["current_application_response"] = response
+        self.fire("CHANNEL_EXECUTE_COMPLETE", extended=True,
+                  post=[("Application", app), ("Application-Data", arg),
+                        ("Application-Response", response if response is not None else "_none_"), *ids],
+                  calling=("switch_core_session.c", "switch_core_session_exec", 2972))
+        self.current_app = None
+        return response
+
+    async def park(self) -> None:
+        """switch_ivr_park: CHANNEL_PARK, run queued messages until hangup/unpark, CHANNEL_UNPARK."""
+        self._unpark = False
+        self.fire("CHANNEL_PARK", extended=True, calling=("switch_ivr.c", "switch_ivr_park", 1002))
+        while True:
+            msg = await self.next_message()
+            if msg is None:
+                break
+            await self.run_message(msg)
+        self.fire("CHANNEL_UNPARK", extended=True, calling=("switch_ivr.c", "switch_ivr_park", 1213))
+
+    async def run_extension(self, extension: str, context: str | None = None) -> None:
+        """Run the dialplan entry for ``extension`` (NO_ROUTE_DESTINATION when there is none);
+        a transfer starts over with the new extension; the end of the list hangs up."""
+        while True:
+            apps = self.fake.dialplan.get(extension)
+            if apps is None and context is not None:
+                apps = self.fake.dialplan.get(f"{context}:{extension}")
+            if apps is None:
+                self.hangup("NO_ROUTE_DESTINATION")
+                return
+            self.destination = extension
+            if self.state != "CS_EXECUTE":
+                self.set_state("CS_EXECUTE")
+            for app, arg in _app_list(apps):
+                if self.down or self.transfer_to is not None:
+                    break
+                await self.execute(app, arg)
+                await self.run_pending_messages()
+            if self.transfer_to is not None and not self.down:
+                extension, _, context = self.transfer_to
+                self.transfer_to = None
+                self.set_state("CS_ROUTING")
+                continue
+            break
+        if not self.down:
+            self.hangup("NORMAL_CLEARING")
+
+    def transfer(self, extension: str, dialplan: str = "XML", context: str = "default") -> None:
+        """Leave the current application and run ``extension`` (uuid_transfer / transfer app)."""
+        self.transfer_to = (extension, dialplan, context)
+        self.variables["transfer_history"] = f"{int(time.time())}:{self.uuid}:bl_xfer:{extension}/{context}/{dialplan}"
+        self.interrupt()
+
+    # -- lifecycles ---------------------------------------------------------------------------
+
+    def start(self, coro: Awaitable[None]) -> None:
+        """Run this channel's life as a task of the fake; teardown follows whatever ends it."""
+
+        async def life() -> None:
+            try:
+                await coro
+            finally:
+                if not self.down:
+                    self.hangup("NORMAL_CLEARING")
+                await self._teardown()
+
+        self._task = self.fake.spawn(life())
+
+    async def run_incoming(self) -> None:
+        """An incoming call running its dialplan (fake.call, a loopback B leg)."""
+        self.set_state("CS_INIT")
+        self.fire("CHANNEL_CREATE", extended=True, state="CS_INIT",
+                  calling=("switch_core_state_machine.c", "switch_core_session_run", 626))
+        await self.step()
+        self.state = "CS_ROUTING"
+        self.set_call_state("RINGING")
+        self.fire("CHANNEL_STATE", calling=("switch_channel.c", "switch_channel_perform_set_running_state", 2409))
+        await self.step()
+        if self.down:
+            return
+        self.set_state("CS_EXECUTE")
+        await self.run_extension(self.destination, self.context)
+
+
+class _HangupResult(int):
+    """What FakeChannel.hangup returns: truthy if this call hung the channel up, and
+    awaitable (``await ch.hangup()`` waits for CHANNEL_DESTROY)."""
+
+    channel: FakeChannel
+
+    def __new__(cls, value: bool, channel: FakeChannel) -> "_HangupResult":
+        obj = super().__new__(cls, bool(value))
+        obj.channel = channel
+        return obj
+
+    def __await__(self):  # type: ignore[no-untyped-def]
+        return asyncio.shield(self.channel.destroyed).__await__()
+
+
+def _app_list(apps: Any) -> list[tuple[str, str]]:
+    out = []
+    for item in apps:
+        if isinstance(item, str):
+            app, _, arg = item.partition(" ")
+            out.append((app, arg))
+        else:
+            out.append((item[0], item[1] if len(item) > 1 else ""))
+    return out
+
+
+# -- originate ----------------------------------------------------------------------------
+
+
+class CallEngine:
+    """The fake's call side: endpoints, dialplan, originate and the uuid_* api commands."""
+
+    def __init__(self, fake: "FakeFreeSWITCH") -> None:
+        self.fake = fake
+
+    def endpoint_for(self, target: str) -> Endpoint:
+        """The Endpoint for a dial string: exact match, then the longest ``prefix*`` / prefix
+        key, else one that answers at once."""
+        endpoints: dict[str, Endpoint] = self.fake.endpoints
+        if target in endpoints:
+            return endpoints[target]
+        best = None
+        for key, ep in endpoints.items():
+            k = key[:-1] if key.endswith("*") else key
+            if target.startswith(k) and (best is None or len(k) > len(best[0])):
+                best = (k, ep)
+        return best[1] if best else Endpoint(answer_after=self.fake.timings.ring)
+
+    async def originate(self, args: str, conn: "FakeConnection | None") -> str:
+        """api/bgapi originate: returns ``+OK <uuid>\\n`` once answered or ``-ERR <CAUSE>\\n``."""
+        usage = ("-USAGE: <call url> <exten>|&<application_name>(<app_args>) [<dialplan>] [<context>] "
+                 "[<cid_name>] [<cid_num>] [<timeout_sec>]\n")
+        argv = split_args(args)
+        if len(argv) < 2 or len(argv) > 7:
+            return usage
+        argv = [None if a.lower() == "undef" else a for a in argv] + [None] * (7 - len(argv))  # type: ignore[misc]
+        dial, exten, _dp, context, cid_name, cid_num, timeout_s = argv
+        variables, target = parse_dialstring(dial or "")
+        try:
+            timeout = int(variables.get("originate_timeout") or timeout_s or 60)
+        except ValueError:
+            timeout = 60
+        channel = self.place(target, variables, cid_name=cid_name or variables.get("origination_caller_id_name"),
+                             cid_num=cid_num or variables.get("origination_caller_id_number"), timeout=timeout)
+        if isinstance(channel, str):
+            return f"-ERR {channel}\n"
+        ok = await asyncio.shield(channel.answered_future)
+        if not ok:
+            return f"-ERR {channel.hangup_cause or 'NORMAL_CLEARING'}\n"
+        channel.after_answer = (exten or "", context or "default")  # type: ignore[attr-defined]
+        channel._go.set_result(None)  # type: ignore[attr-defined]
+        return f"+OK {channel.uuid}\n"
+
+    def place(self, target: str, variables: dict[str, str], *, cid_name: str | None = None,
+              cid_num: str | None = None, timeout: int = 60, other: FakeChannel | None = None
+              ) -> "FakeChannel | str":
+        """Create an outgoing leg to ``target`` and start ringing it; returns the channel, or a
+        cause string when the dial string fails before a channel exists (``error/<cause>``)."""
+        if target.lower().startswith("error/"):
+            return normalize_cause(target[6:], "NORMAL_CLEARING")
+        uuid = variables.get("origination_uuid")
+        if uuid and uuid in self.fake.channels:
+            return "DESTINATION_OUT_OF_ORDER"
+        endpoint = self.endpoint_for(target)
+        name = endpoint.channel_name or self._channel_name(target)
+        dest = target.split("/")[1] if "/" in target else target
+        if target.startswith("user/") or target.startswith("sofia/"):
+            dest = target.rsplit("/", 1)[-1].split("@")[0]
+        channel = FakeChannel(
+            self.fake, uuid=uuid, name=name, direction="outbound", destination=dest,
+            caller_id_name=cid_name or "", caller_id_number=cid_num or "",
+            source="mod_loopback" if target.startswith("loopback/") else "mod_sofia",
+            variables={k: v for k, v in variables.items()},
+        )
+        channel.callee_id_name = "Outbound Call"
+        channel.callee_id_number = dest
+        channel.variables.setdefault("call_uuid", channel.uuid)
+        channel._go = asyncio.get_running_loop().create_future()  # type: ignore[attr-defined]
+        channel.after_answer = ("", "default")  # type: ignore[attr-defined]
+        ring_timeout = endpoint.ring_timeout if endpoint.ring_timeout is not None else timeout * self.fake.timings.scale
+        channel.start(self._outgoing_life(channel, target, endpoint, ring_timeout, bool(uuid), other))
+        return channel
+
+    @staticmethod
+    def _channel_name(target: str) -> str:
+        if target.startswith("loopback/"):
+            return f"loopback/{target[9:].split('/')[0]}-a"
+        if target.startswith("user/"):
+            user = target[5:]
+            if "@" not in user:
+                user += "@127.0.0.1"
+            return f"sofia/internal/{user}"
+        return target
+
+    async def _outgoing_life(self, ch: FakeChannel, target: str, endpoint: Endpoint, ring_timeout: float,
+                             had_uuid: bool, other: FakeChannel | None) -> None:
+        outgoing = ("switch_core_session.c", "switch_core_session_outgoing_channel", 768)
+        if had_uuid:
+            ch.fire("CHANNEL_UUID", pre=[("Old-Unique-ID", str(uuidlib.uuid4()))], extended=True, state="CS_NONE",
+                    calling=("switch_core_session.c", "switch_core_session_set_uuid", 2056))
+        ch.fire("CHANNEL_OUTGOING", state="CS_NONE", calling=outgoing)
+        ch.set_state("CS_INIT")
+        ch.fire("CHANNEL_CREATE", extended=True, calling=("switch_core_state_machine.c", "switch_core_session_run", 626))
+        ch.fire("CHANNEL_ORIGINATE", extended=True,
+                calling=("switch_core_state_machine.c", "switch_core_session_run", 632))
+        await ch.step()
+        ch.set_state("CS_ROUTING")
+        ch.set_state("CS_CONSUME_MEDIA")
+        if target.startswith("loopback/"):
+            await self._loopback(ch, target, ring_timeout)
+        else:
+            await self._ring(ch, endpoint, ring_timeout)
+        if ch.down:
+            return
+        # wait for the originator to say what runs on this leg (api originate) or to bridge it
+        go = ch._go  # type: ignore[attr-defined]
+        if other is None:
+            await go
+        else:
+            go.done() or go.set_result(None)
+        if endpoint.dtmf or endpoint.hangup_after is not None:
+            self.fake.spawn(self._far_end(ch, endpoint))
+        exten, context = ch.after_answer  # type: ignore[attr-defined]
+        if other is not None or not exten:
+            # a bridge's B leg: held in CS_EXCHANGE_MEDIA until hangup
+            ch.set_state("CS_EXCHANGE_MEDIA")
+            await ch.pause(1e9, breakable=False)
+            return
+        if exten.startswith("&"):
+            app, _, arg = exten[1:].partition("(")
+            arg = arg.split(")", 1)[0] if ")" in arg else arg
+            ch.set_state("CS_EXECUTE")
+            await ch.execute(app, arg)
+            await ch.run_pending_messages()
+            if ch.transfer_to is not None and not ch.down:
+                ext, _, ctx = ch.transfer_to
+                ch.transfer_to = None
+                await ch.run_extension(ext, ctx)
+        else:
+            await ch.run_extension(exten, context)
+
+    async def _ring(self, ch: FakeChannel, endpoint: Endpoint, ring_timeout: float) -> None:
+        if endpoint.answer_after is None or endpoint.answer_after > 0 or endpoint.fail:
+            if endpoint.early_media:
+                ch.pre_answer()
+            else:
+                ch.ring_ready()
+        if endpoint.fail:
+            await ch.pause(endpoint.answer_after or 0.0, breakable=False)
+            ch.hangup(endpoint.fail)
+            return
+        if endpoint.answer_after is None or endpoint.answer_after >= ring_timeout:
+            await ch.pause(ring_timeout, breakable=False)
+            ch.hangup("NO_ANSWER")
+            return
+        if endpoint.answer_after > 0:
+            await ch.pause(endpoint.answer_after, breakable=False)
+        if not ch.down:
+            ch.answer()
+
+    async def _loopback(self, a: FakeChannel, target: str, ring_timeout: float) -> None:
+        """loopback/EXT[/context]: a B leg runs EXT in the dialplan; A answers when B does."""
+        parts = target[9:].split("/")
+        exten = parts[0]
+        context = parts[1] if len(parts) > 1 else "default"
+        b = FakeChannel(
+            self.fake, name=f"loopback/{exten}-b", direction="inbound", destination=exten,
+            caller_id_name=a.caller_id_name, caller_id_number=a.caller_id_number, context=context,
+            source="mod_loopback",
+            variables={k: v for k, v in a.variables.items()
+                       if k not in ("direction", "uuid", "channel_name", "session_id", "is_outbound", "call_uuid")},
+        )
+        a.variables["other_loopback_leg_uuid"] = b.uuid
+        a.variables["loopback_leg"] = "A"
+        b.variables["other_loopback_leg_uuid"] = a.uuid
+        b.variables["loopback_leg"] = "B"
+        b.variables["call_uuid"] = b.uuid
+        a.partner, b.partner = b, a
+        b.on_answer.append(lambda _b: a.answer())
+        b.start(b.run_incoming())
+        ok = await asyncio.wait_for(asyncio.shield(a.answered_future), None)
+        if not ok and not a.down:
+            a.hangup(b.hangup_cause or "NORMAL_CLEARING")
+
+    async def _far_end(self, ch: FakeChannel, endpoint: Endpoint) -> None:
+        if endpoint.dtmf:
+            await asyncio.sleep(self.fake.timings.playback)
+            await ch.send_dtmf(endpoint.dtmf)
+        if endpoint.hangup_after is not None:
+            if await ch.pause(endpoint.hangup_after, breakable=False):
+                ch.hangup("NORMAL_CLEARING")
+
+    # -- bridging ---------------------------------------------------------------------------
+
+    def bridge(self, a: FakeChannel, b: FakeChannel) -> None:
+        """Bridge two answered legs: CHANNEL_BRIDGE on the originator (A) with Other-Leg-* headers."""
+        for leg in (a, b):
+            if leg.other_leg is not None and leg.other_leg not in (a, b):
+                old = leg.other_leg
+                old.other_leg = None
+                leg.other_leg = None
+        a.other_leg, b.other_leg = b, a
+        a.other_type, b.other_type = "originator", "originatee"
+        a.variables["bridge_uuid"] = b.uuid
+        b.variables["bridge_uuid"] = a.uuid
+        a.variables["signal_bond"] = b.uuid
+        b.variables["signal_bond"] = a.uuid
+        a.variables["last_bridge_to"] = b.uuid
+        b.variables["last_bridge_to"] = a.uuid
+        now = str(int(time.time()))
+        a.variables["bridge_epoch"] = b.variables["bridge_epoch"] = now
+        a.fire("CHANNEL_BRIDGE", extended=True,
+               post=[("Bridge-A-Unique-ID", a.uuid), ("Bridge-B-Unique-ID", b.uuid)],
+               calling=("switch_ivr_bridge.c", "audio_bridge_on_exchange_media", 725))
+
+
+def attach(fake: "FakeFreeSWITCH", timings: Timings | None = None) -> None:
+    """Give ``fake`` its call side: ``timings``, ``channels``, ``dialplan``, ``endpoints``,
+    ``apps``, ``call()`` and the call-control api commands."""
+    from esl.testing import apps as apps_mod
+    from esl.testing import callapi
+
+    fake.timings = timings or Timings()
+    fake.channels = {}
+    fake.dialplan = {}
+    fake.endpoints = {}
+    fake.apps = dict(apps_mod.APPS)
+    fake.calls = CallEngine(fake)
+    callapi.install(fake)
