@@ -27,7 +27,9 @@ cdef class Event:
 
     cdef void _scan_plain(self) noexcept
     cdef object _key(self, int which)
+    cdef int _plain_head(self, Py_ssize_t *hs, Py_ssize_t *he) except -1
     cdef list _decode(self)
+    cdef bytes _inner(self)
     cdef dict _first_map(self)
     cdef bint _name_is(self, const char *lit, Py_ssize_t n) except -1
 

@@ -14,8 +14,8 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStri
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
 from cpython.unicode cimport PyUnicode_DecodeUTF8
-from libc.stdint cimport uint64_t
-from libc.string cimport memchr, memcmp, memcpy
+from libc.stdint cimport uint32_t, uint64_t
+from libc.string cimport memchr, memcmp, memcpy, memset
 
 from collections.abc import Mapping as _Mapping
 from sys import intern as _intern
@@ -36,6 +36,7 @@ cdef enum:
     K_APP = 3
     K_SUB = 4
     K_SEQ = 5
+    K_BODY = 6
 
 cdef dict _FORMATS = {"text/event-plain": FMT_PLAIN, "text/event-json": FMT_JSON,
                       "text/event-xml": FMT_XML}
@@ -101,39 +102,104 @@ cdef str _decode_value(const char *p, Py_ssize_t n):
 # Header names and most values repeat from one event to the next (97% of the
 # values in the real capture): small direct-mapped caches keyed by the raw
 # bytes hand back the same str object instead of decoding and allocating.
-DEF SLOT_MAX = 56
-DEF NAME_SLOTS = 4096
-DEF VALUE_SLOTS = 8192
+# A slot is one 64-byte cache line: the str, the key length, its hash and up
+# to 48 key bytes (zero-padded so keys compare a word at a time).
+cdef extern from *:
+    """
+    #if defined(_MSC_VER)
+    #define ESL_ALIGNED __declspec(align(64))
+    #else
+    #define ESL_ALIGNED __attribute__((aligned(64)))
+    #endif
+    typedef struct { PyObject *s; uint32_t n; uint32_t h; char data[48]; } esl_slot;
+    static ESL_ALIGNED esl_slot esl_names[1024];
+    static ESL_ALIGNED esl_slot esl_values[4096];
+    /* whole header lines -> (name, value); flags: 1 not a pair, 2 Event-Name, 4 Content-Length */
+    typedef struct { PyObject *name; PyObject *value; uint32_t n; uint32_t h; uint32_t flags;
+                     uint32_t pad; char data[96]; } esl_line;
+    static ESL_ALIGNED esl_line esl_lines[4096];
+    """
+    ctypedef struct esl_line:
+        PyObject *name
+        PyObject *value
+        uint32_t n
+        uint32_t h
+        uint32_t flags
+        char data[96]
+    esl_line esl_lines[4096]
+    ctypedef struct esl_slot:
+        PyObject *s
+        uint32_t n
+        uint32_t h
+        char data[48]
+    esl_slot esl_names[1024]
+    esl_slot esl_values[4096]
 
-cdef struct Slot:
-    PyObject *s
-    Py_ssize_t n
-    char data[SLOT_MAX]
+DEF SLOT_MAX = 48
+DEF NAME_SLOTS = 1024
+DEF VALUE_SLOTS = 4096
+DEF LINE_SLOTS = 4096
+DEF LINE_MAX = 96
 
-cdef Slot _names[NAME_SLOTS]
-cdef Slot _values[VALUE_SLOTS]
 cdef str _EMPTY = ""
 
 
+cdef inline uint64_t _tail(const char *p, Py_ssize_t n) noexcept nogil:
+    """The n < 8 bytes at p as a zero-padded little word (no memcpy call)."""
+    cdef uint64_t w = 0
+    cdef Py_ssize_t i
+    for i in range(n):
+        w |= (<uint64_t><unsigned char>p[i]) << (8 * i)
+    return w
+
+
 cdef inline uint64_t _hash(const char *p, Py_ssize_t n) noexcept nogil:
-    cdef uint64_t h = <uint64_t>n * 0x9E3779B97F4A7C15ULL, w
+    # length, first and last eight bytes (and the middle of longer keys)
+    cdef uint64_t a = 0, z = 0, m = 0
+    if n >= 8:
+        memcpy(&a, p, 8)
+        memcpy(&z, p + n - 8, 8)
+        if n > 16:
+            memcpy(&m, p + (n >> 1) - 4, 8)
+    else:
+        a = _tail(p, n)
+    a = (a ^ <uint64_t>n) * 0x9E3779B97F4A7C15ULL
+    z = (z ^ (m << 1)) * 0xFF51AFD7ED558CCDULL
+    a ^= z
+    return a ^ (a >> 29)
+
+
+cdef inline bint _same(const esl_slot *slot, uint32_t h, const char *p, Py_ssize_t n) noexcept nogil:
+    if slot.s == NULL or slot.h != h or slot.n != <uint32_t>n:
+        return False
+    return _eq_padded(slot.data, p, n)
+
+
+cdef inline bint _eq_padded(const char *data, const char *p, Py_ssize_t n) noexcept nogil:
+    """p[:n] == data[:n], where data is zero-padded to a multiple of 8 bytes."""
+    cdef const char *slotdata = data
     cdef Py_ssize_t i = 0
+    cdef uint64_t w, v
     while i + 8 <= n:
         memcpy(&w, p + i, 8)
-        h = (h ^ w) * 0xFF51AFD7ED558CCDULL
+        memcpy(&v, slotdata + i, 8)
+        if w != v:
+            return False
         i += 8
     if i < n:
-        w = 0
-        memcpy(&w, p + i, n - i)
-        h = (h ^ w) * 0xFF51AFD7ED558CCDULL
-    return h ^ (h >> 31)
+        w = _tail(p + i, n - i)
+        memcpy(&v, slotdata + i, 8)
+        return w == v
+    return True
 
 
-cdef inline void _store(Slot *slot, str s, const char *p, Py_ssize_t n) noexcept:
+cdef inline void _store(esl_slot *slot, uint32_t h, str s, const char *p, Py_ssize_t n) noexcept:
     Py_INCREF(s)
     Py_XDECREF(slot.s)
     slot.s = <PyObject *>s
-    slot.n = n
+    slot.n = <uint32_t>n
+    slot.h = h
+    memset(slot.data, 0, SLOT_MAX)
     memcpy(slot.data, p, n)
 
 
@@ -141,11 +207,12 @@ cdef str _name_str(const char *p, Py_ssize_t n):
     """A header name as an interned ``str``, from the cache when seen before."""
     if n > SLOT_MAX:
         return PyUnicode_DecodeUTF8(p, n, "surrogateescape")
-    cdef Slot *slot = &_names[_hash(p, n) & (NAME_SLOTS - 1)]
-    if slot.s != NULL and slot.n == n and memcmp(slot.data, p, n) == 0:
+    cdef uint64_t h = _hash(p, n)
+    cdef esl_slot *slot = &esl_names[h & (NAME_SLOTS - 1)]
+    if _same(slot, <uint32_t>(h >> 32), p, n):
         return <str>slot.s
     s = _intern(PyUnicode_DecodeUTF8(p, n, "surrogateescape"))
-    _store(slot, s, p, n)
+    _store(slot, <uint32_t>(h >> 32), s, p, n)
     return s
 
 
@@ -155,11 +222,12 @@ cdef str _value_str(const char *p, Py_ssize_t n):
         return _EMPTY
     if n > SLOT_MAX:
         return _decode_value(p, n)
-    cdef Slot *slot = &_values[_hash(p, n) & (VALUE_SLOTS - 1)]
-    if slot.s != NULL and slot.n == n and memcmp(slot.data, p, n) == 0:
+    cdef uint64_t h = _hash(p, n)
+    cdef esl_slot *slot = &esl_values[h & (VALUE_SLOTS - 1)]
+    if _same(slot, <uint32_t>(h >> 32), p, n):
         return <str>slot.s
     s = _decode_value(p, n)
-    _store(slot, s, p, n)
+    _store(slot, <uint32_t>(h >> 32), s, p, n)
     return s
 
 
@@ -167,41 +235,116 @@ cdef inline bint _starts(const char *p, Py_ssize_t n, const char *lit, Py_ssize_
     return n >= k and memcmp(p, lit, k) == 0
 
 
+cdef extern from *:
+    """
+    #if defined(__SSE2__)
+    #include <emmintrin.h>
+    #endif
+    /* Index of the first byte equal to a or b in p[0:n], or n. Header lines
+       are short, so an inline 16-byte scan beats a libc call per line. */
+    static inline Py_ssize_t esl_find2(const char *p, Py_ssize_t n, char a, char b) {
+        Py_ssize_t i = 0;
+    #if defined(__SSE2__)
+        const __m128i va = _mm_set1_epi8(a), vb = _mm_set1_epi8(b);
+        for (; i + 16 <= n; i += 16) {
+            __m128i x = _mm_loadu_si128((const __m128i *)(p + i));
+            int m = _mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(x, va), _mm_cmpeq_epi8(x, vb)));
+            if (m) return i + __builtin_ctz(m);
+        }
+    #endif
+        for (; i < n; i++) if (p[i] == a || p[i] == b) return i;
+        return n;
+    }
+    """
+    Py_ssize_t esl_find2(const char *p, Py_ssize_t n, char a, char b) nogil
+
+
+cdef esl_line _big_line  # scratch for lines too long to cache
+
+
+cdef uint32_t _line_fill(esl_line *slot, uint32_t h, const char *p, Py_ssize_t n) except 0:
+    """Decode one header line into ``slot`` (name, value, flags) and return its flags."""
+    cdef Py_ssize_t colon = esl_find2(p, n, 58, 58), vs
+    cdef uint32_t flags = 8  # "filled"
+    name = value = None
+    if colon >= n or colon == 0:
+        flags |= 1  # no ':' or an empty name: not a header
+    else:
+        vs = colon + 1
+        while vs < n and p[vs] == 32:
+            vs += 1
+        name = _name_str(p, colon)
+        value = _value_str(p + vs, n - vs)
+        if colon == 10 and memcmp(p, b"Event-Name", 10) == 0:
+            flags |= 2
+        elif colon == 14 and memcmp(p, b"Content-Length", 14) == 0:
+            flags |= 4
+    Py_XDECREF(slot.name)
+    Py_XDECREF(slot.value)
+    Py_INCREF(name)
+    Py_INCREF(value)
+    slot.name = <PyObject *>name
+    slot.value = <PyObject *>value
+    slot.flags = flags
+    slot.h = h
+    if n <= LINE_MAX:
+        slot.n = <uint32_t>n
+        memset(slot.data, 0, LINE_MAX)
+        memcpy(slot.data, p, n)
+    return flags
+
+
 cdef Py_ssize_t _parse_block(const char *base, Py_ssize_t s, Py_ssize_t e,
                              list flat, dict first) except -2:
-    """Append the ``Name: value`` lines of base[s:e] to ``flat`` (name, value, name, ...) and ``first``.
+    """Decode the ``Name: value`` lines of base[s:e] into ``flat`` and/or ``first`` (either may be None).
 
     As the twin's ``_codec.parse_header_block``: split at the first ``:``,
     skip the spaces after it, ignore lines without ``:`` or with an empty
-    name; ``first`` keeps the first value of each name, except
-    ``Event-Name`` where the last one wins. Returns how many exact
-    ``Content-Length`` names were seen.
+    name. ``flat`` gets name, value, name, value... in wire order; ``first``
+    the first value of each name, except ``Event-Name`` where the last one
+    wins. Returns 2 * (number of exact ``Content-Length`` names) + 1 if the
+    last pair is one, so the caller can drop the line that frames a body.
     """
-    cdef Py_ssize_t ls = s, le, colon, vs, cl_count = 0
-    cdef const char *nl
-    cdef const char *cp
-    cdef str name, value
+    cdef Py_ssize_t ls = s, le, colon, vs, cl_count = 0, k, n
+    cdef bint last_cl = False
+    cdef uint32_t flags, h32
+    cdef uint64_t h
+    cdef esl_line *slot
+    cdef PyObject *name
+    cdef PyObject *value
     while ls < e:
-        nl = <const char *>memchr(base + ls, 10, e - ls)
-        le = (nl - base) if nl != NULL else e
-        cp = <const char *>memchr(base + ls, 58, le - ls)
-        if cp != NULL and cp != base + ls:
-            colon = cp - base
-            vs = colon + 1
-            while vs < le and base[vs] == 32:
-                vs += 1
-            name = _name_str(base + ls, colon - ls)
-            value = _value_str(base + vs, le - vs)
-            flat.append(name)
-            flat.append(value)
-            if colon - ls == 10 and memcmp(base + ls, b"Event-Name", 10) == 0:
-                first[name] = value
+        le = ls + esl_find2(base + ls, e - ls, 10, 10)
+        n = le - ls
+        slot = NULL
+        if n <= LINE_MAX:
+            h = _hash(base + ls, n)
+            h32 = <uint32_t>(h >> 32)
+            slot = &esl_lines[h & (LINE_SLOTS - 1)]
+            if slot.flags and slot.h == h32 and slot.n == <uint32_t>n and _eq_padded(slot.data, base + ls, n):
+                flags = slot.flags
+                name = slot.name
+                value = slot.value
             else:
-                if colon - ls == 14 and memcmp(base + ls, b"Content-Length", 14) == 0:
-                    cl_count += 1
-                PyDict_SetDefault(first, name, value)
+                flags = _line_fill(slot, h32, base + ls, n)
+                name = slot.name
+                value = slot.value
+        else:
+            flags = _line_fill(&_big_line, 0, base + ls, n)
+            name = _big_line.name
+            value = _big_line.value
+        if not (flags & 1):
+            if flat is not None:
+                flat.append(<object>name)
+                flat.append(<object>value)
+            last_cl = (flags & 4) != 0
+            cl_count += last_cl
+            if first is not None:
+                if flags & 2:
+                    first[<object>name] = <object>value
+                else:
+                    PyDict_SetDefault(first, <object>name, <object>value)
         ls = le + 1
-    return cl_count
+    return cl_count * 2 + last_cl
 
 
 cdef object _int_or_none(const char *p, Py_ssize_t n):
@@ -283,8 +426,7 @@ cdef class Event:
         cdef const char *nl
         cdef const char *p
         while ls < e:
-            nl = <const char *>memchr(base + ls, 10, e - ls)
-            le = (nl - base) if nl != NULL else e
+            le = ls + esl_find2(base + ls, e - ls, 10, 10)
             n = le - ls
             if n == 0:
                 if ls > bs:
@@ -425,63 +567,71 @@ cdef class Event:
 
     # -- headers ------------------------------------------------------------
 
-    cdef list _decode(self):
-        """Decode every header (and the body) once: ``_flat``, ``_body`` and, when cheap, ``_first``.
+    cdef int _plain_head(self, Py_ssize_t *hs, Py_ssize_t *he) except -1:
+        """The header block to decode for plain events and other messages; 1 if a body follows."""
+        if self._fmt == FMT_NONE:
+            hs[0], he[0] = self._start, self._hend
+            return self._has_inner and self._end > self._hend + 2
+        hs[0] = self._hend + 2
+        he[0] = self._ihead if self._ihead >= 0 else self._end
+        return self._ihead >= 0 and self._end > self._ihead + 2
 
-        Headers are kept as one flat list (name, value, name, value...) rather
-        than tuples, so a decoded event costs the cyclic GC one container.
+    cdef list _decode(self):
+        """Every header in wire order, decoded once: a flat list name, value, name, value...
+
+        Flat rather than tuples, so a decoded event costs the cyclic GC one
+        container (untracked: it holds only strings and is never exposed).
         """
         if self._flat is not None:
             return self._flat
-        cdef const char *base = PyBytes_AS_STRING(self._buf)
-        cdef Py_ssize_t bs = self._hend + 2, he, cl
+        cdef Py_ssize_t hs = 0, he = 0, r
         cdef list flat = []
-        cdef dict first = {}
-        if self._fmt == FMT_NONE:
-            _parse_block(base, self._start, self._hend, flat, first)
-            self._body = _to_str(base + bs, self._end - bs) if (self._has_inner and self._end > bs) else None
-            self._first = first
-        elif self._fmt == FMT_PLAIN:
-            if self._has_inner:
-                he = self._ihead if self._ihead >= 0 else self._end
-                first = __Pyx_PyDict_NewPresized((he - bs) // 24 + 1)  # ~36 bytes a line
-                cl = _parse_block(base, bs, he, flat, first)
-                if self._ihead >= 0 and self._end > self._ihead + 2:
-                    self._body = _to_str(base + self._ihead + 2, self._end - self._ihead - 2)
-                    # The Content-Length line just before the blank line frames the body.
-                    if flat and flat[len(flat) - 2] == _CONTENT_LENGTH:
-                        del flat[len(flat) - 2:]
-                        if cl == 1:
-                            del first[_CONTENT_LENGTH]
-            self._first = first
-        else:
-            inner = PyBytes_FromStringAndSize(base + bs, self._end - bs) if self._has_inner else b""
-            pairs, self._body = _parse_event(inner, _FMT_NAMES[self._fmt])
+        if self._fmt == FMT_NONE or (self._fmt == FMT_PLAIN and self._has_inner):
+            body = self._plain_head(&hs, &he)
+            r = _parse_block(PyBytes_AS_STRING(self._buf), hs, he, flat, None)
+            if body and self._fmt == FMT_PLAIN and (r & 1):
+                # The Content-Length line just before the blank line frames the body.
+                del flat[len(flat) - 2:]
+        elif self._fmt != FMT_PLAIN:
+            pairs, self._body = _parse_event(self._inner(), _FMT_NAMES[self._fmt])
+            self._have |= 1u << K_BODY
             for k, v in pairs:
                 flat.append(k)
                 flat.append(v)
-        # Only strings inside and never exposed: the cyclic GC need not traverse it.
         PyObject_GC_UnTrack(flat)
         self._flat = flat
         return flat
 
+    cdef bytes _inner(self):
+        if not self._has_inner:
+            return b""
+        return PyBytes_FromStringAndSize(PyBytes_AS_STRING(self._buf) + self._hend + 2,
+                                         self._end - self._hend - 2)
+
     cdef dict _first_map(self):
+        """First value of each name (Event-Name: the last), decoded straight from the bytes."""
         cdef dict first = self._first
         cdef list flat
-        cdef Py_ssize_t i
-        if first is None:
+        cdef Py_ssize_t i, hs = 0, he = 0, r
+        if first is not None:
+            return first
+        if self._fmt == FMT_NONE or (self._fmt == FMT_PLAIN and self._has_inner):
+            body = self._plain_head(&hs, &he)
+            first = __Pyx_PyDict_NewPresized((he - hs) // 24 + 1)  # ~36 bytes a line
+            r = _parse_block(PyBytes_AS_STRING(self._buf), hs, he, None, first)
+            if body and self._fmt == FMT_PLAIN and r == 3:
+                del first[_CONTENT_LENGTH]  # it only framed the body
+        else:
             flat = self._decode()
-            first = self._first
-            if first is None:
-                first = {}
-                for i in range(0, len(flat), 2):
-                    k = flat[i]
-                    v = flat[i + 1]
-                    if k == _EVENT_NAME:
-                        first[k] = v  # last wins, as libesl
-                    else:
-                        PyDict_SetDefault(first, k, v)
-                self._first = first
+            first = {}
+            for i in range(0, len(flat), 2):
+                k = flat[i]
+                v = flat[i + 1]
+                if k == _EVENT_NAME:
+                    first[k] = v  # last wins, as libesl
+                else:
+                    PyDict_SetDefault(first, k, v)
+        self._first = first
         return first
 
     def __getitem__(self, name):
@@ -559,8 +709,19 @@ cdef class Event:
     @property
     def body(self):
         """The inner body of an event, the output of an api/response; ``None`` when absent."""
-        if self._flat is None:
-            self._decode()
+        cdef const char *base
+        cdef Py_ssize_t bs
+        if not (self._have & (1u << K_BODY)):
+            base = PyBytes_AS_STRING(self._buf)
+            if self._fmt == FMT_NONE:
+                bs = self._hend + 2
+                self._body = _to_str(base + bs, self._end - bs) if (self._has_inner and self._end > bs) else None
+            elif self._fmt == FMT_PLAIN:
+                bs = self._ihead + 2
+                self._body = _to_str(base + bs, self._end - bs) if (self._ihead >= 0 and self._end > bs) else None
+            else:
+                self._decode()
+            self._have |= 1u << K_BODY
         return self._body
 
     # -- output -------------------------------------------------------------
