@@ -51,7 +51,7 @@ import uuid as _uuid
 import weakref
 from dataclasses import dataclass
 from types import EllipsisType
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from esl.commands import build_command, build_sendmsg, check_line, redact
 from esl.core import DEFAULT_MAX_SIZE, Parser, Router
@@ -578,6 +578,10 @@ class ESLProtocol(asyncio.Protocol):
         self._own_dispatcher = dispatcher is None
         self._dispatcher = dispatcher if dispatcher is not None else Dispatcher()
         self._deliver = self._dispatcher.deliver
+        self._pausers = self._dispatcher._pausers
+        self._backlog: collections.deque[Any] = collections.deque()
+        self._backlog_cap = max(2 * self._dispatcher.max_queue, 10_000)
+        self._draining = False
         self.transport: asyncio.Transport | None = None
         self._reading_paused = False
         self._want_pause = False
@@ -628,9 +632,17 @@ class ESLProtocol(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.abort()
             return
+        if self._backlog:
+            self._stash(iter(messages))
+            return
         deliver = self._deliver
-        for msg in messages:
+        pausers = self._pausers
+        it = iter(messages)
+        for msg in it:
             if msg.is_event:
+                if pausers:  # "pause" policy engaged: keep the rest of this read for later
+                    self._stash(it, msg)
+                    return
                 if self._nroutes:
                     try:
                         self._router.route(msg)
@@ -639,6 +651,46 @@ class ESLProtocol(asyncio.Protocol):
                 deliver(msg)
             else:
                 self._message(msg)
+
+    def _stash(self, rest: Iterator[Any], first: Any = None) -> None:
+        """Hold events back while a queue is full; replies are still handled at once."""
+        backlog = self._backlog
+        cap = self._backlog_cap
+        d = self._dispatcher
+        if first is not None:
+            backlog.append(first)
+        for msg in rest:
+            ctype = msg.content_type
+            if ctype == "command/reply" or ctype == "api/response" or ctype == "text/disconnect-notice":
+                self._message(msg)
+            elif len(backlog) >= cap and msg.is_event:
+                d.dropped += 1
+            else:
+                backlog.append(msg)
+        self._update_reading(True)
+
+    def _drain_backlog(self) -> None:
+        """Deliver held-back events until a queue fills again or none is left."""
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            backlog = self._backlog
+            pausers = self._pausers
+            deliver = self._deliver
+            while backlog and not pausers and not self._closed:
+                msg = backlog.popleft()
+                if msg.is_event:
+                    if self._nroutes:
+                        try:
+                            self._router.route(msg)
+                        except Exception:
+                            log.exception("event owner raised on %r", msg)
+                    deliver(msg)
+                else:
+                    self._message(msg)
+        finally:
+            self._draining = False
 
     def eof_received(self) -> bool | None:
         if self._close_reason is None:
@@ -662,8 +714,8 @@ class ESLProtocol(asyncio.Protocol):
                 fut = pending.popleft()
                 if not fut.done():
                     fut.set_result(msg)
-                if not pending and self._want_pause:
-                    self._update_reading(True)
+                if not pending and (self._want_pause or self._backlog):
+                    self._update_reading(self._want_pause)
             else:
                 log.warning("reply with no command waiting for it: %r", msg)
         elif ctype == "auth/request":
@@ -703,11 +755,14 @@ class ESLProtocol(asyncio.Protocol):
     # -- flow control ----------------------------------------------------------
 
     def _update_reading(self, want_pause: bool) -> None:
+        if not want_pause and self._backlog and not self._closed:
+            self._drain_backlog()
+            want_pause = bool(self._pausers)
         self._want_pause = want_pause
         transport = self.transport
         if transport is None or self._closed:
             return
-        pause = want_pause and not self._pending
+        pause = (want_pause or bool(self._backlog)) and not self._pending
         if pause and not self._reading_paused:
             self._reading_paused = True
             transport.pause_reading()
@@ -723,6 +778,9 @@ class ESLProtocol(asyncio.Protocol):
         self._closed = True
         self.close_exc = err
         reason = err.reason
+        if self._backlog:
+            self._dispatcher.dropped += sum(1 for m in self._backlog if m.is_event)
+            self._backlog.clear()
         pending = self._pending
         self._pending = collections.deque()
         for fut in pending:
