@@ -48,9 +48,8 @@ _MAX_HEADER_ARG = 1024
 # recorded and offered to waiters/handlers, without decoding their headers.
 _STATEFUL = frozenset({
     "CHANNEL_CREATE", "CHANNEL_STATE", "CHANNEL_CALLSTATE", "CHANNEL_ANSWER", "CHANNEL_PROGRESS",
-    "CHANNEL_PROGRESS_MEDIA", "CHANNEL_PARK", "CHANNEL_UNPARK", "CHANNEL_BRIDGE", "CHANNEL_UNBRIDGE",
-    "CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE", "CHANNEL_DESTROY", "CHANNEL_UUID",
-    "CHANNEL_EXECUTE_COMPLETE", "CHANNEL_ORIGINATE", "CHANNEL_OUTGOING", "CHANNEL_DATA",
+    "CHANNEL_PROGRESS_MEDIA", "CHANNEL_BRIDGE", "CHANNEL_UNBRIDGE", "CHANNEL_HANGUP",
+    "CHANNEL_HANGUP_COMPLETE", "CHANNEL_DESTROY", "CHANNEL_UUID", "CHANNEL_ORIGINATE", "CHANNEL_OUTGOING",
 })
 # Events that carry every ``variable_*`` of the channel (FreeSWITCH "extended data").
 _EXTENDED = frozenset({
@@ -371,6 +370,12 @@ class Channel:
         name = event.name or ""
         if name in _STATEFUL:
             self._update(event, name)
+        elif name == "CHANNEL_EXECUTE_COMPLETE":
+            apps = self._apps
+            if apps:  # keyed by the routing key: no header decoding
+                fut = apps.pop(event.application_uuid or "", None)
+                if fut is not None and not fut.done():
+                    fut.set_result(event)
         elif name == "DTMF":
             self._dispatch_dtmf(event)
         if name in _EXTENDED:
@@ -427,13 +432,7 @@ class Channel:
         if name == "CHANNEL_UUID":
             self._renamed(event)
         self._update_state(event)
-        if name == "CHANNEL_EXECUTE_COMPLETE":
-            apps = self._apps
-            if apps:
-                fut = apps.pop(event.application_uuid or "", None)
-                if fut is not None and not fut.done():
-                    fut.set_result(event)
-        elif name == "CHANNEL_ANSWER":
+        if name == "CHANNEL_ANSWER":
             if not self.answered:
                 self.answered = True
                 self._lifecycle("answered", event)
@@ -445,7 +444,7 @@ class Channel:
             self._lifecycle("bridged", self.other_uuid)
         elif name == "CHANNEL_UNBRIDGE":
             self._lifecycle("unbridged", event.get("Other-Leg-Unique-ID") or self.other_uuid)
-        elif name in ("CHANNEL_CREATE", "CHANNEL_ORIGINATE", "CHANNEL_OUTGOING", "CHANNEL_PARK"):
+        elif name in ("CHANNEL_CREATE", "CHANNEL_ORIGINATE", "CHANNEL_OUTGOING"):
             self._link_call(event)
         elif name == "CHANNEL_HANGUP" or name == "CHANNEL_HANGUP_COMPLETE":
             if self.hangup_cause is None:
