@@ -59,6 +59,9 @@ _EXTENDED = frozenset({
     "CHANNEL_DATA", "PLAYBACK_START", "PLAYBACK_STOP", "RECORD_START", "RECORD_STOP",
     "CHANNEL_ORIGINATE", "CHANNEL_OUTGOING", "CALL_UPDATE", "CHANNEL_HOLD", "CHANNEL_UNHOLD",
 })
+# The states every call passes through in order; the others are detours.
+_MAIN_LINE = frozenset({ChannelState.NEW, ChannelState.INIT, ChannelState.ROUTING, ChannelState.EXECUTE,
+                        ChannelState.HANGUP, ChannelState.REPORTING, ChannelState.DESTROY})
 # Events a channel fires at most once: a wait for one already seen returns it at once,
 # so ``await ch.wait("CHANNEL_ANSWER")`` cannot miss an answer that raced the command reply.
 _ONCE = frozenset({
@@ -178,7 +181,7 @@ class Channel:
 
     __slots__ = (
         "protocol", "uuid", "dial_path", "created", "context", "answered", "hangup_cause",
-        "failure", "job", "other_uuid", "events", "_state", "_top_state", "_call_state",
+        "failure", "job", "other_uuid", "events", "_state", "_top_state", "_visited", "_call_state",
         "_state_event", "_var_event", "_vars", "_waiters", "_apps", "_dtmf", "_handlers",
         "_tasks", "_filtered", "_gone", "_destroyed", "_group", "_seen", "__weakref__",
     )
@@ -199,7 +202,8 @@ class Channel:
             collections.deque(maxlen=self.history) if self.history > 0 else None
         )
         self._state = ChannelState.NEW
-        self._top_state = ChannelState.NEW  # highest live state reached (below HANGUP)
+        self._top_state = ChannelState.NEW  # highest main-line state reached below HANGUP
+        self._visited = 1  # bit set of every state seen (NEW included)
         self._call_state: CallState | None = None
         self._state_event: Event | None = None
         self._var_event: Event | None = context
@@ -414,7 +418,8 @@ class Channel:
                 return  # never back to life
             self._state = state
             self._state_event = event
-            if state < ChannelState.HANGUP and state > self._top_state:
+            self._visited |= 1 << state
+            if state in _MAIN_LINE and state < ChannelState.HANGUP and state > self._top_state:
                 self._top_state = state
         call_state = event.get("Channel-Call-State")
         if call_state:
@@ -736,7 +741,7 @@ class Channel:
                     if self._state >= target or (target is not ChannelState.DESTROY and self._destroyed):
                         fut.set_result(event if event is not None else self._state_event)
                         continue
-                elif self._top_state >= target and event is not None:
+                elif self._reached(target) and event is not None:
                     fut.set_result(event)
                     continue
                 elif gone:
@@ -756,7 +761,9 @@ class Channel:
         """Wait until the channel reaches ``target`` and return the event that showed it.
 
         ``target`` is a :class:`~esl.types.ChannelState` (returns at once if the
-        channel already reached or passed it) or an event name such as
+        channel already reached it, or passed it on the NEW -> INIT -> ROUTING ->
+        EXECUTE -> HANGUP -> REPORTING -> DESTROY line; a ringing outgoing leg in
+        CONSUME_MEDIA has not "passed" EXECUTE, it gets there once answered) or an event name such as
         ``"DTMF"``, ``"CHANNEL_ANSWER"``, ``"CHANNEL_HANGUP_COMPLETE"`` (the next
         such event of this channel; for events a channel fires only once, such
         as CHANNEL_ANSWER or CHANNEL_HANGUP, one already received is returned
@@ -772,7 +779,7 @@ class Channel:
             if target >= ChannelState.HANGUP:
                 if self._state >= target:
                     return self._state_event
-            elif self._top_state >= target:
+            elif self._reached(target):
                 return self._state_event
         elif isinstance(target, str):
             check_line(target, "event name")
@@ -803,6 +810,17 @@ class Channel:
         finally:
             if self._waiters:
                 self._waiters = [w for w in self._waiters if w[1] is not fut] or None
+
+    def _reached(self, target: ChannelState) -> bool:
+        """Whether a live state was reached: seen itself, or passed on FreeSWITCH's main line.
+
+        Only NEW, INIT, ROUTING and EXECUTE count as "passed": the other live
+        states are detours (a ringing outgoing leg sits in CONSUME_MEDIA, which
+        sorts above EXECUTE, before it is answered and parked in EXECUTE).
+        """
+        if (self._visited >> target) & 1:
+            return True
+        return target in _MAIN_LINE and self._top_state >= target
 
     def _check_alive(self) -> None:
         if self._gone is not None:
