@@ -2,9 +2,11 @@
 
 ``python -m esl.cli._e2e CLIENT HOST PORT EVENTS MAX_SECONDS`` (password in ``ESL_PASSWORD``)
 connects to a replay server, subscribes to ``event plain ALL``, handles events with one
-catch-all handler that reads the event's Unique-ID, and prints one JSON line:
-``{"client": ..., "events": n, "seconds": s}`` timed from the first event to the last one
-counted. It stops after EVENTS events or MAX_SECONDS, whichever comes first. CLIENT is
+catch-all handler that reads the event's Unique-ID, and prints one JSON line
+``{"client": ..., "events": n, "seconds": s}``, timed from the subscription command to the
+last event handled. It stops after EVENTS events or MAX_SECONDS, whichever comes first; the
+server sends exactly EVENTS events (greenswitch's reader does not let its handlers run while
+data keeps coming, so an endless stream would never be handled). CLIENT is
 ``esl`` (the core picked by ``ESL_NO_EXTENSIONS`` as usual), ``genesis`` or ``greenswitch``.
 """
 
@@ -29,17 +31,18 @@ class _Counter:
         self.last = 0.0
         self.done = False
         self._on_done = on_done
-        self.started: Callable[[], Any] | None = None
+
+    def start(self) -> None:
+        """Start the clock (just before subscribing)."""
+        self.first = time.perf_counter()
 
     def hit(self) -> None:
         if self.done:
             return
         self.count += 1
-        if self.count == 1:
-            self.first = time.perf_counter()
-            if self.started is not None:
-                self.started()
         if self.count >= self.target:
+            self.finish()
+        elif not self.count & 1023 and time.perf_counter() - self.first > self.max_seconds:
             self.finish()
 
     def finish(self) -> None:
@@ -56,10 +59,8 @@ async def _run_esl(host: str, port: int, password: str, target: int, max_seconds
     import esl
     from esl.core import BACKEND
 
-    loop = asyncio.get_running_loop()
     finished = asyncio.Event()
     counter = _Counter(target, max_seconds, finished.set)
-    counter.started = lambda: loop.call_later(max_seconds, counter.finish)
 
     def handler(event: Any) -> None:
         event.uuid  # the handler reads Unique-ID (a routing key: no header decode needed)
@@ -67,6 +68,7 @@ async def _run_esl(host: str, port: int, password: str, target: int, max_seconds
 
     async with esl.Inbound(host, port, password, timeout=10.0) as client:  # type: ignore[attr-defined]
         client.on("*", handler)
+        counter.start()
         await client.subscribe("ALL", format="plain")
         await asyncio.wait_for(finished.wait(), max_seconds + 20)
     return counter.result("esl", backend=BACKEND)
@@ -78,10 +80,8 @@ async def _run_genesis(host: str, port: int, password: str, target: int, max_sec
     logging.disable(logging.CRITICAL)
     from genesis import Inbound
 
-    loop = asyncio.get_running_loop()
     finished = asyncio.Event()
     counter = _Counter(target, max_seconds, finished.set)
-    counter.started = lambda: loop.call_later(max_seconds, counter.finish)
 
     async def handler(event: Any) -> None:
         event.get("Unique-ID")
@@ -89,6 +89,7 @@ async def _run_genesis(host: str, port: int, password: str, target: int, max_sec
 
     async with Inbound(host, port, password, timeout=10) as client:
         client.on("*", handler)
+        counter.start()
         await client.send("event plain ALL")
         await asyncio.wait_for(finished.wait(), max_seconds + 20)
     return counter.result("genesis")
@@ -103,15 +104,17 @@ def _run_greenswitch(host: str, port: int, password: str, target: int, max_secon
 
     done = gevent.event.Event()
     counter = _Counter(target, max_seconds, done.set)
-    counter.started = lambda: gevent.spawn_later(max_seconds, counter.finish)
 
     def handler(event: Any) -> None:
         event.headers.get("Unique-ID")
         counter.hit()
+        if counter.done:
+            gevent.sleep(0)  # greenswitch's reader never yields while data flows: let the main greenlet run
 
     client = greenswitch.InboundESL(host=host, port=port, password=password)
     client.connect()
     client.register_handle("*", handler)
+    counter.start()
     client.send("event plain ALL")
     done.wait(max_seconds + 20)
     client._run = False  # stop without waiting for an exit reply behind the event flood

@@ -249,9 +249,11 @@ async def _e2e(cap: captures.Capture, subjects: list[tuple[str, str, dict[str, s
 
     results: list[Result] = []
     password = "ClueCon"
+    loops = max(1, -(-events // cap.events))
     for label, client, env in subjects:
-        async with ReplayServer(cap, port=0, password=password, loops=0) as server:
-            got = await _run_client(client, server.host, server.port, password, events, max_seconds, env)
+        async with ReplayServer(cap, port=0, password=password, loops=loops) as server:
+            got = await _run_client(client, server.host, server.port, password, loops * cap.events,
+                                    max_seconds, env)
         if "error" in got:
             warn(f"end-to-end {label} failed: {got['error']}")
             continue
@@ -467,7 +469,8 @@ def plot(results: list[Result], path: str, title: str) -> None:
 @click.option("--events", "events", type=click.IntRange(1), default=None,
               help="Use only the first N events of the capture (quick runs).")
 @click.option("--e2e-events", type=click.IntRange(1), default=200_000, show_default=True,
-              help="Events each esl client handles end to end (peers: a tenth; the capture loops as needed).")
+              help="Events each esl client handles end to end (peers: a tenth), rounded up to whole loops "
+              "of the capture.")
 @click.option("--e2e-seconds", type=click.FloatRange(min=0.1), default=3.0, show_default=True,
               help="Longest time any one client is measured end to end.")
 @click.option("--no-e2e", is_flag=True, help="Skip the end-to-end measurement.")

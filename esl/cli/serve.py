@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from typing import Any, Callable
 
 import click
@@ -46,7 +47,7 @@ class ReplayServer:
         self.fake = FakeFreeSWITCH(host, port, password)
         self.sent = 0
         self._on_client = on_client
-        self._seen: set[int] = set()
+        self._seen: weakref.WeakSet[Any] = weakref.WeakSet()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._watch: asyncio.Task[None] | None = None
         self._events = capture.event_bytes()
@@ -101,9 +102,9 @@ class ReplayServer:
     async def _watch_clients(self) -> None:
         while True:
             for conn in list(self.fake.connections):
-                if id(conn) in self._seen or not conn.authenticated or not conn.subscriptions.enabled:
+                if conn in self._seen or not conn.authenticated or not conn.subscriptions.enabled:
                     continue
-                self._seen.add(id(conn))
+                self._seen.add(conn)
                 task = asyncio.ensure_future(self._serve(conn))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
