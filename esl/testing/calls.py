@@ -415,7 +415,7 @@ class FakeChannel:
         if extended:
             pairs += [(f"variable_{k}", v) for k, v in self.variables.items()]
         pairs += list(post)
-        event = self.fake.make_event(name, pairs, subclass=subclass, calling=calling)
+        event = self.fake.factory.make_trusted(name, pairs, subclass, calling)
         self.events_fired.append(event)
         self.fake.fire_nowait(event)
         if self._event_waiters:

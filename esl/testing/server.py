@@ -26,8 +26,10 @@ from esl.testing.events import (
     MYEVENTS,
     EventFactory,
     Subscription,
+    build_plain,
     canonical_event_name,
     filter_accepts,
+    header_value,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -207,6 +209,7 @@ class FakeConnection(asyncio.Protocol):
             self._timer.cancel()
         if self in self.fake.connections:
             self.fake.connections.remove(self)
+        self.fake._reindex(self)
         if not self.closed.done():
             self.closed.set_result(None)
         if self._worker is not None:
@@ -317,12 +320,36 @@ class FakeConnection(asyncio.Protocol):
         if self.filters and not filter_accepts(self.filters, event):
             return False
         if self.myevents:
-            uid = event.get("Unique-ID")
+            uid = event.uuid
             send = uid is not None and (self.session is None or uid == self.session.uuid)
-            if self.session is not None and event.get("Job-Owner-UUID") == self.session.uuid:
+            if (not send and self.session is not None and event.name == "BACKGROUND_JOB"
+                    and event.get("Job-Owner-UUID") == self.session.uuid):
                 send = True
             return send
         return True
+
+    def index_keys(self) -> list[tuple[str, str]] | None:
+        """The (header, value) pairs, lowercased, of which an event must carry at least one
+        to reach this listener, or None when any event may (used to index the bus, so that
+        thousands of single-call listeners cost nothing per unrelated event)."""
+        if self.myevents and self.session is not None:
+            u = self.session.uuid.lower()
+            return [("unique-id", u), ("job-owner-uuid", u)]
+        if not self.filters:
+            return None
+        keys = []
+        for header, raw in self.filters:
+            i, pos = 0, True
+            while i < len(raw) and raw[i] in "+- ":
+                if raw[i] != " ":
+                    pos = raw[i] == "+"
+                i += 1
+            if not pos:
+                continue
+            if raw[:1] == "/":
+                return None
+            keys.append((header.lower(), raw[i:].lower()))
+        return keys
 
     # -- command loop ----------------------------------------------------------
 
@@ -341,6 +368,7 @@ class FakeConnection(asyncio.Protocol):
                     keep = True
                 finally:
                     self._busy = False
+                    self.fake._reindex(self)
                 self._flush_pending()
                 if not keep:
                     self._close_now(True)
@@ -705,7 +733,7 @@ class FakeConnection(asyncio.Protocol):
         pairs.extend(h for h in cmd.headers if not (subclass is not None and h[0].lower() == "event-subclass"))
         pairs.append(("Event-UUID", event_uuid))
         pairs.extend(self.fake.factory.standard(name, ("mod_event_socket.c", "parse_command", 2283)))
-        event = Event.build(pairs, cmd.body, "plain")
+        event = build_plain(pairs, cmd.body)
         self.fake.received_events.append(event)
         uid = cmd.get("unique-id")
         channel = self.fake.channels.get(uid) if uid else None
@@ -794,6 +822,10 @@ class FakeFreeSWITCH:
         self.sessions_since_startup = 0
         self._server: asyncio.AbstractServer | None = None
         self._stalled = False
+        self._bus_all: dict[FakeConnection, None] = {}
+        self._bus_index: dict[tuple[str, str], dict[FakeConnection, None]] = {}
+        self._bus_headers: dict[str, int] = {}
+        self._bus_keys: dict[FakeConnection, Any] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         #: exceptions raised by the fake's own background tasks (a test can assert it stays empty)
         self.errors: list[BaseException] = []
@@ -937,12 +969,56 @@ class FakeFreeSWITCH:
         """Deliver ``event`` on the global bus; returns how many connections got it."""
         return self.fire_nowait(event)
 
+    def _reindex(self, conn: FakeConnection) -> None:
+        """Update the bus index for ``conn`` after its subscriptions, filters or state changed."""
+        old = self._bus_keys.pop(conn, False)
+        if old is None:
+            self._bus_all.pop(conn, None)
+        elif old is not False:
+            for key in old:
+                bucket = self._bus_index.get(key)
+                if bucket is not None:
+                    bucket.pop(conn, None)
+                    if not bucket:
+                        del self._bus_index[key]
+                self._bus_headers[key[0]] -= 1
+                if not self._bus_headers[key[0]]:
+                    del self._bus_headers[key[0]]
+        if conn.closed.done() or not conn.authenticated or not conn.subscriptions.enabled:
+            return
+        keys = conn.index_keys()
+        self._bus_keys[conn] = keys
+        if keys is None:
+            self._bus_all[conn] = None
+            return
+        for key in keys:
+            self._bus_index.setdefault(key, {})[conn] = None
+            self._bus_headers[key[0]] = self._bus_headers.get(key[0], 0) + 1
+
+    def _candidates(self, event: Event) -> list[FakeConnection]:
+        """The listeners that may want ``event``: every unindexed one, plus the indexed ones
+        whose (header, value) keys the event carries."""
+        cands = list(self._bus_all)
+        if self._bus_headers:
+            extra: dict[FakeConnection, None] = {}
+            for header in self._bus_headers:
+                if header == "job-owner-uuid" and event.name != "BACKGROUND_JOB":
+                    continue
+                value = header_value(event, header)
+                if value is not None:
+                    bucket = self._bus_index.get((header, value.lower()))
+                    if bucket:
+                        extra.update(bucket)
+            if extra:
+                cands.extend(extra)
+        return cands
+
     def fire_nowait(self, event: Event) -> int:
         """:meth:`fire` without awaiting (for the call simulation's synchronous steps)."""
         self.fired_events += 1
         frames: dict[str, bytes] = {}
         count = 0
-        for conn in self.connections:
+        for conn in self._candidates(event):
             if not conn.accepts(event):
                 continue
             fmt = conn.format
