@@ -161,9 +161,7 @@ class Outbound:
 
     async def _setup(self, session: Session) -> None:
         await session.connect(timeout=self.connect_timeout)
-        await session.subscribe_channel(self.events)
-        if self.linger and session.full_control:
-            await session.linger(self.linger)
+        await session.subscribe_channel(self.events, self.linger)
 
     async def _serve(self, session: Session) -> None:
         try:

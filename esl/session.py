@@ -11,6 +11,7 @@ ready to use.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -112,8 +113,9 @@ class Session(ESLProtocol):
         self.channel = Channel.from_session(self)
         return reply
 
-    async def subscribe_channel(self, events: "bool | tuple[str, ...] | list[str]" = True) -> None:
-        """Receive this call's events.
+    async def subscribe_channel(self, events: "bool | tuple[str, ...] | list[str]" = True,
+                                linger: int | None = None) -> None:
+        """Receive this call's events (and set ``linger <seconds>`` when given).
 
         We do not rely on ``myevents`` alone: its fixed set lacks
         CHANNEL_CALLSTATE, PLAYBACK_*, RECORD_*, CUSTOM and every event of
@@ -126,19 +128,27 @@ class Session(ESLProtocol):
         """
         uuid = self.uuid
         assert uuid is not None
+        if not self.full_control:  # event, linger... are refused without "full"
+            if events:
+                await self.myevents(format="plain")
+            return
         if not events:
+            if linger:
+                await self.linger(int(linger))
             return
-        if not self.full_control:
-            await self.myevents(format="plain")
-            return
-        await self.filter("Unique-ID", uuid)
-        await self.filter("Job-Owner-UUID", uuid)
         self._job_filter = True  # Job-Owner-UUID already lets this socket's BACKGROUND_JOBs through
         self.uses_filters = True
-        if events is True:
-            await self.subscribe(format="plain")
-        else:
-            await self.subscribe(*events, "BACKGROUND_JOB", format="plain")
+        names: tuple[str, ...] = () if events is True else (*events, "BACKGROUND_JOB")
+        steps = [self.filter("Unique-ID", uuid), self.filter("Job-Owner-UUID", uuid),
+                 self.subscribe(*names, format="plain")]
+        if linger:
+            steps.append(self.linger(int(linger)))
+        # Pipelined: each step writes its command before awaiting, in this order, and
+        # FreeSWITCH answers in order, so the set-up costs one round trip, not four.
+        results = await asyncio.gather(*steps, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     def on_linger(self, event: Any) -> None:
         """The linger notice: the channel is gone, the socket stays open for its last events."""
