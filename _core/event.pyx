@@ -25,6 +25,9 @@ from esl import _codec
 cdef extern from *:
     dict __Pyx_PyDict_NewPresized(Py_ssize_t n)
 
+cdef extern from "strings.h" nogil:
+    int strncasecmp(const char *a, const char *b, size_t n)
+
 cdef extern from "Python.h":
     void PyObject_GC_UnTrack(object o)
     PyObject* PyDict_SetDefault(object d, object key, object default) except NULL
@@ -364,6 +367,34 @@ cdef object _int_or_none(const char *p, Py_ssize_t n):
         return None
 
 
+cdef int _key_of(const char *p, Py_ssize_t k, bint *exact) noexcept:
+    """Which routing key the header name p[:k] is (-1: none); ``exact`` when the casing matches."""
+    cdef const char *lit
+    cdef int which
+    if k == 10:
+        lit, which = b"Event-Name", K_NAME
+    elif k == 9:
+        lit, which = b"Unique-ID", K_UUID
+    elif k == 8:
+        lit, which = b"Job-UUID", K_JOB
+    elif k == 16:
+        lit, which = b"Application-UUID", K_APP
+    elif k == 14:
+        if (p[7] | 0x20) == 117:  # Event-S[u]bclass, not Event-S[e]quence
+            lit, which = b"Event-Subclass", K_SUB
+        else:
+            lit, which = b"Event-Sequence", K_SEQ
+    else:
+        return -1
+    if memcmp(p, lit, k) == 0:
+        exact[0] = True
+        return which
+    exact[0] = False
+    if strncasecmp(p, lit, k) == 0:
+        return which
+    return -1
+
+
 # -- the Event ----------------------------------------------------------------
 
 @cython.freelist(512)
@@ -420,43 +451,79 @@ cdef class Event:
     # -- routing keys -------------------------------------------------------
 
     cdef void _scan_plain(self) noexcept:
-        """Locate the routing keys and the end of the inner header block, in one pass."""
+        """Locate the routing keys and the end of the inner header block, in one pass.
+
+        A key is the value of the first line whose name is exactly the key
+        (the last one for Event-Name), else of the first line whose name
+        matches it case-insensitively: the same answer as ``event.get(key)``.
+        """
         cdef const char *base = PyBytes_AS_STRING(self._buf)
-        cdef Py_ssize_t bs = self._hend + 2, e = self._end, ls = bs, le, n
-        cdef const char *nl
+        cdef Py_ssize_t bs = self._hend + 2, e = self._end, ls = bs, le, n, k, vs
+        cdef Py_ssize_t ci[12]  # case-insensitive candidates: start, end per key
+        cdef int which, i
+        cdef bint exact
+        cdef unsigned char c
         cdef const char *p
+        for i in range(12):
+            ci[i] = -1
         while ls < e:
             le = ls + esl_find2(base + ls, e - ls, 10, 10)
             n = le - ls
             if n == 0:
                 if ls > bs:
                     self._ihead = ls - 1
-                    return
+                    break
             else:
                 p = base + ls
-                if p[0] == 69:  # E
-                    if _starts(p, n, b"Event-Name: ", 12):
-                        self._name_s = ls + 12
-                        self._name_e = le
-                    elif self._seq_s < 0 and _starts(p, n, b"Event-Sequence: ", 16):
-                        self._seq_s = ls + 16
-                        self._seq_e = le
-                    elif self._sub_s < 0 and _starts(p, n, b"Event-Subclass: ", 16):
-                        self._sub_s = ls + 16
-                        self._sub_e = le
-                elif p[0] == 85:  # U
-                    if self._uuid_s < 0 and _starts(p, n, b"Unique-ID: ", 11):
-                        self._uuid_s = ls + 11
-                        self._uuid_e = le
-                elif p[0] == 74:  # J
-                    if self._job_s < 0 and _starts(p, n, b"Job-UUID: ", 10):
-                        self._job_s = ls + 10
-                        self._job_e = le
-                elif p[0] == 65:  # A
-                    if self._app_s < 0 and _starts(p, n, b"Application-UUID: ", 18):
-                        self._app_s = ls + 18
-                        self._app_e = le
+                c = (<unsigned char>p[0]) | 0x20
+                if c == 101 or c == 117 or c == 106 or c == 97:  # e u j a
+                    k = esl_find2(p, n, 58, 58)
+                    which = _key_of(p, k, &exact) if k < n else -1
+                    if which >= 0:
+                        vs = ls + k + 1
+                        while vs < le and base[vs] == 32:
+                            vs += 1
+                        if exact:
+                            self._set_key(which, vs, le)
+                        elif ci[2 * which] < 0:
+                            ci[2 * which] = vs
+                            ci[2 * which + 1] = le
             ls = le + 1
+        for which in range(6):
+            if ci[2 * which] >= 0 and self._key_start(which) < 0:
+                self._set_key(which, ci[2 * which], ci[2 * which + 1])
+
+    cdef inline Py_ssize_t _key_start(self, int which) noexcept:
+        if which == K_NAME:
+            return self._name_s
+        if which == K_UUID:
+            return self._uuid_s
+        if which == K_JOB:
+            return self._job_s
+        if which == K_APP:
+            return self._app_s
+        if which == K_SUB:
+            return self._sub_s
+        return self._seq_s
+
+    cdef inline void _set_key(self, int which, Py_ssize_t s, Py_ssize_t e) noexcept:
+        # first exact occurrence wins, except Event-Name where the last does
+        if which == K_NAME:
+            self._name_s, self._name_e = s, e
+        elif which == K_UUID:
+            if self._uuid_s < 0:
+                self._uuid_s, self._uuid_e = s, e
+        elif which == K_JOB:
+            if self._job_s < 0:
+                self._job_s, self._job_e = s, e
+        elif which == K_APP:
+            if self._app_s < 0:
+                self._app_s, self._app_e = s, e
+        elif which == K_SUB:
+            if self._sub_s < 0:
+                self._sub_s, self._sub_e = s, e
+        elif self._seq_s < 0:
+            self._seq_s, self._seq_e = s, e
 
     cdef object _key(self, int which):
         """Routing key ``which`` as a Python object, computed once."""
@@ -492,7 +559,11 @@ cdef class Event:
             if s < 0:
                 value = None
             elif which == K_SEQ:
-                value = _int_or_none(base + s, e - s)
+                if memchr(base + s, 37, e - s) == NULL:
+                    value = _int_or_none(base + s, e - s)
+                else:
+                    raw = (<str>_decode_value(base + s, e - s)).encode("utf-8", "surrogateescape")
+                    value = _int_or_none(PyBytes_AS_STRING(raw), len(raw))
             else:
                 value = _decode_value(base + s, e - s)
         else:

@@ -91,18 +91,21 @@ def parse_header_block(block: bytes, decode: bool = True) -> Pairs:
 
     As FreeSWITCH and libesl do: split at the first ``:``, skip the spaces
     after it, ignore lines with no ``:``.
+
+    Values are percent-decoded as bytes, then read as UTF-8 (``decode_value``),
+    so a value means the same here as in the routing keys, also when raw
+    non-ASCII bytes sit next to ``%XX`` escapes.
     """
     pairs: Pairs = []
     append = pairs.append
-    for line in to_str(block).split("\n"):
-        name, sep, value = line.partition(":")
+    for line in bytes(block).split(b"\n"):
+        name, sep, value = line.partition(b":")
         if not sep or not name:
             continue
-        if value[:1] == " ":
-            value = value.lstrip(" ")
-        if decode and "%" in value:
-            value = unquote(value, encoding="utf-8", errors="surrogateescape")
-        append((name, value))
+        if value[:1] == b" ":
+            value = value.lstrip(b" ")
+        append((name.decode("utf-8", "surrogateescape"),
+                decode_value(value) if decode else value.decode("utf-8", "surrogateescape")))
     return pairs
 
 
@@ -156,6 +159,9 @@ def _parse_json(payload: bytes) -> tuple[Pairs, str | None]:
             if pairs[i][0] == "Content-Length":
                 del pairs[i]
                 break
+        # FreeSWITCH writes "_body":"" with Content-Length 0 (e.g. an empty
+        # BACKGROUND_JOB result); plain and xml carry no body then: None.
+        body = body or None
     return pairs, body
 
 

@@ -17,6 +17,7 @@ Wire facts used here (see ESL-PROTOCOL.md):
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from esl import _codec
@@ -31,38 +32,36 @@ _EVENT_PREFIX = "text/event-"
 _FORMATS = {"text/event-plain": "plain", "text/event-json": "json", "text/event-xml": "xml"}
 
 # Routing keys of a plain event, found by a byte search without decoding the rest.
-_KEY_NAME = b"Event-Name: "
-_KEY_UUID = b"\nUnique-ID: "
-_KEY_JOB = b"\nJob-UUID: "
-_KEY_APP = b"\nApplication-UUID: "
-_KEY_SEQ = b"\nEvent-Sequence: "
-_KEY_SUB = b"Event-Subclass: "
+# A key is the value of the first line named exactly so (the last for Event-Name),
+# else of the first line whose name matches case-insensitively: what ``get`` gives.
+_EXACT = {
+    b"Event-Name": "name",
+    b"Unique-ID": "uuid",
+    b"Job-UUID": "job_uuid",
+    b"Application-UUID": "application_uuid",
+    b"Event-Subclass": "subclass",
+    b"Event-Sequence": "sequence",
+}
+_LOWER = {k.lower(): v for k, v in _EXACT.items()}
+_KEY_LINE = re.compile(
+    rb"^(event-name|unique-id|job-uuid|application-uuid|event-subclass|event-sequence):[ ]*([^\n]*)",
+    re.IGNORECASE | re.MULTILINE,
+)
 
 
-def _line_value(block: bytes, key: bytes, at_start_ok: bool = True) -> bytes | None:
-    """The raw value of the first header line ``key`` in a plain header block."""
-    if at_start_ok and block.startswith(key[1:] if key[:1] == b"\n" else key):
-        start = len(key) - (1 if key[:1] == b"\n" else 0)
-    else:
-        pos = block.find(key if key[:1] == b"\n" else b"\n" + key)
-        if pos < 0:
-            return None
-        start = pos + len(key) + (0 if key[:1] == b"\n" else 1)
-    end = block.find(b"\n", start)
-    return block[start:] if end < 0 else block[start:end]
-
-
-def _last_line_value(block: bytes, key: bytes) -> bytes | None:
-    """The raw value of the last header line ``key`` (``key`` without leading newline)."""
-    pos = block.rfind(b"\n" + key)
-    if pos >= 0:
-        start = pos + 1 + len(key)
-    elif block.startswith(key):
-        start = len(key)
-    else:
-        return None
-    end = block.find(b"\n", start)
-    return block[start:] if end < 0 else block[start:end]
+def _plain_keys(head: bytes) -> dict[str, bytes | None]:
+    """The raw values of the routing keys in a plain header block."""
+    exact: dict[str, bytes] = {}
+    loose: dict[str, bytes] = {}
+    for m in _KEY_LINE.finditer(head):
+        name = m.group(1)
+        key = _EXACT.get(name)
+        if key is not None:
+            if key == "name" or key not in exact:
+                exact[key] = m.group(2)
+        else:
+            loose.setdefault(_LOWER[name.lower()], m.group(2))
+    return {k: exact.get(k, loose.get(k)) for k in _EXACT.values()}
 
 
 class Event(Mapping[str, str]):
@@ -142,17 +141,10 @@ class Event(Mapping[str, str]):
     def _scan_keys(self) -> dict[str, Any]:
         inner = self._inner
         if self._fmt == "plain" and inner is not None:
-            head = inner.split(b"\n\n", 1)[0]
-            name = _last_line_value(head, _KEY_NAME)
-            seq = _line_value(head, _KEY_SEQ)
-            keys: dict[str, Any] = {
-                "name": _codec.decode_value(name) if name is not None else None,
-                "uuid": _opt(_line_value(head, _KEY_UUID)),
-                "job_uuid": _opt(_line_value(head, _KEY_JOB)),
-                "application_uuid": _opt(_line_value(head, _KEY_APP)),
-                "subclass": _opt(_line_value(head, _KEY_SUB, True)),
-                "sequence": _int_or_none(seq),
-            }
+            raw = _plain_keys(inner.split(b"\n\n", 1)[0])
+            seq = raw.pop("sequence")
+            keys: dict[str, Any] = {k: _opt(v) for k, v in raw.items()}
+            keys["sequence"] = _int_or_none(_codec.to_bytes(_codec.decode_value(seq)) if seq is not None else None)
             return keys
         seq_text = self.get("Event-Sequence")
         return {
@@ -161,7 +153,7 @@ class Event(Mapping[str, str]):
             "job_uuid": self.get("Job-UUID"),
             "application_uuid": self.get("Application-UUID"),
             "subclass": self.get("Event-Subclass"),
-            "sequence": _int_or_none(seq_text.encode() if seq_text is not None else None),
+            "sequence": _int_or_none(_codec.to_bytes(seq_text) if seq_text is not None else None),
         }
 
     @property
@@ -340,8 +332,8 @@ class Parser:
 
     @property
     def buffered(self) -> int:
-        """Bytes held waiting for the rest of a message."""
-        return len(self._buf)
+        """Bytes held waiting for the rest of a message (its header block included)."""
+        return len(self._buf) + (len(self._outer) + 2 if self._need >= 0 else 0)
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Event]:
         """Add bytes; return the messages they complete, in order."""
