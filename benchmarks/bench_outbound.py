@@ -191,7 +191,7 @@ async def _throughput(client: str, calls: int, concurrency: int) -> dict[str, An
     proc, port = _spawn(client, "calls", 0)
     result: dict[str, Any] = {}
     try:
-        async with FakeFreeSWITCH(timings=Timings(playback=0.0)) as fake:
+        async with FakeFreeSWITCH(timings=Timings(playback=0.0, connect_timeout=60.0)) as fake:
             fake.dialplan["bench"] = [("socket", f"127.0.0.1:{port} async full")]
             sem = asyncio.Semaphore(concurrency)
             failures = 0
@@ -224,7 +224,7 @@ async def _memory(client: str, sessions: int) -> dict[str, Any]:
     proc, port = _spawn(client, "hold", sessions)
     loop = asyncio.get_running_loop()
     try:
-        async with FakeFreeSWITCH(timings=Timings(playback=0.0)) as fake:
+        async with FakeFreeSWITCH(timings=Timings(playback=0.0, connect_timeout=60.0)) as fake:
             fake.dialplan["hold"] = [("socket", f"127.0.0.1:{port} async full")]
             chans = await asyncio.gather(*(fake.call("hold") for _ in range(sessions)))
             assert proc.stdout is not None

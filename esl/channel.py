@@ -24,6 +24,7 @@ import inspect
 import logging
 import uuid as _uuid_mod
 import weakref
+from urllib.parse import unquote as _unquote
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar, Iterable, Mapping
 
 from esl.commands import check_line
@@ -141,6 +142,37 @@ def _is_session(protocol: Any) -> bool:
 def _api_allowed(protocol: Any) -> bool:
     """False on an outbound socket without ``full`` control, where ``api``/``bgapi`` are refused."""
     return getattr(protocol, "full_control", True)
+
+
+def header(event: "Event", name: str) -> str | None:
+    """One header of ``event`` without decoding the others (plain events and replies).
+
+    The decoded header map of an Event is large (a plain channel event has
+    ~70-120 headers); the channel only needs a few values per event, so for
+    the plain wire format it reads them straight from the raw bytes (the
+    first occurrence within the header block, never the body). Other formats
+    use the normal lookup.
+    """
+    fmt = event.format
+    if fmt is not None and fmt != "plain":
+        return event.get(name)
+    raw = event.raw
+    key = b"\n" + name.encode("ascii") + b": "
+    begin = 0 if fmt is None else raw.find(b"\n\n") + 1  # inner headers start after the outer frame
+    limit = raw.find(b"\n\n", begin + 1)  # the header block ends at the first blank line
+    if limit < 0:
+        limit = len(raw)
+    if fmt is None and raw.startswith(key[1:]):
+        start = len(key) - 1
+    else:
+        at = raw.find(key, begin, limit)
+        if at < 0:
+            return None
+        start = at + len(key)
+    end = raw.find(b"\n", start)
+    value = raw[start:end] if end >= 0 else raw[start:]
+    text = value.decode("utf-8", "surrogateescape")
+    return _unquote(text) if "%" in text else text
 
 
 def _cause_of(text: str | None) -> HangupCause | str:
@@ -396,13 +428,13 @@ class Channel:
 
     def _apply_context(self, event: "Event") -> None:
         self._update_state(event)
-        answer = event.get("Answer-State")
+        answer = header(event, "Answer-State")
         if answer == "answered":
             self.answered = True
 
     def _update_state(self, event: "Event") -> None:
-        text = event.get("Channel-State")
-        number = event.get("Channel-State-Number")
+        text = header(event, "Channel-State")
+        number = header(event, "Channel-State-Number")
         state: ChannelState | None = None
         try:
             if text:
@@ -421,7 +453,7 @@ class Channel:
             self._visited |= 1 << state
             if state in _MAIN_LINE and state < ChannelState.HANGUP and state > self._top_state:
                 self._top_state = state
-        call_state = event.get("Channel-Call-State")
+        call_state = header(event, "Channel-Call-State")
         if call_state:
             try:
                 self._call_state = CallState.parse(call_state)
@@ -442,25 +474,25 @@ class Channel:
                 self.answered = True
                 self._lifecycle("answered", event)
         elif name == "CHANNEL_BRIDGE":
-            other = event.get("Other-Leg-Unique-ID")
+            other = header(event, "Other-Leg-Unique-ID")
             if other and other != self.uuid:
                 self.other_uuid = other
             self._link_call(event)
             self._lifecycle("bridged", self.other_uuid)
         elif name == "CHANNEL_UNBRIDGE":
-            self._lifecycle("unbridged", event.get("Other-Leg-Unique-ID") or self.other_uuid)
+            self._lifecycle("unbridged", header(event, "Other-Leg-Unique-ID") or self.other_uuid)
         elif name in ("CHANNEL_CREATE", "CHANNEL_ORIGINATE", "CHANNEL_OUTGOING"):
             self._link_call(event)
         elif name == "CHANNEL_HANGUP" or name == "CHANNEL_HANGUP_COMPLETE":
             if self.hangup_cause is None:
-                self.hangup_cause = _cause_of(event.get("Hangup-Cause"))
+                self.hangup_cause = _cause_of(header(event, "Hangup-Cause"))
             if self._state < ChannelState.HANGUP:
                 self._state = ChannelState.HANGUP
             self._hung_up()
         elif name == "CHANNEL_DESTROY":
             self._state = ChannelState.DESTROY
             if self.hangup_cause is None:
-                self.hangup_cause = _cause_of(event.get("Hangup-Cause"))
+                self.hangup_cause = _cause_of(header(event, "Hangup-Cause"))
             self._hung_up()
             self._destroy()
 
@@ -614,8 +646,8 @@ class Channel:
 
     def _link_call(self, event: "Event") -> None:
         reg = _registry(self.protocol)
-        for header in ("Other-Leg-Unique-ID", "Channel-Call-UUID"):
-            peer_uuid = event.get(header)
+        for name in ("Other-Leg-Unique-ID", "Channel-Call-UUID"):
+            peer_uuid = header(event, name)
             if peer_uuid and peer_uuid != self.uuid:
                 peer = reg.channels.get(peer_uuid)
                 if peer is not None:
@@ -719,7 +751,7 @@ class Channel:
         table = self._dtmf
         if table is None:
             return
-        digit = event.get("DTMF-Digit")
+        digit = header(event, "DTMF-Digit")
         if not digit:
             return
         for h in table.get(digit) or table.get(None, ()):

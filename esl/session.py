@@ -15,7 +15,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, Mapping
 
-from esl.channel import Channel
+from esl.channel import Channel, header
 from esl.commands import check_line
 from esl.exceptions import ChannelError, CommandError, ConnectionError, OriginateError
 from esl.protocol import ESLProtocol
@@ -67,17 +67,17 @@ class Session(ESLProtocol):
         if channel is not None:
             return channel.uuid  # follows CHANNEL_UUID renames
         ctx = self.context
-        return None if ctx is None else (ctx.get("Unique-ID") or ctx.get("Channel-Unique-ID"))
+        return None if ctx is None else (header(ctx, "Unique-ID") or header(ctx, "Channel-Unique-ID"))
 
     @property
     def control(self) -> str | None:
         """``"full"`` or ``"single-channel"`` (the ``Control`` header of the connect reply)."""
-        return None if self.context is None else self.context.get("Control")
+        return None if self.context is None else header(self.context, "Control")
 
     @property
     def socket_mode(self) -> str | None:
         """``"async"`` or ``"static"`` (the ``Socket-Mode`` header of the connect reply)."""
-        return None if self.context is None else self.context.get("Socket-Mode")
+        return None if self.context is None else header(self.context, "Socket-Mode")
 
     @property
     def full_control(self) -> bool:
@@ -94,18 +94,18 @@ class Session(ESLProtocol):
         while an application runs and no events (DTMF included) flow meanwhile.
         """
         reply = await self.send("connect", timeout=timeout)
-        text = reply.get("Reply-Text", "")
+        text = header(reply, "Reply-Text") or ""
         if text.startswith("-ERR"):
             raise CommandError(text, "connect")
         self.context = reply
-        uuid = reply.get("Unique-ID") or reply.get("Channel-Unique-ID")
+        uuid = header(reply, "Unique-ID") or header(reply, "Channel-Unique-ID")
         if not uuid:
             raise ChannelError("connect reply carries no Unique-ID")
-        if reply.get("Control") == "single-channel":
+        if header(reply, "Control") == "single-channel":
             log.warning(
                 "outbound session %s: Control: single-channel - the dialplan's socket application lacks "
                 "'full'; api, bgapi, event, linger and most commands will be refused", uuid)
-        if reply.get("Socket-Mode") == "static":
+        if header(reply, "Socket-Mode") == "static":
             log.warning(
                 "outbound session %s: Socket-Mode: static - the dialplan's socket application lacks "
                 "'async'; each sendmsg blocks until its application ends and no events (not even DTMF) "

@@ -202,3 +202,20 @@ async def test_create_refuses_bad_dial_path(esl_client: Inbound) -> None:
         await Channel.create(esl_client, "user/1000\n\napi status")
     with pytest.raises(ValueError):
         await Channel.create(esl_client, "user/1000", {"a": "b\nc"})
+
+
+def test_header_reads_one_value_without_decoding_the_rest() -> None:
+    from esl.channel import header
+    from esl.core import Event, Parser
+
+    ev = Event.build([("Event-Name", "DTMF"), ("Unique-ID", "u1"), ("DTMF-Digit", "#"),
+                      ("Caller-Caller-ID-Name", "Load Test")], body="Channel-State: CS_FAKE")
+    assert header(ev, "DTMF-Digit") == "#"
+    assert header(ev, "Caller-Caller-ID-Name") == "Load Test"
+    assert header(ev, "Channel-State") is None  # a body line is not a header
+    js = Event.build([("Event-Name", "DTMF"), ("DTMF-Digit", "5")], fmt="json")
+    assert header(js, "DTMF-Digit") == "5"
+    reply = Parser().feed(b"Event-Name: CHANNEL_DATA\nUnique-ID: abc\nContent-Type: command/reply\n"
+                          b"Reply-Text: %2BOK%0A\nControl: full\n\n")[0]
+    assert header(reply, "Event-Name") == "CHANNEL_DATA"
+    assert header(reply, "Reply-Text") == "+OK\n" and header(reply, "Control") == "full"
