@@ -196,9 +196,15 @@ def _parse_xml(payload: bytes) -> tuple[Pairs, str | None]:
 
         raise ProtocolError("xml event has no <headers> element")
     pairs: Pairs = []
+    run: list[str] = []  # items of an array header: FreeSWITCH writes one element per item
     for m in _XML_ELEMENT.finditer(text, start + len("<headers>"), end):
-        value = m.group(2) or ""
-        pairs.append((m.group(1), decode_text(_xml_unescape(value))))
+        name, value = m.group(1), decode_text(_xml_unescape(m.group(2) or ""))
+        if pairs and pairs[-1][0] == name:
+            run.append(value)
+            pairs[-1] = (name, join_array(run))
+        else:
+            run = [value]
+            pairs.append((name, value))
     body: str | None = None
     tail = text[end:]
     b_start = tail.find("<body>")

@@ -137,7 +137,9 @@ def test_random_chunks_equal_whole_feed(core: Any, captures: Any, fmt: str, seed
     pieces = []
     for chunk in _chunks(data, random.Random(seed)):
         pieces.extend(parser.feed(chunk))
-    assert [signature(e) for e in pieces] == [signature(e) for e in whole]
+    # Same frames, byte for byte (keys and headers are a function of the bytes).
+    assert [(e.content_type, e.raw) for e in pieces] == [(e.content_type, e.raw) for e in whole]
+    assert [signature(e) for e in pieces[::97]] == [signature(e) for e in whole[::97]]
     assert parser.buffered == whole_tail(data, whole)
     assert pieces[:50] == whole[:50]  # decoded headers and bodies too
 
