@@ -143,9 +143,10 @@ def events_cmd(names: tuple[str, ...], fmt: str, filters: tuple[tuple[str, str],
     """
     color = sys.stdout.isatty() and not as_json
     seen = 0
+    subscribed = False
 
     async def main() -> None:
-        nonlocal seen
+        nonlocal seen, subscribed
         stop = asyncio.Event()
         installed = _install_stop(stop)
         try:
@@ -164,6 +165,7 @@ def events_cmd(names: tuple[str, ...], fmt: str, filters: tuple[tuple[str, str],
                 for header, value in filters:
                     await client.filter(header, value)
                 await client.subscribe(*(names or ("ALL",)), format=fmt)
+                subscribed = True
                 closed = asyncio.ensure_future(_closed(client))
                 waiter = asyncio.ensure_future(stop.wait())
                 try:
@@ -179,7 +181,8 @@ def events_cmd(names: tuple[str, ...], fmt: str, filters: tuple[tuple[str, str],
     try:
         run(main())
     finally:
-        click.echo(f"{seen} events", err=True)
+        if subscribed:
+            click.echo(f"{seen} events", err=True)
 
 
 async def _closed(client: Any) -> None:
