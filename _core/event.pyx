@@ -120,7 +120,7 @@ cdef extern from *:
     /* whole header lines -> (name, value); flags: 1 not a pair, 2 Event-Name, 4 Content-Length */
     typedef struct { PyObject *name; PyObject *value; uint32_t n; uint32_t h; uint32_t flags;
                      uint32_t pad; char data[96]; } esl_line;
-    static ESL_ALIGNED esl_line esl_lines[4096];
+    static ESL_ALIGNED esl_line esl_lines[8192];
     """
     ctypedef struct esl_line:
         PyObject *name
@@ -129,7 +129,7 @@ cdef extern from *:
         uint32_t h
         uint32_t flags
         char data[96]
-    esl_line esl_lines[4096]
+    esl_line esl_lines[8192]
     ctypedef struct esl_slot:
         PyObject *s
         uint32_t n
@@ -141,7 +141,7 @@ cdef extern from *:
 DEF SLOT_MAX = 48
 DEF NAME_SLOTS = 1024
 DEF VALUE_SLOTS = 4096
-DEF LINE_SLOTS = 4096
+DEF LINE_SLOTS = 8192
 DEF LINE_MAX = 96
 
 cdef str _EMPTY = ""

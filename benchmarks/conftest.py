@@ -1,0 +1,69 @@
+"""Shared set-up for the pytest-benchmark suites: the real captures, and a summary table.
+
+Run with ``pytest benchmarks/`` (the default test run only collects ``tests/``).
+Every benchmark records events/s and MB/s in ``benchmark.extra_info``; the
+table printed at the end puts the compiled core, the pure-Python twin and
+genesis side by side, with the ratios the core issue asks for.
+"""
+
+from __future__ import annotations
+
+import lzma
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CAPTURES_DIR = Path(__file__).resolve().parents[2] / "shared" / "captures"
+CHUNK = 65536  # what one socket read typically hands the parser
+
+_streams: dict[str, bytes] = {}
+RESULTS: dict[tuple[str, str, str], dict[str, float]] = {}
+
+
+def load_stream(fmt: str) -> bytes:
+    """The inbound event stream of the capture in ``fmt`` (decompressed once)."""
+    if fmt not in _streams:
+        path = CAPTURES_DIR / f"events-{fmt}.raw.xz"
+        if not path.exists():
+            pytest.skip(f"capture not found: {path}")
+        _streams[fmt] = lzma.open(path, "rb").read()
+    return _streams[fmt]
+
+
+def chunks(data: bytes, size: int = CHUNK) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+@pytest.fixture
+def record(benchmark: Any) -> Any:
+    """Call after ``benchmark.pedantic``: stores events/s and MB/s (best round) in extra_info."""
+
+    def _record(op: str, fmt: str, impl: str, events: int, nbytes: int) -> None:
+        best = benchmark.stats.stats.min
+        info = {"events": events, "bytes": nbytes, "events_per_s": events / best, "mb_per_s": nbytes / best / 1e6}
+        benchmark.extra_info.update(info)
+        RESULTS[(op, fmt, impl)] = info
+
+    return _record
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not RESULTS:
+        return
+    w = terminalreporter.write_line
+    w("")
+    w("ESL core throughput (best round; cython/python fed in 64 KiB chunks, genesis per frame)")
+    w(f"{'op':<8} {'fmt':<6} {'impl':<8} {'events/s':>12} {'MB/s':>9} {'x genesis':>10} {'x python':>9}")
+    for (op, fmt, impl), info in sorted(RESULTS.items()):
+        gen = RESULTS.get((op, fmt, "genesis"))
+        py = RESULTS.get((op, fmt, "python"))
+        xg = f"{info['events_per_s'] / gen['events_per_s']:.1f}" if gen and impl != "genesis" else ""
+        xp = f"{info['events_per_s'] / py['events_per_s']:.1f}" if py and impl == "cython" else ""
+        w(f"{op:<8} {fmt:<6} {impl:<8} {info['events_per_s']:>12,.0f} {info['mb_per_s']:>9,.1f} {xg:>10} {xp:>9}")
+    for fmt in ("plain", "json", "xml"):
+        route = RESULTS.get(("route", fmt, "cython"))
+        decode = RESULTS.get(("decode", fmt, "cython"))
+        if route and decode:
+            ratio = decode["events_per_s"] / route["events_per_s"]
+            w(f"cython {fmt}: a routed-away event costs {ratio:.3f} of a fully decoded one")
