@@ -124,11 +124,17 @@ def run(coro: Awaitable[T]) -> T:
     return asyncio.run(coro)  # type: ignore[arg-type]
 
 
-async def run_until_signal(main: Awaitable[Any], on_signal: Callable[[], Awaitable[Any]]) -> None:
-    """Run ``main`` until it ends or SIGINT/SIGTERM arrives, then await ``on_signal()`` once.
+async def run_until_signal(main: Awaitable[Any] | None, on_signal: Callable[[], Awaitable[Any]]) -> None:
+    """Run ``main`` until it ends or SIGINT/SIGTERM arrives, then await ``on_signal()`` once
+    and give ``main`` 5 seconds to finish. ``main=None`` waits for the signal alone.
 
     Used by long-running servers (outbound, consumer, fake, replay) for a clean shutdown.
     """
+    if main is None:
+        main = asyncio.Event().wait()
+        forever = True
+    else:
+        forever = False
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     installed: list[int] = []
@@ -146,6 +152,9 @@ async def run_until_signal(main: Awaitable[Any], on_signal: Callable[[], Awaitab
             task.result()
             return
         await on_signal()
+        if forever:
+            task.cancel()
+            return
         try:
             await asyncio.wait_for(task, 5.0)
         except (asyncio.TimeoutError, asyncio.CancelledError):

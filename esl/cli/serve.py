@@ -187,9 +187,8 @@ def replay_cmd(capture: str | None, host: str, port: int, password: str, loops: 
             err=True,
         )
         click.echo(f"listening on {server.host}:{server.port}", nl=True)
-        stop = asyncio.Event()
         try:
-            await run_until_signal(stop.wait(), server.stop)
+            await run_until_signal(None, server.stop)
         finally:
             await server.stop()
         click.echo(f"{server.sent:,} events sent", err=True)
@@ -253,12 +252,13 @@ def fake_cmd(host: str, port: int, password: str, outbound: str | None, extensio
                 click.echo(f"call {i + 1}/{calls}: {ch.uuid}", err=True)
                 if i + 1 < calls:
                     await asyncio.sleep(interval)
-            await asyncio.Event().wait()
 
-        stop = asyncio.Event()
+        caller = asyncio.ensure_future(place_calls()) if calls and target else None
         try:
-            await run_until_signal(place_calls() if calls and target else stop.wait(), fake.stop)
+            await run_until_signal(None, fake.stop)
         finally:
+            if caller is not None:
+                caller.cancel()
             await fake.stop()
         click.echo("fake FreeSWITCH stopped", err=True)
 
