@@ -47,6 +47,7 @@ class Conn:
         self.parser = Parser()
         self.queue: list = []
         self.events: list = []
+        self.others: list = []  # non-event messages read while waiting for an event
 
     @classmethod
     async def inbound(cls, fake: FakeFreeSWITCH, subscribe: str | None = "event plain ALL") -> "Conn":
@@ -67,6 +68,8 @@ class Conn:
 
     async def reply(self, timeout: float = 3.0):
         """The next message that is not an event (events go to ``self.events``)."""
+        if self.others:
+            return self.others.pop(0)
         while True:
             m = await self.next(timeout)
             if not m.is_event:
@@ -84,7 +87,9 @@ class Conn:
                 return e
         while True:
             m = await self.next(timeout)
-            if m.is_event:
+            if not m.is_event:
+                self.others.append(m)
+            else:
                 self.events.append(m)
                 if pred(m):
                     return m
@@ -523,3 +528,61 @@ async def test_many_concurrent_outbound_sessions():
         await asyncio.gather(*[c.wait_hangup(30) for c in chans])
         assert all(n == counts[0] for n in counts) and counts[0] >= 10
         assert not fake.channels and fake.errors == []
+
+
+async def test_originate_to_socket_app_and_sendevent_command(fake):
+    async def handler(conn: Conn):
+        conn.writer.write(b"connect\n\n")
+        data = await conn.reply()
+        await conn.cmd("myevents")
+        await conn.cmd("event plain BACKGROUND_JOB")  # myevents alone does not subscribe to it
+        # a sendevent carrying a call-command and this session's Unique-ID runs like a sendmsg
+        r = await conn.cmd(f"sendevent COMMAND\nUnique-ID: {data['Unique-ID']}\ncall-command: execute\n"
+                           "execute-app-name: set\nexecute-app-arg: via=sendevent")
+        assert r.startswith(b"Content-Type: command/reply\nReply-Text: +OK ")
+        await conn.until(lambda e: e.name == "CHANNEL_EXECUTE_COMPLETE" and e["Application"] == "set")
+        job = await conn.cmd("bgapi uuid_getvar " + data["Unique-ID"] + " via")
+        assert job.startswith(b"Content-Type: command/reply\nReply-Text: +OK Job-UUID: ")
+        bg = await conn.until(lambda e: e.name == "BACKGROUND_JOB")  # Job-Owner-UUID lets it through myevents
+        assert bg["Job-Owner-UUID"] == data["Unique-ID"] and bg.body == "sendevent"
+        return await conn.cmd("exit")
+
+    async with App(handler) as app:
+        c = await Conn.inbound(fake, None)
+        r = await c.cmd(f"api originate {{origination_uuid=s1}}user/1000 '&socket(127.0.0.1:{app.port} async full)'")
+        assert r == api("+OK s1\n")
+        assert await app.results() == [reply("+OK bye")]
+        ch = fake.channels.get("s1")
+        if ch is not None:
+            await ch.wait_hangup()
+
+
+async def test_break_transfer_unknown_app_and_log(fake):
+    fake.timings.media["long.wav"] = 5.0
+    fake.dialplan["after"] = [("playback", "short.wav")]
+    c = await Conn.inbound(fake)
+    await c.cmd("log 4")
+    assert await c.cmd("api originate {origination_uuid=t1}user/1000 &playback(long.wav)") == api("+OK t1\n")
+    await c.until(lambda e: e.name == "PLAYBACK_START")
+    assert await c.cmd("api uuid_break t1") == api("+OK\n")
+    stop = await c.until(lambda e: e.name == "PLAYBACK_STOP")
+    assert stop["Playback-Status"] == "break"
+    # the originate's application ended: the leg hangs up
+    await c.until(lambda e: e.name == "CHANNEL_HANGUP" and e.uuid == "t1")
+    assert await c.cmd("api originate {origination_uuid=t2}user/1000 &park") == api("+OK t2\n")
+    assert await c.cmd("sendmsg t2\ncall-command: execute\nexecute-app-name: frobnicate\nexecute-app-arg: x") == reply("+OK")
+    done = await c.until(lambda e: e.name == "CHANNEL_EXECUTE_COMPLETE" and e["Application"] == "frobnicate")
+    assert done["Application-Response"] == "_none_"
+    log = await c.reply()
+    assert log.content_type == "log/data" and "Invalid Application frobnicate" in log.body
+    assert log["User-Data"] == "t2" and log["Log-Level"] == "4"
+    assert await c.cmd("api uuid_transfer t2 after") == api("+OK\n")
+    await c.until(lambda e: e.name == "PLAYBACK_STOP" and e.uuid == "t2")
+    await c.until(lambda e: e.name == "CHANNEL_HANGUP_COMPLETE" and e.uuid == "t2")
+
+
+async def test_plugin_fixture(freeswitch):
+    """The pytest plugin's ``freeswitch`` fixture is a started fake."""
+    assert isinstance(freeswitch, FakeFreeSWITCH) and freeswitch.port > 0
+    c = await Conn.inbound(freeswitch, None)
+    assert await c.cmd("api echo ok") == api("ok")

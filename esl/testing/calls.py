@@ -740,11 +740,6 @@ class FakeChannel:
         self._messages.append(cmd)
         self._wake_messages()
 
-    def queue_event(self, event: Event) -> None:
-        """A sendevent addressed to this channel (Unique-ID header): fired as is, as the
-        session would deliver it."""
-        self.fake.fire_nowait(event)
-
     def _wake_messages(self) -> None:
         if self._msg_waiter is not None and not self._msg_waiter.done():
             self._msg_waiter.set_result(None)

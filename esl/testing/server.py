@@ -592,7 +592,8 @@ class FakeConnection(asyncio.Protocol):
             if name.lower() == "add":
                 name, sep, rest = val.partition(" ")
                 val = rest if sep else None
-            self.filters.append((name, val or ""))
+            if val is not None:
+                self.filters.append((name, val))
             reply(f"+OK filter added. [{name}]=[{val if val is not None else '(null)'}]")
         else:
             reply("-ERR invalid syntax")
@@ -738,8 +739,9 @@ class FakeConnection(asyncio.Protocol):
         uid = cmd.get("unique-id")
         channel = self.fake.channels.get(uid) if uid else None
         reply(f"+OK {event_uuid}")
-        if channel is not None:
-            channel.queue_event(event)
+        if channel is not None and cmd.get("call-command"):
+            # queued to the session, which runs it like a sendmsg
+            channel.queue_message(cmd)
         else:
             await self.fake.fire(event)
 
