@@ -457,18 +457,22 @@ def test_bad_module_app_is_one_clean_line(tmp_path: Path, monkeypatch: pytest.Mo
 
 OUTBOUND_APP = """
 import pathlib
+import esl
 
 async def handler(session):
     await session.channel.answer()
     pathlib.Path("handled.txt").write_text(session.uuid)
     await session.channel.hangup()
+
+app = esl.Outbound(handler, "127.0.0.1", 1)  # --port moves it
 """
 
 
-def test_outbound_run_handles_a_call_and_stops_on_sigterm(tmp_path: Path, loop_thread: LoopThread) -> None:
+@pytest.mark.parametrize("spec", ["ivr_app:handler", "ivr_app:app"])
+def test_outbound_run_handles_a_call_and_stops_on_sigterm(spec: str, tmp_path: Path, loop_thread: LoopThread) -> None:
     (tmp_path / "ivr_app.py").write_text(OUTBOUND_APP)
     port = free_port()
-    proc = _start(["outbound", "run", "ivr_app:handler", "--port", str(port)], cwd=tmp_path)
+    proc = _start(["outbound", "run", spec, "--port", str(port)], cwd=tmp_path)
     try:
         _wait_line(proc.stderr, "listening on")
 
