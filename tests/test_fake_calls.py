@@ -470,10 +470,11 @@ async def test_outbound_static_single_channel(fake):
         assert await conn.cmd("filter Unique-ID " + data["Unique-ID"]) == reply(
             "+OK filter added. [Unique-ID]=[" + data["Unique-ID"] + "]")
         assert await conn.cmd("myevents") == reply("+OK Events Enabled")
-        # static: the application runs before the reply is written
+        # static: the application runs before the reply is written; its events follow the reply
         r = await conn.cmd("sendmsg\ncall-command: execute\nexecute-app-name: playback\nexecute-app-arg: x.wav")
-        assert r == reply("+OK")
-        assert [e.name for e in conn.events][-1] == "CHANNEL_EXECUTE_COMPLETE"
+        assert r == reply("+OK") and conn.events == []
+        await conn.until(lambda e: e.name == "CHANNEL_EXECUTE_COMPLETE")
+        assert [e.name for e in conn.events] == ["CHANNEL_EXECUTE", "CHANNEL_EXECUTE_COMPLETE"]
         return await conn.cmd("exit")
 
     async with App(handler) as app:

@@ -400,17 +400,19 @@ class FakeConnection(asyncio.Protocol):
         if first and self._timer is not None:
             self._timer.cancel()
 
-        if low.startswith("exit") or low.startswith("..."):
-            self.reply("+OK bye")
-            return False
-
         if self.outbound and first:
             # Only the first command runs on an outbound socket, and its reply is never written.
+            if low.startswith("exit") or low.startswith("..."):
+                return False
             if low.startswith("connect"):
                 self.write(self.session.connect_reply(self))  # type: ignore[union-attr]
             else:
                 await self._dispatch_authed(cmd, line, low, silent=True)
             return True
+
+        if low.startswith("exit") or low.startswith("..."):
+            self.reply("+OK bye")
+            return False
 
         if not self.authenticated:
             if low.startswith("auth "):
@@ -513,7 +515,7 @@ class FakeConnection(asyncio.Protocol):
             return True
 
         if low.startswith("sendmsg"):
-            self._sendmsg(cmd, line, reply)
+            await self._sendmsg(cmd, line, reply)
             return True
 
         if self.outbound and not self.full:
@@ -692,7 +694,7 @@ class FakeConnection(asyncio.Protocol):
         self.log_level = level
         reply(f"+OK log level {level_s} [{level}]")
 
-    def _sendmsg(self, cmd: Command, line: str, reply: Callable[[str], None]) -> None:
+    async def _sendmsg(self, cmd: Command, line: str, reply: Callable[[str], None]) -> None:
         uuid = line[7:].strip(" ") or cmd.get("session-id") or ""
         session = self.session
         if uuid and session is not None and uuid == session.uuid:
@@ -707,18 +709,13 @@ class FakeConnection(asyncio.Protocol):
         inline = target is session and not self.async_mode and (cmd.get("async") or "").lower() not in (
             "true", "yes", "on", "1", "enabled", "active", "allow")
         if inline:
-            # static outbound socket: the app runs in the session thread before the reply is written
-            self._busy = True
-            self.spawn(self._sendmsg_inline(target, cmd, reply))
+            # static outbound socket: the listener runs in the session thread, so the application
+            # runs before the reply is written (and the events it fires are delivered after it)
+            await target.run_message(cmd)
+            reply("+OK")
             return
         target.queue_message(cmd)
         reply("+OK")
-
-    async def _sendmsg_inline(self, target: "FakeChannel", cmd: Command, reply: Callable[[str], None]) -> None:
-        try:
-            await target.run_message(cmd)
-        finally:
-            reply("+OK")
 
     async def _sendevent(self, cmd: Command, line: str, reply: Callable[[str], None]) -> None:
         ename = line[9:].lstrip(" \t")
