@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from esl.core import Parser
-from esl.testing import Endpoint, FakeFreeSWITCH, GOODBYE, Timings, capture
+from esl.testing import GOODBYE, Endpoint, FakeFreeSWITCH, Timings, capture
 
 CAPTURES = Path("/work/shared/captures")
 
@@ -50,7 +50,7 @@ class Conn:
         self.others: list = []  # non-event messages read while waiting for an event
 
     @classmethod
-    async def inbound(cls, fake: FakeFreeSWITCH, subscribe: str | None = "event plain ALL") -> "Conn":
+    async def inbound(cls, fake: FakeFreeSWITCH, subscribe: str | None = "event plain ALL") -> Conn:
         c = cls(*await asyncio.open_connection(fake.host, fake.port))
         await c.next()
         assert await c.cmd("auth ClueCon") == reply("+OK accepted")
@@ -113,7 +113,7 @@ class App:
         self.server: asyncio.AbstractServer | None = None
         self.done: list[asyncio.Future] = []
 
-    async def __aenter__(self) -> "App":
+    async def __aenter__(self) -> App:
         async def on_conn(r, w):
             fut = asyncio.get_running_loop().create_future()
             self.done.append(fut)
@@ -154,8 +154,10 @@ def names_for(events, uuid):
 async def test_originate_park_kill_sequence_and_headers(fake):
     c = await Conn.inbound(fake)
     u = "0278b02c-3e4c-43f3-b409-30028ccc5859"
-    r = await c.cmd(f"api originate {{origination_uuid={u},origination_caller_id_number=10003,"
-                    f"origination_caller_id_name='Load Test',esl_load_seq=3}}user/1000 &park")
+    r = await c.cmd(
+        f"api originate {{origination_uuid={u},origination_caller_id_number=10003,"
+        f"origination_caller_id_name='Load Test',esl_load_seq=3}}user/1000 &park"
+    )
     assert r == api(f"+OK {u}\n")
     ch = fake.channels[u]
     assert ch.state == "CS_EXECUTE" and ch.call_state == "ACTIVE" and ch.answered
@@ -164,8 +166,15 @@ async def test_originate_park_kill_sequence_and_headers(fake):
     evs = [e for e in c.events if e.get("Unique-ID") == u]
     assert [e.name for e in evs] == ORIGINATE_PARK_KILL
     states = [e["Channel-State"] for e in evs if e.name == "CHANNEL_STATE"]
-    assert states == ["CS_INIT", "CS_ROUTING", "CS_CONSUME_MEDIA", "CS_EXECUTE", "CS_HANGUP", "CS_REPORTING",
-                      "CS_DESTROY"]
+    assert states == [
+        "CS_INIT",
+        "CS_ROUTING",
+        "CS_CONSUME_MEDIA",
+        "CS_EXECUTE",
+        "CS_HANGUP",
+        "CS_REPORTING",
+        "CS_DESTROY",
+    ]
     by = {}
     for e in evs:
         by.setdefault(e.name, e)
@@ -202,7 +211,8 @@ async def test_originate_failures(fake):
     assert await c.cmd("api originate error/user_busy &park") == api("-ERR USER_BUSY\n")
     assert await c.cmd("api originate") == api(
         "-USAGE: <call url> <exten>|&<application_name>(<app_args>) [<dialplan>] [<context>] [<cid_name>] "
-        "[<cid_num>] [<timeout_sec>]\n")
+        "[<cid_num>] [<timeout_sec>]\n"
+    )
     assert fake.fired_events - before == 2  # only the two API events: error/ creates no channel
     busy = await c.until(lambda e: e.name == "CHANNEL_HANGUP" and e["Hangup-Cause"] == "USER_BUSY")
     assert busy["Answer-State"] == "hangup"
@@ -218,7 +228,10 @@ async def test_bgapi_originate_background_job(fake):
     assert answer.name == "CHANNEL_ANSWER" and answer.uuid == "abc-1"
     job = await c.next()
     assert job.name == "BACKGROUND_JOB" and job.body == "+OK abc-1\n"
-    assert job["Job-Command"] == "originate" and job["Job-Command-Arg"] == "{origination_uuid=abc-1}user/1000 &park"
+    assert (
+        job["Job-Command"] == "originate"
+        and job["Job-Command-Arg"] == "{origination_uuid=abc-1}user/1000 &park"
+    )
     fake.endpoints["user/2000"] = Endpoint(fail="CALL_REJECTED")
     c.writer.write(b"bgapi originate user/2000 &park\nJob-UUID: job-2\n\n")
     await c.next()
@@ -230,21 +243,33 @@ async def test_sendmsg_execute_playback_and_hangup(fake):
     fake.timings.media["long.wav"] = 0.05
     c = await Conn.inbound(fake)
     assert await c.cmd("api originate {origination_uuid=u1}user/1000 &park") == api("+OK u1\n")
-    c.writer.write(b"sendmsg u1\ncall-command: execute\nexecute-app-name: playback\nexecute-app-arg: long.wav\n"
-                   b"event-lock: true\nEvent-UUID: play-1\n\n")
+    c.writer.write(
+        b"sendmsg u1\ncall-command: execute\nexecute-app-name: playback\nexecute-app-arg: long.wav\n"
+        b"event-lock: true\nEvent-UUID: play-1\n\n"
+    )
     assert (await c.reply()).raw == reply("+OK")
     done = await c.until(lambda e: e.name == "CHANNEL_EXECUTE_COMPLETE" and e.application_uuid == "play-1")
     assert (done["Application"], done["Application-Data"], done["Application-Response"]) == (
-        "playback", "long.wav", "FILE PLAYED")
+        "playback",
+        "long.wav",
+        "FILE PLAYED",
+    )
     assert done["variable_current_application_response"] == "FILE PLAYED"
     tail = names_for(c.events, "u1")
     i = tail.index("CHANNEL_PARK")
-    assert tail[i + 1 : i + 5] == ["CHANNEL_EXECUTE", "PLAYBACK_START", "PLAYBACK_STOP", "CHANNEL_EXECUTE_COMPLETE"]
+    assert tail[i + 1 : i + 5] == [
+        "CHANNEL_EXECUTE",
+        "PLAYBACK_START",
+        "PLAYBACK_STOP",
+        "CHANNEL_EXECUTE_COMPLETE",
+    ]
     start = next(e for e in c.events if e.name == "PLAYBACK_START")
     assert start["Playback-File-Path"] == "long.wav" and start["variable_current_application"] == "playback"
     # a body as the argument (content-type text/plain), then a hangup message with a cause
-    c.writer.write(b"sendmsg u1\ncall-command: execute\nexecute-app-name: set\ncontent-type: text/plain\n"
-                   b"content-length: 9\n\nfoo=b a r")
+    c.writer.write(
+        b"sendmsg u1\ncall-command: execute\nexecute-app-name: set\ncontent-type: text/plain\n"
+        b"content-length: 9\n\nfoo=b a r"
+    )
     assert (await c.reply()).raw == reply("+OK")
     await c.until(lambda e: e.name == "CHANNEL_EXECUTE_COMPLETE" and e["Application"] == "set")
     assert await c.cmd("api uuid_getvar u1 foo") == api("b a r")
@@ -283,8 +308,11 @@ async def test_uuid_commands(fake):
 
 
 async def test_incoming_call_dialplan_and_dtmf_digits(fake):
-    fake.dialplan["9000"] = [("answer", ""), ("play_and_get_digits", "1 4 2 3000 # ivr.wav bad.wav choice \\d+"),
-                             ("playback", "bye.wav")]
+    fake.dialplan["9000"] = [
+        ("answer", ""),
+        ("play_and_get_digits", "1 4 2 3000 # ivr.wav bad.wav choice \\d+"),
+        ("playback", "bye.wav"),
+    ]
     c = await Conn.inbound(fake)
     ch = await fake.call("9000", caller_id_number="1000")
     await ch.wait_event("PLAYBACK_START")
@@ -293,11 +321,21 @@ async def test_incoming_call_dialplan_and_dtmf_digits(fake):
     assert ch.variables["choice"] == "42" and ch.hangup_cause == "NORMAL_CLEARING"
     await c.until(lambda e: e.name == "CHANNEL_STATE" and e["Channel-State"] == "CS_DESTROY")
     names = names_for(c.events, ch.uuid)
-    assert names[:7] == ["CHANNEL_STATE", "CHANNEL_CREATE", "CHANNEL_CALLSTATE", "CHANNEL_STATE", "CHANNEL_STATE",
-                         "CHANNEL_EXECUTE", "CHANNEL_ANSWER"]
+    assert names[:7] == [
+        "CHANNEL_STATE",
+        "CHANNEL_CREATE",
+        "CHANNEL_CALLSTATE",
+        "CHANNEL_STATE",
+        "CHANNEL_STATE",
+        "CHANNEL_EXECUTE",
+        "CHANNEL_ANSWER",
+    ]
     assert names.count("DTMF") == 3
-    pagd = next(e for e in c.events if e.name == "CHANNEL_EXECUTE_COMPLETE"
-                and e["Application"] == "play_and_get_digits")
+    pagd = next(
+        e
+        for e in c.events
+        if e.name == "CHANNEL_EXECUTE_COMPLETE" and e["Application"] == "play_and_get_digits"
+    )
     assert pagd["Application-Response"] == "42" and pagd["variable_choice"] == "42"
     dtmf = next(e for e in c.events if e.name == "DTMF")
     assert (dtmf["DTMF-Digit"], dtmf["DTMF-Duration"], dtmf["DTMF-Source"]) == ("4", "800", "RTP")
@@ -356,12 +394,20 @@ async def _outbound_session(conn: Conn, *, linger: bool = True, finish: str = "h
         cmds.append("linger 2")
     for cmd in cmds:
         out["replies"].append(await conn.cmd(cmd))
-    out["replies"].append(await conn.cmd("sendmsg\ncall-command: execute\nexecute-app-name: playback\n"
-                                         "execute-app-arg: tone_stream://%(200,100,440,480);loops=2\n"
-                                         "event-lock: true\nEvent-UUID: p1"))
+    out["replies"].append(
+        await conn.cmd(
+            "sendmsg\ncall-command: execute\nexecute-app-name: playback\n"
+            "execute-app-arg: tone_stream://%(200,100,440,480);loops=2\n"
+            "event-lock: true\nEvent-UUID: p1"
+        )
+    )
     await conn.until(lambda e: e.name == "CHANNEL_EXECUTE_COMPLETE" and e.application_uuid == "p1")
-    out["replies"].append(await conn.cmd("sendmsg\ncall-command: execute\nexecute-app-name: send_dtmf\n"
-                                         "execute-app-arg: 4567\nevent-lock: true\nEvent-UUID: d1"))
+    out["replies"].append(
+        await conn.cmd(
+            "sendmsg\ncall-command: execute\nexecute-app-name: send_dtmf\n"
+            "execute-app-arg: 4567\nevent-lock: true\nEvent-UUID: d1"
+        )
+    )
     await conn.until(lambda e: e.name == "CHANNEL_EXECUTE_COMPLETE" and e.application_uuid == "d1")
     out["replies"].append(await conn.cmd(f"api uuid_getvar {uuid} socket_host"))
     if finish == "hangup":
@@ -382,9 +428,13 @@ async def test_outbound_session_matches_capture(fake):
         await ch.wait_hangup()
     real = capture.frames(CAPTURES / "outbound-session.raw")
     head = out["connect"].raw
-    assert head.endswith(b"Content-Type: command/reply\nReply-Text: %2BOK%0A\nSocket-Mode: async\nControl: full\n\n")
+    assert head.endswith(
+        b"Content-Type: command/reply\nReply-Text: %2BOK%0A\nSocket-Mode: async\nControl: full\n\n"
+    )
     assert head.startswith(b"Event-Name: CHANNEL_DATA\n") and b"Content-Length" not in head
-    assert real[0].raw.endswith(b"Content-Type: command/reply\nReply-Text: %2BOK%0A\nSocket-Mode: async\nControl: full\n\n")
+    assert real[0].raw.endswith(
+        b"Content-Type: command/reply\nReply-Text: %2BOK%0A\nSocket-Mode: async\nControl: full\n\n"
+    )
     assert set(k for k in real[0] if not k.startswith("variable_")) <= set(out["connect"])
     assert out["connect"]["Unique-ID"] == ch.uuid and out["connect"]["variable_socket_host"] == "127.0.0.1"
     assert out["replies"][:5] == [m.raw for m in real[1:6]]  # myevents, event, linger, 2 sendmsg: same bytes
@@ -395,9 +445,13 @@ async def test_outbound_session_matches_capture(fake):
     u = ch.uuid.encode()
     notices = [m.raw for m in out["tail"] if m.content_type == "text/disconnect-notice"]
     assert notices == [
-        b"Content-Type: text/disconnect-notice\nControlled-Session-UUID: " + u + b"\nContent-Disposition: linger\n"
+        b"Content-Type: text/disconnect-notice\nControlled-Session-UUID: "
+        + u
+        + b"\nContent-Disposition: linger\n"
         b"Channel-Name: " + ch.name.encode() + b"\nLinger-Time: 2\nContent-Length: 0\n\n",
-        b"Content-Type: text/disconnect-notice\nControlled-Session-UUID: " + u + b"\nContent-Disposition: disconnect\n"
+        b"Content-Type: text/disconnect-notice\nControlled-Session-UUID: "
+        + u
+        + b"\nContent-Disposition: disconnect\n"
         b"Content-Length: 67\n\n" + GOODBYE.encode(),
     ]
     assert [e.name for e in ch.events_fired][-2:] == ["CHANNEL_DESTROY", "CHANNEL_STATE"]
@@ -411,8 +465,10 @@ async def test_outbound_exit_without_linger(fake):
         await ch.wait_hangup()
     assert [m.raw for m in out["tail"]] == [
         reply("+OK bye"),
-        b"Content-Type: text/disconnect-notice\nControlled-Session-UUID: " + ch.uuid.encode()
-        + b"\nContent-Disposition: disconnect\nContent-Length: 67\n\n" + GOODBYE.encode(),
+        b"Content-Type: text/disconnect-notice\nControlled-Session-UUID: "
+        + ch.uuid.encode()
+        + b"\nContent-Disposition: disconnect\nContent-Length: 67\n\n"
+        + GOODBYE.encode(),
     ]
     assert ch.hangup_cause == "NORMAL_CLEARING"  # the socket closed without resume: the call ends
 
@@ -431,7 +487,11 @@ async def test_outbound_hangup_without_linger_loses_the_rest(fake):
         [tail] = await app.results()
         await ch.wait_hangup()
     # no linger: the listener sees the channel go down and closes; HANGUP_COMPLETE never arrives
-    assert [m.name or m.content_type for m in tail] == ["CHANNEL_PARK", "CHANNEL_HANGUP", "text/disconnect-notice"]
+    assert [m.name or m.content_type for m in tail] == [
+        "CHANNEL_PARK",
+        "CHANNEL_HANGUP",
+        "text/disconnect-notice",
+    ]
     assert ch.hangup_cause == "CALL_REJECTED"
 
 
@@ -464,14 +524,19 @@ async def test_outbound_static_single_channel(fake):
         conn.writer.write(b"connect\n\n")
         data = await conn.reply()
         assert data.raw.endswith(b"Socket-Mode: static\nControl: single-channel\n\n")
-        results = [await conn.cmd(c) for c in ("api status", "linger 5", "event plain ALL", "bgapi status",
-                                              "log", "sendevent CUSTOM")]
+        results = [
+            await conn.cmd(c)
+            for c in ("api status", "linger 5", "event plain ALL", "bgapi status", "log", "sendevent CUSTOM")
+        ]
         assert results == [reply("-ERR command not found")] * 6
         assert await conn.cmd("filter Unique-ID " + data["Unique-ID"]) == reply(
-            "+OK filter added. [Unique-ID]=[" + data["Unique-ID"] + "]")
+            "+OK filter added. [Unique-ID]=[" + data["Unique-ID"] + "]"
+        )
         assert await conn.cmd("myevents") == reply("+OK Events Enabled")
         # static: the application runs before the reply is written; its events follow the reply
-        r = await conn.cmd("sendmsg\ncall-command: execute\nexecute-app-name: playback\nexecute-app-arg: x.wav")
+        r = await conn.cmd(
+            "sendmsg\ncall-command: execute\nexecute-app-name: playback\nexecute-app-arg: x.wav"
+        )
         assert r == reply("+OK") and conn.events == []
         await conn.until(lambda e: e.name == "CHANNEL_EXECUTE_COMPLETE")
         assert [e.name for e in conn.events] == ["CHANNEL_EXECUTE", "CHANNEL_EXECUTE_COMPLETE"]
@@ -514,7 +579,9 @@ async def test_many_concurrent_outbound_sessions():
         await conn.cmd(f"filter Unique-ID {u}")
         await conn.cmd("event plain ALL")
         await conn.cmd("linger 1")
-        await conn.cmd("sendmsg\ncall-command: execute\nexecute-app-name: answer\nevent-lock: true\nEvent-UUID: a")
+        await conn.cmd(
+            "sendmsg\ncall-command: execute\nexecute-app-name: answer\nevent-lock: true\nEvent-UUID: a"
+        )
         await conn.until(lambda e: e.name == "CHANNEL_EXECUTE_COMPLETE")
         await conn.cmd("sendmsg\ncall-command: hangup")
         events = conn.events + [m for m in await conn.rest() if m.is_event]
@@ -538,8 +605,10 @@ async def test_originate_to_socket_app_and_sendevent_command(fake):
         await conn.cmd("myevents")
         await conn.cmd("event plain BACKGROUND_JOB")  # myevents alone does not subscribe to it
         # a sendevent carrying a call-command and this session's Unique-ID runs like a sendmsg
-        r = await conn.cmd(f"sendevent COMMAND\nUnique-ID: {data['Unique-ID']}\ncall-command: execute\n"
-                           "execute-app-name: set\nexecute-app-arg: via=sendevent")
+        r = await conn.cmd(
+            f"sendevent COMMAND\nUnique-ID: {data['Unique-ID']}\ncall-command: execute\n"
+            "execute-app-name: set\nexecute-app-arg: via=sendevent"
+        )
         assert r.startswith(b"Content-Type: command/reply\nReply-Text: +OK ")
         await conn.until(lambda e: e.name == "CHANNEL_EXECUTE_COMPLETE" and e["Application"] == "set")
         job = await conn.cmd("bgapi uuid_getvar " + data["Unique-ID"] + " via")
@@ -550,7 +619,9 @@ async def test_originate_to_socket_app_and_sendevent_command(fake):
 
     async with App(handler) as app:
         c = await Conn.inbound(fake, None)
-        r = await c.cmd(f"api originate {{origination_uuid=s1}}user/1000 '&socket(127.0.0.1:{app.port} async full)'")
+        r = await c.cmd(
+            f"api originate {{origination_uuid=s1}}user/1000 '&socket(127.0.0.1:{app.port} async full)'"
+        )
         assert r == api("+OK s1\n")
         assert await app.results() == [reply("+OK bye")]
         ch = fake.channels.get("s1")
@@ -571,7 +642,9 @@ async def test_break_transfer_unknown_app_and_log(fake):
     # the originate's application ended: the leg hangs up
     await c.until(lambda e: e.name == "CHANNEL_HANGUP" and e.uuid == "t1")
     assert await c.cmd("api originate {origination_uuid=t2}user/1000 &park") == api("+OK t2\n")
-    assert await c.cmd("sendmsg t2\ncall-command: execute\nexecute-app-name: frobnicate\nexecute-app-arg: x") == reply("+OK")
+    assert await c.cmd(
+        "sendmsg t2\ncall-command: execute\nexecute-app-name: frobnicate\nexecute-app-arg: x"
+    ) == reply("+OK")
     done = await c.until(lambda e: e.name == "CHANNEL_EXECUTE_COMPLETE" and e["Application"] == "frobnicate")
     assert done["Application-Response"] == "_none_"
     log = await c.reply()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from esl.core import Parser
-from esl.testing import FakeFreeSWITCH, GOODBYE, capture
+from esl.testing import GOODBYE, FakeFreeSWITCH, capture
 
 CAPTURES = Path("/work/shared/captures")
 GOODBYE_NOTICE = b"Content-Type: text/disconnect-notice\nContent-Length: 67\n\n" + GOODBYE.encode()
@@ -30,13 +30,15 @@ class Client:
         self.stash: list = []
 
     @classmethod
-    async def connect(cls, fake: FakeFreeSWITCH, password: str | None = "ClueCon") -> "Client":
+    async def connect(cls, fake: FakeFreeSWITCH, password: str | None = "ClueCon") -> Client:
         r, w = await asyncio.open_connection(fake.host, fake.port)
         c = cls(r, w)
         hello = await c.next()
         assert hello.raw == b"Content-Type: auth/request\n\n"
         if password is not None:
-            assert (await c.cmd(f"auth {password}")) == b"Content-Type: command/reply\nReply-Text: +OK accepted\n\n"
+            assert (
+                await c.cmd(f"auth {password}")
+            ) == b"Content-Type: command/reply\nReply-Text: +OK accepted\n\n"
         return c
 
     def send(self, text: str | bytes) -> None:
@@ -117,11 +119,15 @@ async def test_before_auth_only_auth_and_exit(fake):
 
 
 async def test_userauth():
-    async with FakeFreeSWITCH(users={"1000@default": {"password": "pw", "api": "status,bgapi", "events": "all"}}) as f:
+    async with FakeFreeSWITCH(
+        users={"1000@default": {"password": "pw", "api": "status,bgapi", "events": "all"}}
+    ) as f:
         c = await Client.connect(f, password=None)
         got = await c.cmd("userauth 1000@default:pw")
-        assert got == (b"Content-Type: command/reply\nReply-Text: +OK accepted\nAllowed-Events: all\n"
-                       b"Allowed-API: status,bgapi\nAllowed-LOG: true\n\n")
+        assert got == (
+            b"Content-Type: command/reply\nReply-Text: +OK accepted\nAllowed-Events: all\n"
+            b"Allowed-API: status,bgapi\nAllowed-LOG: true\n\n"
+        )
         assert f.connections[-1].commands == ["userauth 1000@default:******"]
         assert await c.cmd("api version") == reply("-ERR permission denied")
         assert await c.cmd("bgapi version") == reply("-ERR permission denied")
@@ -133,7 +139,10 @@ async def test_userauth():
 
 async def test_api_response_bytes(fake):
     c = await Client.connect(fake)
-    assert await c.cmd("api echo hello world") == b"Content-Type: api/response\nContent-Length: 11\n\nhello world"
+    assert (
+        await c.cmd("api echo hello world")
+        == b"Content-Type: api/response\nContent-Length: 11\n\nhello world"
+    )
     assert await c.cmd("api nosuch arg") == api(b"-ERR nosuch Command not found!\n")
     fake.api["empty"] = lambda args, conn: ""
     assert await c.cmd("api empty") == b"Content-Type: api/response\nContent-Length: 14\n\n-ERR no reply\n"
@@ -147,8 +156,13 @@ async def test_api_response_bytes(fake):
     assert len((await c.cmd("api create_uuid")).partition(b"\n\n")[2]) == 36
     assert await c.cmd("api global_setvar foo=bar") == b"Content-Type: api/response\nContent-Length: 3\n\n+OK"
     assert await c.cmd("api global_getvar foo") == b"Content-Type: api/response\nContent-Length: 3\n\nbar"
-    assert await c.cmd("api show calls count") == b"Content-Type: api/response\nContent-Length: 10\n\n\n0 total.\n"
-    assert await c.cmd("api eval ${foo}-$${foo}") == b"Content-Type: api/response\nContent-Length: 7\n\nbar-bar"
+    assert (
+        await c.cmd("api show calls count")
+        == b"Content-Type: api/response\nContent-Length: 10\n\n\n0 total.\n"
+    )
+    assert (
+        await c.cmd("api eval ${foo}-$${foo}") == b"Content-Type: api/response\nContent-Length: 7\n\nbar-bar"
+    )
 
 
 async def test_unknown_command_and_prefix_matching(fake):
@@ -172,8 +186,10 @@ async def test_bgapi_reply_then_background_job(fake):
     await c.cmd("event plain BACKGROUND_JOB")
     c.send("bgapi echo hi there\nJob-UUID: 11111111-2222-3333-4444-555555555555\n\n")
     first = await c.next()
-    assert first.raw == (b"Content-Type: command/reply\nReply-Text: +OK Job-UUID: 11111111-2222-3333-4444-555555555555"
-                         b"\nJob-UUID: 11111111-2222-3333-4444-555555555555\n\n")
+    assert first.raw == (
+        b"Content-Type: command/reply\nReply-Text: +OK Job-UUID: 11111111-2222-3333-4444-555555555555"
+        b"\nJob-UUID: 11111111-2222-3333-4444-555555555555\n\n"
+    )
     job = await c.next()
     assert job.name == "BACKGROUND_JOB"
     assert job["Job-UUID"] == "11111111-2222-3333-4444-555555555555"
@@ -257,7 +273,9 @@ async def test_filters_freeswitch_semantics(fake):
     c = await Client.connect(fake)
     await c.cmd("event plain ALL")
     assert await c.cmd("filter Unique-ID abc") == reply("+OK filter added. [Unique-ID]=[abc]")
-    assert await c.cmd("filter add Event-Name BACKGROUND_JOB") == reply("+OK filter added. [Event-Name]=[BACKGROUND_JOB]")
+    assert await c.cmd("filter add Event-Name BACKGROUND_JOB") == reply(
+        "+OK filter added. [Event-Name]=[BACKGROUND_JOB]"
+    )
     assert await c.cmd("filter") == reply("-ERR command not found")
     assert await c.cmd("filter Unique-ID") == reply("-ERR invalid syntax")
 
@@ -275,7 +293,8 @@ async def test_filters_freeswitch_semantics(fake):
     assert await c.cmd("filter delete all") == reply("+OK filter deleted. [all][]")
     assert fire("HEARTBEAT") == 1
     assert await c.cmd("filter Caller-Caller-ID-Number /^10[0-9]+$/") == reply(
-        "+OK filter added. [Caller-Caller-ID-Number]=[/^10[0-9]+$/]")
+        "+OK filter added. [Caller-Caller-ID-Number]=[/^10[0-9]+$/]"
+    )
     assert fire("CHANNEL_ANSWER", Caller_Caller_ID_Number="1003") == 1
     assert fire("CHANNEL_ANSWER", Caller_Caller_ID_Number="2003") == 0
     await c.cmd("filter delete Caller-Caller-ID-Number")
@@ -286,7 +305,14 @@ async def test_filters_freeswitch_semantics(fake):
     names = []
     for _ in range(6):
         names.append((await c.event()).name)
-    assert names == ["CHANNEL_ANSWER", "BACKGROUND_JOB", "CHANNEL_ANSWER", "HEARTBEAT", "CHANNEL_ANSWER", "HEARTBEAT"]
+    assert names == [
+        "CHANNEL_ANSWER",
+        "BACKGROUND_JOB",
+        "CHANNEL_ANSWER",
+        "HEARTBEAT",
+        "CHANNEL_ANSWER",
+        "HEARTBEAT",
+    ]
     await asyncio.sleep(0.01)
     assert c.messages == [] and c.stash == []
 
@@ -317,8 +343,10 @@ async def test_log_and_nolog(fake):
     assert fake.log("disk almost full", level=4, file="mod_x.c", func="f", line=42) == 1
     m = await c.next()
     body = m.raw.partition(b"\n\n")[2]
-    assert m.raw.startswith(b"Content-Type: log/data\nContent-Length: %d\nLog-Level: 4\nText-Channel: 0\n"
-                            b"Log-File: mod_x.c\nLog-Func: f\nLog-Line: 42\nUser-Data: \n\n" % len(body))
+    assert m.raw.startswith(
+        b"Content-Type: log/data\nContent-Length: %d\nLog-Level: 4\nText-Channel: 0\n"
+        b"Log-File: mod_x.c\nLog-Func: f\nLog-Line: 42\nUser-Data: \n\n" % len(body)
+    )
     assert body.endswith(b"[WARNING] mod_x.c:42 disk almost full\n")
     assert await c.cmd("nolog") == reply("+OK no longer logging")
     assert await c.cmd("nolog") == reply("-ERR not loging")
@@ -367,7 +395,9 @@ async def test_events_held_while_command_runs(fake):
 
 async def test_fire_raw_and_bad_content_length(fake):
     c = await Client.connect(fake)
-    await fake.fire_raw(None, b"Content-Type: text/rude-rejection\nContent-Length: 24\n\nAccess Denied, go away.\n")
+    await fake.fire_raw(
+        None, b"Content-Type: text/rude-rejection\nContent-Length: 24\n\nAccess Denied, go away.\n"
+    )
     assert (await c.next()).content_type == "text/rude-rejection"
     c.send("api echo\nContent-Length: 99999999999\n\n")
     assert await c.closed() == b""
@@ -395,8 +425,15 @@ async def test_replay_capture_excerpt(fake):
 def test_capture_helpers():
     cmds = capture.sent_commands(CAPTURES / "outbound-session.sent")
     assert cmds[0][0] == "connect"
-    assert cmds[4] == ("sendmsg", [("call-command", "execute"), ("execute-app-name", "playback"),
-                                   ("execute-app-arg", "tone_stream://%(200,100,440,480);loops=2"),
-                                   ("event-lock", "true")], None)
+    assert cmds[4] == (
+        "sendmsg",
+        [
+            ("call-command", "execute"),
+            ("execute-app-name", "playback"),
+            ("execute-app-arg", "tone_stream://%(200,100,440,480);loops=2"),
+            ("event-lock", "true"),
+        ],
+        None,
+    )
     hs = capture.frames(CAPTURES / "events-plain.handshake.raw")
     assert [m.content_type for m in hs] == ["auth/request", "command/reply"]

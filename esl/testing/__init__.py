@@ -14,13 +14,13 @@ from esl.testing.capture import load as load_capture
 from esl.testing.server import GOODBYE, FakeConnection, FakeFreeSWITCH
 
 __all__ = [
-    "FakeFreeSWITCH",
-    "FakeConnection",
     "GOODBYE",
+    "FakeConnection",
+    "FakeFreeSWITCH",
     "capture",
-    "load_capture",
-    "capture_frames",
     "capture_events",
+    "capture_frames",
+    "load_capture",
 ]
 
 try:  # the call side

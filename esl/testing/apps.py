@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import re
 import time
-from typing import TYPE_CHECKING, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
     from esl.testing.calls import FakeChannel
@@ -21,55 +22,65 @@ __all__ = ["APPS", "AppHandler", "run_app"]
 AppHandler = Callable[["FakeChannel", str], Awaitable["str | None"]]
 
 
-async def run_app(ch: "FakeChannel", app: str, arg: str) -> str | None:
+async def run_app(ch: FakeChannel, app: str, arg: str) -> str | None:
     """Run ``app`` on ``ch`` (from ``ch.fake.apps``)."""
     handler = ch.fake.apps.get(app)
     if handler is None:
-        ch.fake.log(f"Invalid Application {app}\n", 4, file="switch_core_session.c",
-                    func="switch_core_session_execute_application_get_flags", line=2797, uuid=ch.uuid)
+        ch.fake.log(
+            f"Invalid Application {app}\n",
+            4,
+            file="switch_core_session.c",
+            func="switch_core_session_execute_application_get_flags",
+            line=2797,
+            uuid=ch.uuid,
+        )
         return None
     return await handler(ch, arg)
 
 
-def _media_length(ch: "FakeChannel", path: str) -> float:
+def _media_length(ch: FakeChannel, path: str) -> float:
     t = ch.timings
     return t.media.get(path, t.playback)
 
 
-async def answer(ch: "FakeChannel", arg: str) -> str | None:
+async def answer(ch: FakeChannel, arg: str) -> str | None:
     ch.answer()
     return None
 
 
-async def pre_answer(ch: "FakeChannel", arg: str) -> str | None:
+async def pre_answer(ch: FakeChannel, arg: str) -> str | None:
     ch.pre_answer()
     return None
 
 
-async def ring_ready(ch: "FakeChannel", arg: str) -> str | None:
+async def ring_ready(ch: FakeChannel, arg: str) -> str | None:
     ch.ring_ready()
     return None
 
 
-async def park(ch: "FakeChannel", arg: str) -> str | None:
+async def park(ch: FakeChannel, arg: str) -> str | None:
     await ch.park()
     return None
 
 
-async def hangup(ch: "FakeChannel", arg: str) -> str | None:
+async def hangup(ch: FakeChannel, arg: str) -> str | None:
     ch.hangup(arg.strip() or "NORMAL_CLEARING")
     return None
 
 
-async def playback(ch: "FakeChannel", arg: str) -> str | None:
+async def playback(ch: FakeChannel, arg: str) -> str | None:
     """PLAYBACK_START, the file's length (cut by hangup or uuid_break), PLAYBACK_STOP."""
     path = arg.strip()
     post = []
     if "://" in path:
         post.append(("Playback-File-Type", path.split("://", 1)[0]))
     post.append(("Playback-File-Path", path))
-    ch.fire("PLAYBACK_START", extended=True, post=post,
-            calling=("switch_ivr_play_say.c", "switch_ivr_play_file", 1555))
+    ch.fire(
+        "PLAYBACK_START",
+        extended=True,
+        post=post,
+        calling=("switch_ivr_play_say.c", "switch_ivr_play_file", 1555),
+    )
     start = time.monotonic()
     done = await ch.pause(_media_length(ch, path))
     ms = int((time.monotonic() - start) * 1000)
@@ -77,22 +88,26 @@ async def playback(ch: "FakeChannel", arg: str) -> str | None:
     ch.variables["playback_ms"] = str(ms)
     ch.variables["playback_samples"] = str(ms * 8)
     status = "done" if done else "break"
-    ch.fire("PLAYBACK_STOP", extended=True, post=post + [("Playback-Status", status)],
-            calling=("switch_ivr_play_say.c", "switch_ivr_play_file", 2051))
+    ch.fire(
+        "PLAYBACK_STOP",
+        extended=True,
+        post=post + [("Playback-Status", status)],
+        calling=("switch_ivr_play_say.c", "switch_ivr_play_file", 2051),
+    )
     return "FILE PLAYED"
 
 
-async def speak(ch: "FakeChannel", arg: str) -> str | None:
+async def speak(ch: FakeChannel, arg: str) -> str | None:
     await ch.pause(ch.timings.playback)
     return None
 
 
-async def say(ch: "FakeChannel", arg: str) -> str | None:
+async def say(ch: FakeChannel, arg: str) -> str | None:
     await ch.pause(ch.timings.playback)
     return None
 
 
-async def sleep(ch: "FakeChannel", arg: str) -> str | None:
+async def sleep(ch: FakeChannel, arg: str) -> str | None:
     try:
         ms = int(arg.strip() or 0)
     except ValueError:
@@ -101,7 +116,7 @@ async def sleep(ch: "FakeChannel", arg: str) -> str | None:
     return None
 
 
-def _assign(ch: "FakeChannel", text: str) -> None:
+def _assign(ch: FakeChannel, text: str) -> None:
     name, sep, value = text.partition("=")
     name = name.strip()
     if not name:
@@ -112,12 +127,12 @@ def _assign(ch: "FakeChannel", text: str) -> None:
         ch.variables.pop(name, None)
 
 
-async def set_(ch: "FakeChannel", arg: str) -> str | None:
+async def set_(ch: FakeChannel, arg: str) -> str | None:
     _assign(ch, arg)
     return None
 
 
-async def multiset(ch: "FakeChannel", arg: str) -> str | None:
+async def multiset(ch: FakeChannel, arg: str) -> str | None:
     delim = " "
     if arg.startswith("^^"):
         delim, arg = arg[2], arg[3:]
@@ -127,12 +142,12 @@ async def multiset(ch: "FakeChannel", arg: str) -> str | None:
     return None
 
 
-async def unset(ch: "FakeChannel", arg: str) -> str | None:
+async def unset(ch: FakeChannel, arg: str) -> str | None:
     ch.variables.pop(arg.strip(), None)
     return None
 
 
-async def export(ch: "FakeChannel", arg: str) -> str | None:
+async def export(ch: FakeChannel, arg: str) -> str | None:
     name = arg.partition("=")[0].strip()
     _assign(ch, arg.replace("nolocal:", "", 1) if arg.startswith("nolocal:") else arg)
     exported = ch.variables.get("export_vars", "")
@@ -145,7 +160,7 @@ async def export(ch: "FakeChannel", arg: str) -> str | None:
     return None
 
 
-async def bridge(ch: "FakeChannel", arg: str) -> str | None:
+async def bridge(ch: FakeChannel, arg: str) -> str | None:
     """Dial a B leg; once it answers, CHANNEL_BRIDGE, then wait until either side hangs up."""
     import asyncio
 
@@ -159,8 +174,9 @@ async def bridge(ch: "FakeChannel", arg: str) -> str | None:
         timeout = int(ch.variables.get("call_timeout") or variables.get("originate_timeout") or 60)
     except ValueError:
         timeout = 60
-    b = ch.fake.calls.place(target, variables, cid_name=ch.caller_id_name, cid_num=ch.caller_id_number,
-                            timeout=timeout, other=ch)
+    b = ch.fake.calls.place(
+        target, variables, cid_name=ch.caller_id_name, cid_num=ch.caller_id_number, timeout=timeout, other=ch
+    )
     if isinstance(b, str):
         ch.variables["originate_disposition"] = b
         ch.variables["last_bridge_hangup_cause"] = b
@@ -193,7 +209,7 @@ async def bridge(ch: "FakeChannel", arg: str) -> str | None:
     return None
 
 
-async def play_and_get_digits(ch: "FakeChannel", arg: str) -> str | None:
+async def play_and_get_digits(ch: FakeChannel, arg: str) -> str | None:
     """min max tries timeout terminators file invalid_file var_name regexp [digit_timeout]:
     play, collect, validate, retry; sets ``var_name`` and returns the digits."""
     parts = arg.split(" ")
@@ -201,8 +217,11 @@ async def play_and_get_digits(ch: "FakeChannel", arg: str) -> str | None:
     try:
         min_d, max_d, tries, timeout = int(parts[0]), int(parts[1]), int(parts[2]), int(parts[3])
     except ValueError:
-        ch.fake.log("Usage: play_and_get_digits <min> <max> <tries> <timeout> <terminators> <file> ...", 3,
-                    uuid=ch.uuid)
+        ch.fake.log(
+            "Usage: play_and_get_digits <min> <max> <tries> <timeout> <terminators> <file> ...",
+            3,
+            uuid=ch.uuid,
+        )
         return None
     terminators, file, invalid, var = parts[4], parts[5], parts[6], parts[7] or "pagd_input"
     regexp = parts[8]
@@ -213,8 +232,12 @@ async def play_and_get_digits(ch: "FakeChannel", arg: str) -> str | None:
             break
         if file:
             await playback(ch, file)
-        digits, _term = await ch.collect_digits(max_d, terminators if terminators != "none" else "",
-                                                timeout / 1000 * scale, digit_timeout / 1000 * scale)
+        digits, _term = await ch.collect_digits(
+            max_d,
+            terminators if terminators != "none" else "",
+            timeout / 1000 * scale,
+            digit_timeout / 1000 * scale,
+        )
         valid = len(digits) >= min_d and (not regexp or re.fullmatch(regexp, digits) is not None)
         if digits and valid:
             ch.variables[var] = digits
@@ -226,7 +249,7 @@ async def play_and_get_digits(ch: "FakeChannel", arg: str) -> str | None:
     return None
 
 
-async def read(ch: "FakeChannel", arg: str) -> str | None:
+async def read(ch: FakeChannel, arg: str) -> str | None:
     """min max file var_name timeout terminators: one try."""
     parts = arg.split(" ") + [""] * 6
     try:
@@ -245,7 +268,7 @@ async def read(ch: "FakeChannel", arg: str) -> str | None:
     return digits if ok else None
 
 
-async def send_dtmf(ch: "FakeChannel", arg: str) -> str | None:
+async def send_dtmf(ch: FakeChannel, arg: str) -> str | None:
     """Send digits to the far end: DTMF events on the peer leg (bridged or loopback)."""
     digits = arg.split("@")[0].strip()
     peer = ch.peer
@@ -256,7 +279,7 @@ async def send_dtmf(ch: "FakeChannel", arg: str) -> str | None:
     return None
 
 
-async def record(ch: "FakeChannel", arg: str) -> str | None:
+async def record(ch: FakeChannel, arg: str) -> str | None:
     parts = arg.split(" ")
     path = parts[0]
     try:
@@ -270,50 +293,59 @@ async def record(ch: "FakeChannel", arg: str) -> str | None:
     ms = int((time.monotonic() - start) * 1000)
     ch.variables["record_seconds"] = str(ms // 1000)
     ch.variables["record_ms"] = str(ms)
-    ch.fire("RECORD_STOP", extended=True, post=post + [("Record-Completion-Cause", "success-maxtime")],
-            calling=("switch_ivr_async.c", "record_callback", 1331))
+    ch.fire(
+        "RECORD_STOP",
+        extended=True,
+        post=post + [("Record-Completion-Cause", "success-maxtime")],
+        calling=("switch_ivr_async.c", "record_callback", 1331),
+    )
     return None
 
 
-async def echo(ch: "FakeChannel", arg: str) -> str | None:
+async def echo(ch: FakeChannel, arg: str) -> str | None:
     await ch.pause(1e9)
     return None
 
 
-async def transfer(ch: "FakeChannel", arg: str) -> str | None:
+async def transfer(ch: FakeChannel, arg: str) -> str | None:
     parts = arg.split()
     if parts:
-        ch.transfer(parts[0], parts[1] if len(parts) > 1 else "XML", parts[2] if len(parts) > 2 else "default")
+        ch.transfer(
+            parts[0], parts[1] if len(parts) > 1 else "XML", parts[2] if len(parts) > 2 else "default"
+        )
     return None
 
 
-async def hold(ch: "FakeChannel", arg: str) -> str | None:
+async def hold(ch: FakeChannel, arg: str) -> str | None:
     set_hold(ch, True)
     return None
 
 
-async def unhold(ch: "FakeChannel", arg: str) -> str | None:
+async def unhold(ch: FakeChannel, arg: str) -> str | None:
     set_hold(ch, False)
     return None
 
 
-def set_hold(ch: "FakeChannel", on: bool) -> None:
+def set_hold(ch: FakeChannel, on: bool) -> None:
     """CHANNEL_HOLD / CHANNEL_UNHOLD and call state HELD / ACTIVE."""
     if on and ch.call_state != "HELD":
-        ch.fire("CHANNEL_HOLD", extended=True, calling=("switch_channel.c", "switch_channel_set_flag_value", 1318))
+        ch.fire(
+            "CHANNEL_HOLD", extended=True, calling=("switch_channel.c", "switch_channel_set_flag_value", 1318)
+        )
         ch.set_call_state("HELD")
     elif not on and ch.call_state == "HELD":
-        ch.fire("CHANNEL_UNHOLD", extended=True,
-                calling=("switch_channel.c", "switch_channel_clear_flag", 1506))
+        ch.fire(
+            "CHANNEL_UNHOLD", extended=True, calling=("switch_channel.c", "switch_channel_clear_flag", 1506)
+        )
         ch.set_call_state("ACTIVE")
 
 
-async def break_(ch: "FakeChannel", arg: str) -> str | None:
+async def break_(ch: FakeChannel, arg: str) -> str | None:
     ch.interrupt(only_breakable=True)
     return None
 
 
-async def conference(ch: "FakeChannel", arg: str) -> str | None:
+async def conference(ch: FakeChannel, arg: str) -> str | None:
     """Join a conference: CUSTOM conference::maintenance add-member / del-member around the stay."""
     name = arg.split("@")[0].split("+")[0].strip() or "default"
     confs = ch.fake.__dict__.setdefault("conferences", {})
@@ -322,19 +354,30 @@ async def conference(ch: "FakeChannel", arg: str) -> str | None:
     members.append(ch.uuid)
     ch.answer()
     common = [("Conference-Name", name), ("Conference-Size", str(len(members))), ("Member-ID", member_id)]
-    ch.fire("CUSTOM", extended=False, subclass="conference::maintenance",
-            post=common + [("Action", "add-member")],
-            calling=("conference_member.c", "conference_member_add", 813))
+    ch.fire(
+        "CUSTOM",
+        extended=False,
+        subclass="conference::maintenance",
+        post=common + [("Action", "add-member")],
+        calling=("conference_member.c", "conference_member_add", 813),
+    )
     await ch.pause(1e9)
     members.remove(ch.uuid)
-    ch.fire("CUSTOM", subclass="conference::maintenance",
-            post=[("Conference-Name", name), ("Conference-Size", str(len(members))), ("Member-ID", member_id),
-                  ("Action", "del-member")],
-            calling=("conference_member.c", "conference_member_del", 1200))
+    ch.fire(
+        "CUSTOM",
+        subclass="conference::maintenance",
+        post=[
+            ("Conference-Name", name),
+            ("Conference-Size", str(len(members))),
+            ("Member-ID", member_id),
+            ("Action", "del-member"),
+        ],
+        calling=("conference_member.c", "conference_member_del", 1200),
+    )
     return None
 
 
-async def log(ch: "FakeChannel", arg: str) -> str | None:
+async def log(ch: FakeChannel, arg: str) -> str | None:
     from esl.testing.server import _log_level
 
     level_s, _, text = arg.partition(" ")
@@ -345,11 +388,11 @@ async def log(ch: "FakeChannel", arg: str) -> str | None:
     return None
 
 
-async def info(ch: "FakeChannel", arg: str) -> str | None:
+async def info(ch: FakeChannel, arg: str) -> str | None:
     return None
 
 
-async def socket(ch: "FakeChannel", arg: str) -> str | None:
+async def socket(ch: FakeChannel, arg: str) -> str | None:
     from esl.testing.outbound import socket_app
 
     return await socket_app(ch, arg)

@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     from esl.testing.server import FakeConnection, FakeFreeSWITCH
 
-__all__ = ["install", "expand"]
+__all__ = ["expand", "install"]
 
 VERSION = "1.10.12-release+git~20261122T000000Z~fake~64bit (fake 64bit)"
 
 _VAR = re.compile(r"\$\$?\{([^{}]*)\}")
 
 
-def expand(fake: "FakeFreeSWITCH", text: str, variables: dict[str, str] | None = None) -> str:
+def expand(fake: FakeFreeSWITCH, text: str, variables: dict[str, str] | None = None) -> str:
     """Expand ``${var}``, ``$${global}`` and ``${strftime(fmt)}`` as switch_channel_expand_variables
     does for the cases tests need; unknown variables expand to the empty string."""
 
@@ -42,10 +42,10 @@ def expand(fake: "FakeFreeSWITCH", text: str, variables: dict[str, str] | None =
     return text
 
 
-def install(fake: "FakeFreeSWITCH") -> None:
+def install(fake: FakeFreeSWITCH) -> None:
     """Register the built-in api commands on ``fake.api`` (tests may replace any of them)."""
 
-    def status(arg: str, conn: "FakeConnection | None") -> str:
+    def status(arg: str, conn: FakeConnection | None) -> str:
         up = time.time() - fake.started_at
         ms = int(up * 1000)
         secs, ms = divmod(ms, 1000)
@@ -62,18 +62,18 @@ def install(fake: "FakeFreeSWITCH") -> None:
             "2000 session(s) max\nmin idle cpu 0.00/100.00\nCurrent Stack Size/Max 240K/8192K\n"
         )
 
-    def version(arg: str, conn: "FakeConnection | None") -> str:
+    def version(arg: str, conn: FakeConnection | None) -> str:
         return f"FreeSWITCH Version {VERSION}\n"
 
-    def uptime(arg: str, conn: "FakeConnection | None") -> str:
+    def uptime(arg: str, conn: FakeConnection | None) -> str:
         up = time.time() - fake.started_at
         scale = {"us": 1e6, "ms": 1e3, "s": 1, "m": 1 / 60, "h": 1 / 3600, "d": 1 / 86400}
         return f"{int(up * scale.get(arg.strip() or 's', 1))}\n"
 
-    def echo(arg: str, conn: "FakeConnection | None") -> str:
+    def echo(arg: str, conn: FakeConnection | None) -> str:
         return arg
 
-    def eval_(arg: str, conn: "FakeConnection | None") -> str:
+    def eval_(arg: str, conn: FakeConnection | None) -> str:
         variables = None
         if arg.startswith("uuid:"):
             uid, _, arg = arg[5:].partition(" ")
@@ -81,15 +81,15 @@ def install(fake: "FakeFreeSWITCH") -> None:
             variables = channel.variables if channel is not None else None
         return expand(fake, arg, variables)
 
-    def create_uuid(arg: str, conn: "FakeConnection | None") -> str:
+    def create_uuid(arg: str, conn: FakeConnection | None) -> str:
         return str(uuidlib.uuid4())
 
-    def global_getvar(arg: str, conn: "FakeConnection | None") -> str:
+    def global_getvar(arg: str, conn: FakeConnection | None) -> str:
         if not arg:
             return "".join(f"{k}={v}\n" for k, v in fake.global_vars.items())
         return fake.global_vars.get(arg.strip(), "")
 
-    def global_setvar(arg: str, conn: "FakeConnection | None") -> str:
+    def global_setvar(arg: str, conn: FakeConnection | None) -> str:
         name, sep, value = arg.partition("=")
         name = name.strip()
         if not name:
@@ -100,13 +100,15 @@ def install(fake: "FakeFreeSWITCH") -> None:
             fake.global_vars.pop(name, None)
         return "+OK"
 
-    def md5(arg: str, conn: "FakeConnection | None") -> str:
+    def md5(arg: str, conn: FakeConnection | None) -> str:
         return hashlib.md5(arg.encode()).hexdigest()
 
-    def show(arg: str, conn: "FakeConnection | None") -> str:
+    def show(arg: str, conn: FakeConnection | None) -> str:
         words = arg.split()
         if not words:
-            return "-USAGE: codec|endpoint|application|api|dialplan|file|timer|calls [count]|channels [count]\n"
+            return (
+                "-USAGE: codec|endpoint|application|api|dialplan|file|timer|calls [count]|channels [count]\n"
+            )
         what = words[0]
         channels: dict[str, Any] = getattr(fake, "channels", {})
         if what in ("channels", "calls"):
@@ -132,10 +134,10 @@ def install(fake: "FakeFreeSWITCH") -> None:
             return head + "".join(lines) + f"\n{len(rows)} total.\n"
         return "\n0 total.\n"
 
-    def module_exists(arg: str, conn: "FakeConnection | None") -> str:
+    def module_exists(arg: str, conn: FakeConnection | None) -> str:
         return "true" if arg.strip() in ("mod_event_socket", "mod_commands", "mod_dptools") else "false"
 
-    def bgapi(arg: str, conn: "FakeConnection | None") -> str:
+    def bgapi(arg: str, conn: FakeConnection | None) -> str:
         name, _, rest = arg.partition(" ")
         job = str(uuidlib.uuid4())
         fake.spawn(fake.run_job(job, name, rest or None, None, conn))

@@ -20,17 +20,17 @@ __all__ = ["install"]
 NO_CHANNEL = "-ERR No such channel!\n"
 
 
-def install(fake: "FakeFreeSWITCH") -> None:
+def install(fake: FakeFreeSWITCH) -> None:
     """Register the call-control api commands on ``fake.api``."""
 
-    def find(uuid: str) -> "FakeChannel | None":
+    def find(uuid: str) -> FakeChannel | None:
         ch = fake.channels.get(uuid)
         return ch if ch is not None and not ch.down else None
 
-    async def originate(arg: str, conn: "FakeConnection | None") -> str:
+    async def originate(arg: str, conn: FakeConnection | None) -> str:
         return await fake.calls.originate(arg, conn)
 
-    def uuid_kill(arg: str, conn: "FakeConnection | None") -> str:
+    def uuid_kill(arg: str, conn: FakeConnection | None) -> str:
         parts = arg.split()
         if not parts:
             return "-USAGE: <uuid> [cause]\n"
@@ -40,13 +40,13 @@ def install(fake: "FakeFreeSWITCH") -> None:
         ch.hangup(parts[1] if len(parts) > 1 else "NORMAL_CLEARING")
         return "+OK\n"
 
-    def uuid_answer(arg: str, conn: "FakeConnection | None") -> str:
+    def uuid_answer(arg: str, conn: FakeConnection | None) -> str:
         ch = find(arg.strip())
         if ch is None:
             return "-ERROR\n"
         return "+OK\n" if ch.answer() else "-ERROR\n"
 
-    def uuid_bridge(arg: str, conn: "FakeConnection | None") -> str:
+    def uuid_bridge(arg: str, conn: FakeConnection | None) -> str:
         parts = arg.split()
         if len(parts) < 2:
             return "-USAGE: <uuid> <other_uuid>\n"
@@ -60,7 +60,7 @@ def install(fake: "FakeFreeSWITCH") -> None:
                 return f"+OK {who}\n"
         return "-ERR Invalid uuid\n"
 
-    def uuid_transfer(arg: str, conn: "FakeConnection | None") -> str:
+    def uuid_transfer(arg: str, conn: FakeConnection | None) -> str:
         parts = arg.split()
         if len(parts) < 2:
             return "-USAGE: <uuid> [-bleg|-both] <dest-exten> [<dialplan>] [<context>]\n"
@@ -87,7 +87,7 @@ def install(fake: "FakeFreeSWITCH") -> None:
             leg._wake_messages()
         return "+OK\n"
 
-    async def uuid_send_dtmf(arg: str, conn: "FakeConnection | None") -> str:
+    async def uuid_send_dtmf(arg: str, conn: FakeConnection | None) -> str:
         parts = arg.split()
         if len(parts) < 2:
             return "-USAGE: <uuid> <dtmf_data>\n"
@@ -102,7 +102,7 @@ def install(fake: "FakeFreeSWITCH") -> None:
                     peer.receive_dtmf(d.upper(), 100, "UNKNOWN")
         return f"+OK {ch.uuid} sent DTMF {parts[1]}.\n"
 
-    async def uuid_recv_dtmf(arg: str, conn: "FakeConnection | None") -> str:
+    async def uuid_recv_dtmf(arg: str, conn: FakeConnection | None) -> str:
         parts = arg.split()
         if len(parts) < 2:
             return "-USAGE: <uuid> <dtmf_data>\n"
@@ -112,7 +112,7 @@ def install(fake: "FakeFreeSWITCH") -> None:
         await ch.send_dtmf(parts[1].split("@")[0])
         return f"+OK {ch.uuid} received DTMF {parts[1]}.\n"
 
-    def uuid_getvar(arg: str, conn: "FakeConnection | None") -> str:
+    def uuid_getvar(arg: str, conn: FakeConnection | None) -> str:
         parts = arg.split()
         if not parts:
             return "-USAGE: <uuid> <var>\n"
@@ -124,7 +124,7 @@ def install(fake: "FakeFreeSWITCH") -> None:
         value = ch.variables.get(parts[1])
         return value if value is not None else "_undef_"
 
-    def uuid_setvar(arg: str, conn: "FakeConnection | None") -> str:
+    def uuid_setvar(arg: str, conn: FakeConnection | None) -> str:
         parts = arg.split(" ", 2)
         if len(parts) < 2 or not parts[0]:
             return "-USAGE: <uuid> <var> [value]\n"
@@ -141,7 +141,7 @@ def install(fake: "FakeFreeSWITCH") -> None:
             ch.variables[name] = value
         return "+OK\n"
 
-    def uuid_setvar_multi(arg: str, conn: "FakeConnection | None") -> str:
+    def uuid_setvar_multi(arg: str, conn: FakeConnection | None) -> str:
         uuid, _, rest = arg.partition(" ")
         if not uuid or not rest:
             return "-USAGE: <uuid> <var>=<value>;<var>=<value>...\n"
@@ -159,10 +159,10 @@ def install(fake: "FakeFreeSWITCH") -> None:
                 ch.variables.pop(name, None)
         return "+OK\n"
 
-    def uuid_exists(arg: str, conn: "FakeConnection | None") -> str:
+    def uuid_exists(arg: str, conn: FakeConnection | None) -> str:
         return "true" if find(arg.strip()) is not None else "false"
 
-    def uuid_hold(arg: str, conn: "FakeConnection | None") -> str:
+    def uuid_hold(arg: str, conn: FakeConnection | None) -> str:
         from esl.testing.apps import set_hold
 
         parts = arg.split()
@@ -180,7 +180,7 @@ def install(fake: "FakeFreeSWITCH") -> None:
         set_hold(ch, on)
         return "+OK Success\n"
 
-    def uuid_break(arg: str, conn: "FakeConnection | None") -> str:
+    def uuid_break(arg: str, conn: FakeConnection | None) -> str:
         parts = arg.split()
         if not parts:
             return "-USAGE: <uuid> [all]\n"
@@ -190,7 +190,7 @@ def install(fake: "FakeFreeSWITCH") -> None:
         ch.interrupt(only_breakable=True)
         return "+OK\n"
 
-    def uuid_broadcast(arg: str, conn: "FakeConnection | None") -> str:
+    def uuid_broadcast(arg: str, conn: FakeConnection | None) -> str:
         parts = arg.split()
         if len(parts) < 2:
             return "-USAGE: <uuid> <path> [aleg|bleg|holdb|both]\n"
@@ -199,7 +199,9 @@ def install(fake: "FakeFreeSWITCH") -> None:
             return "-ERR invalid uuid\n"
         path = parts[1]
         leg = parts[2] if len(parts) > 2 else "aleg"
-        targets = {"aleg": [ch], "bleg": [ch.other_leg], "both": [ch, ch.other_leg], "holdb": [ch]}.get(leg, [ch])
+        targets = {"aleg": [ch], "bleg": [ch.other_leg], "both": [ch, ch.other_leg], "holdb": [ch]}.get(
+            leg, [ch]
+        )
         from esl.testing.server import Command
 
         for target in targets:
@@ -208,11 +210,21 @@ def install(fake: "FakeFreeSWITCH") -> None:
             app, _, app_arg = path.partition("::")
             if not app_arg:
                 app, app_arg = "playback", path
-            target.queue_message(Command("sendmsg", [("call-command", "execute"), ("execute-app-name", app),
-                                                     ("execute-app-arg", app_arg), ("event-lock", "true")], None))
+            target.queue_message(
+                Command(
+                    "sendmsg",
+                    [
+                        ("call-command", "execute"),
+                        ("execute-app-name", app),
+                        ("execute-app-arg", app_arg),
+                        ("event-lock", "true"),
+                    ],
+                    None,
+                )
+            )
         return "+OK Message sent\n"
 
-    def uuid_record(arg: str, conn: "FakeConnection | None") -> str:
+    def uuid_record(arg: str, conn: FakeConnection | None) -> str:
         parts = arg.split()
         if len(parts) < 3:
             return "-USAGE: <uuid> [start|stop|mask|unmask] <path> [<limit>] [<recording_vars>]\n"
@@ -224,7 +236,12 @@ def install(fake: "FakeFreeSWITCH") -> None:
         recordings = ch.__dict__.setdefault("recordings", set())
         if action == "start":
             recordings.add(path)
-            ch.fire("RECORD_START", extended=True, post=post, calling=("switch_ivr_async.c", "record_callback", 1240))
+            ch.fire(
+                "RECORD_START",
+                extended=True,
+                post=post,
+                calling=("switch_ivr_async.c", "record_callback", 1240),
+            )
             return "+OK Success\n"
         if action == "stop":
             stop = set(recordings) if path == "all" else ({path} & recordings)
@@ -232,12 +249,16 @@ def install(fake: "FakeFreeSWITCH") -> None:
                 return "-ERR Cannot stop record session!\n"
             for p in stop:
                 recordings.discard(p)
-                ch.fire("RECORD_STOP", extended=True, post=[("Record-File-Path", p)],
-                        calling=("switch_ivr_async.c", "record_callback", 1331))
+                ch.fire(
+                    "RECORD_STOP",
+                    extended=True,
+                    post=[("Record-File-Path", p)],
+                    calling=("switch_ivr_async.c", "record_callback", 1331),
+                )
             return "+OK Success\n"
         return "+OK Success\n"
 
-    def uuid_park(arg: str, conn: "FakeConnection | None") -> str:
+    def uuid_park(arg: str, conn: FakeConnection | None) -> str:
         ch = find(arg.strip())
         if ch is None:
             return NO_CHANNEL
@@ -245,10 +266,12 @@ def install(fake: "FakeFreeSWITCH") -> None:
             from esl.testing.server import Command
 
             ch.interrupt(only_breakable=True)
-            ch.queue_message(Command("sendmsg", [("call-command", "execute"), ("execute-app-name", "park")], None))
+            ch.queue_message(
+                Command("sendmsg", [("call-command", "execute"), ("execute-app-name", "park")], None)
+            )
         return "+OK\n"
 
-    def uuid_dump(arg: str, conn: "FakeConnection | None") -> str:
+    def uuid_dump(arg: str, conn: FakeConnection | None) -> str:
         parts = arg.split()
         ch = find(parts[0]) if parts else None
         if ch is None:
@@ -262,7 +285,7 @@ def install(fake: "FakeFreeSWITCH") -> None:
 
         return "".join(f"{k}: {_codec.encode_value(v)}\n" for k, v in pairs)
 
-    def sched_hangup(arg: str, conn: "FakeConnection | None") -> str:
+    def sched_hangup(arg: str, conn: FakeConnection | None) -> str:
         parts = arg.split()
         if len(parts) < 2:
             return "-USAGE: [+]<time> <uuid> [<cause>]\n"
@@ -278,7 +301,7 @@ def install(fake: "FakeFreeSWITCH") -> None:
         asyncio.get_running_loop().call_later(secs * fake.timings.scale, ch.hangup, cause)
         return "+OK\n"
 
-    def hupall(arg: str, conn: "FakeConnection | None") -> str:
+    def hupall(arg: str, conn: FakeConnection | None) -> str:
         parts = arg.split()
         cause = normalize_cause(parts[0] if parts else "MANAGER_REQUEST")
         var = parts[1] if len(parts) > 1 else None

@@ -22,15 +22,16 @@ import collections
 import re
 import time
 import uuid as uuidlib
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from esl.core import Event
 
 if TYPE_CHECKING:  # pragma: no cover
     from esl.testing.server import Command, FakeConnection, FakeFreeSWITCH
 
-__all__ = ["FakeChannel", "Endpoint", "Timings", "attach", "q850", "split_args", "parse_dialstring"]
+__all__ = ["Endpoint", "FakeChannel", "Timings", "attach", "parse_dialstring", "q850", "split_args"]
 
 STATE_NUMBERS = {
     "CS_NEW": 0, "CS_INIT": 1, "CS_ROUTING": 2, "CS_SOFT_EXECUTE": 3, "CS_EXECUTE": 4,
@@ -212,7 +213,7 @@ class FakeChannel:
 
     def __init__(
         self,
-        fake: "FakeFreeSWITCH",
+        fake: FakeFreeSWITCH,
         *,
         uuid: str | None = None,
         name: str,
@@ -250,15 +251,15 @@ class FakeChannel:
         self.other_leg: FakeChannel | None = None  # bridged peer
         self.partner: FakeChannel | None = None  # loopback partner
         self.other_type = ""  # "originator" / "originatee" for Other-Leg-* headers
-        self.listeners: list["FakeConnection"] = []
-        self.socket_conn: "FakeConnection | None" = None
+        self.listeners: list[FakeConnection] = []
+        self.socket_conn: FakeConnection | None = None
         self.current_app: str | None = None
         self.destroyed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.answered_future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self.transfer_to: tuple[str, str, str] | None = None
         self.on_answer: list[Callable[[FakeChannel], Any]] = []
         self.on_hangup: list[Callable[[FakeChannel], Any]] = []
-        self._messages: collections.deque["Command"] = collections.deque()
+        self._messages: collections.deque[Command] = collections.deque()
         self._msg_waiter: asyncio.Future[None] | None = None
         self._waiters: dict[asyncio.Future[bool], bool] = {}  # future -> interruptible by break
         self._dtmf: list[str] = []
@@ -296,7 +297,7 @@ class FakeChannel:
         return self.hangup_cause is not None
 
     @property
-    def peer(self) -> "FakeChannel | None":
+    def peer(self) -> FakeChannel | None:
         """The leg media and DTMF go to: the bridged leg, else the loopback partner."""
         return self.other_leg or self.partner
 
@@ -429,7 +430,9 @@ class FakeChannel:
         """Move the state machine and fire CHANNEL_STATE."""
         self.state = state
         self.running_state = state
-        self.fire("CHANNEL_STATE", calling=("switch_channel.c", "switch_channel_perform_set_running_state", 2409))
+        self.fire(
+            "CHANNEL_STATE", calling=("switch_channel.c", "switch_channel_perform_set_running_state", 2409)
+        )
 
     def set_call_state(self, call_state: str) -> None:
         """Change the call state and fire CHANNEL_CALLSTATE."""
@@ -439,12 +442,14 @@ class FakeChannel:
         self.call_state = call_state
         self.fire(
             "CHANNEL_CALLSTATE",
-            pre=[("Original-Channel-Call-State", original),
-                 ("Channel-Call-State-Number", str(CALLSTATE_NUMBERS.get(call_state, 0)))],
+            pre=[
+                ("Original-Channel-Call-State", original),
+                ("Channel-Call-State-Number", str(CALLSTATE_NUMBERS.get(call_state, 0))),
+            ],
             calling=("switch_channel.c", "switch_channel_perform_set_callstate", 302),
         )
 
-    def connect_reply(self, conn: "FakeConnection") -> bytes:
+    def connect_reply(self, conn: FakeConnection) -> bytes:
         """The reply to ``connect`` on an outbound socket: the URL-encoded CHANNEL_DATA dump,
         then Content-Type / Reply-Text / Socket-Mode / Control (no Content-Length)."""
         from esl import _codec
@@ -537,8 +542,9 @@ class FakeChannel:
         if self._dtmf_waiter is not None and not self._dtmf_waiter.done():
             self._dtmf_waiter.set_result(None)
 
-    async def collect_digits(self, max_digits: int, terminators: str, timeout: float,
-                             digit_timeout: float | None = None) -> tuple[str, str]:
+    async def collect_digits(
+        self, max_digits: int, terminators: str, timeout: float, digit_timeout: float | None = None
+    ) -> tuple[str, str]:
         """Take digits from the buffer until ``max_digits``, a terminator or a timeout.
         Returns (digits, terminator-or-"")."""
         got: list[str] = []
@@ -572,16 +578,22 @@ class FakeChannel:
         if self.answered or self.down or self.answer_state == "early":
             return
         self.answer_state = "early"
-        self.fire("CHANNEL_PROGRESS_MEDIA", extended=True,
-                  calling=("switch_channel.c", "switch_channel_perform_mark_pre_answered", 3620))
+        self.fire(
+            "CHANNEL_PROGRESS_MEDIA",
+            extended=True,
+            calling=("switch_channel.c", "switch_channel_perform_mark_pre_answered", 3620),
+        )
         self.set_call_state("EARLY")
 
     def ring_ready(self) -> None:
         """Ringing: CHANNEL_PROGRESS and call state RINGING."""
         if self.answered or self.down:
             return
-        self.fire("CHANNEL_PROGRESS", extended=True,
-                  calling=("switch_channel.c", "switch_channel_perform_mark_ring_ready_value", 3520))
+        self.fire(
+            "CHANNEL_PROGRESS",
+            extended=True,
+            calling=("switch_channel.c", "switch_channel_perform_mark_ring_ready_value", 3520),
+        )
         self.set_call_state("RINGING")
 
     def answer(self) -> bool:
@@ -594,8 +606,11 @@ class FakeChannel:
         self.answered_at = time.time()
         self.answer_state = "answered"
         self.variables.setdefault("endpoint_disposition", "ANSWER")
-        self.fire("CHANNEL_ANSWER", extended=True,
-                  calling=("switch_channel.c", "switch_channel_perform_mark_answered", 3848))
+        self.fire(
+            "CHANNEL_ANSWER",
+            extended=True,
+            calling=("switch_channel.c", "switch_channel_perform_mark_answered", 3848),
+        )
         self.set_call_state("ACTIVE")
         if not self.answered_future.done():
             self.answered_future.set_result(True)
@@ -603,7 +618,7 @@ class FakeChannel:
             cb(self)
         return True
 
-    def hangup(self, cause: str = "NORMAL_CLEARING") -> "_HangupResult":
+    def hangup(self, cause: str = "NORMAL_CLEARING") -> _HangupResult:
         """Hang up with ``cause`` (from anywhere: far end, api, sendmsg, app); the channel's task
         then runs the teardown. Returns False if it was already down.
 
@@ -620,8 +635,11 @@ class FakeChannel:
         self.variables["hangup_cause_q850"] = str(q850(cause))
         if not self.answered_future.done():
             self.answered_future.set_result(False)
-        self.fire("CHANNEL_HANGUP", extended=True,
-                  calling=("switch_channel.c", "switch_channel_perform_hangup", 3447))
+        self.fire(
+            "CHANNEL_HANGUP",
+            extended=True,
+            calling=("switch_channel.c", "switch_channel_perform_hangup", 3447),
+        )
         # listeners without linger see the channel go down and close at once (events after are lost)
         for conn in list(self.listeners):
             if conn.linger is None:
@@ -636,15 +654,18 @@ class FakeChannel:
             self._task = self.fake.spawn(self._teardown())
         return _HangupResult(True, self)
 
-    def _release_peer(self, leg: "FakeChannel", cause: str) -> None:
+    def _release_peer(self, leg: FakeChannel, cause: str) -> None:
         if leg is self.partner:
             leg.hangup(cause)
             return
         # a bridge ends: UNBRIDGE on the originator, the other leg carries on or hangs up
         a, b = (self, leg) if self.other_type == "originator" else (leg, self)
-        a.fire("CHANNEL_UNBRIDGE", extended=True,
-               post=[("Bridge-A-Unique-ID", a.uuid), ("Bridge-B-Unique-ID", b.uuid)],
-               calling=("switch_ivr_bridge.c", "audio_bridge_on_exchange_media", 750))
+        a.fire(
+            "CHANNEL_UNBRIDGE",
+            extended=True,
+            post=[("Bridge-A-Unique-ID", a.uuid), ("Bridge-B-Unique-ID", b.uuid)],
+            calling=("switch_ivr_bridge.c", "audio_bridge_on_exchange_media", 750),
+        )
         leg.variables["bridge_hangup_cause"] = cause
         self.other_leg = None
         leg.other_leg = None
@@ -670,8 +691,12 @@ class FakeChannel:
             await self.step()
             self.set_state("CS_REPORTING")
             self._cdr_variables()
-            self.fire("CHANNEL_HANGUP_COMPLETE", pre=[("Hangup-Cause", self.hangup_cause or "")], extended=True,
-                      calling=("switch_core_state_machine.c", "switch_core_session_reporting_state", 943))
+            self.fire(
+                "CHANNEL_HANGUP_COMPLETE",
+                pre=[("Hangup-Cause", self.hangup_cause or "")],
+                extended=True,
+                calling=("switch_core_state_machine.c", "switch_core_session_reporting_state", 943),
+            )
             for conn in list(self.listeners):
                 if conn.linger is not None and conn.is_open:
                     conn.write(
@@ -681,16 +706,24 @@ class FakeChannel:
                     )
                     if conn.linger != -1:
                         asyncio.get_running_loop().call_later(
-                            conn.linger * self.timings.scale, conn._close_now, True)
+                            conn.linger * self.timings.scale, conn._close_now, True
+                        )
             # the listeners hold a read lock on the session: destroy waits for them
             while self.listeners:
                 waits = [c.closed for c in self.listeners]
                 await asyncio.wait(waits)
                 self.listeners = [c for c in self.listeners if not c.closed.done()]
             self.state = "CS_DESTROY"
-            self.fire("CHANNEL_DESTROY", extended=True, state="CS_REPORTING",
-                      calling=("switch_core_session.c", "switch_core_session_perform_destroy", 1588))
-            self.fire("CHANNEL_STATE", calling=("switch_channel.c", "switch_channel_perform_set_running_state", 2409))
+            self.fire(
+                "CHANNEL_DESTROY",
+                extended=True,
+                state="CS_REPORTING",
+                calling=("switch_core_session.c", "switch_core_session_perform_destroy", 1588),
+            )
+            self.fire(
+                "CHANNEL_STATE",
+                calling=("switch_channel.c", "switch_channel_perform_set_running_state", 2409),
+            )
         finally:
             self.fake.channels.pop(self.uuid, None)
             if not self.destroyed.done():
@@ -719,22 +752,26 @@ class FakeChannel:
 
     # -- listeners (outbound socket, inbound myevents <uuid>) ---------------------------------
 
-    def _listener_attached(self, conn: "FakeConnection") -> None:
+    def _listener_attached(self, conn: FakeConnection) -> None:
         if conn not in self.listeners:
             self.listeners.append(conn)
 
-    def _listener_gone(self, conn: "FakeConnection") -> None:
+    def _listener_gone(self, conn: FakeConnection) -> None:
         if conn is self.socket_conn:
             self._wake_messages()
             self._unpark = True
 
     # -- messages (sendmsg) ----------------------------------------------------------------
 
-    def queue_message(self, cmd: "Command") -> None:
+    def queue_message(self, cmd: Command) -> None:
         """A sendmsg for this channel (async mode): queued and run in order by the park loop or
         between dialplan applications. A hangup sent while a message's application runs
         without ``event-lock`` runs at once (FreeSWITCH would run it nested in that app)."""
-        if (cmd.get("call-command") or "").lower() == "hangup" and not self._messages and self._msg_app == "nested":
+        if (
+            (cmd.get("call-command") or "").lower() == "hangup"
+            and not self._messages
+            and self._msg_app == "nested"
+        ):
             self.hangup(cmd.get("hangup-cause") or "NORMAL_CLEARING")
             return
         self._messages.append(cmd)
@@ -744,7 +781,7 @@ class FakeChannel:
         if self._msg_waiter is not None and not self._msg_waiter.done():
             self._msg_waiter.set_result(None)
 
-    async def next_message(self) -> "Command | None":
+    async def next_message(self) -> Command | None:
         """The next queued message, or None when the channel goes down / is unparked."""
         while not self._messages:
             if self.down or self._unpark or self.transfer_to is not None:
@@ -761,7 +798,7 @@ class FakeChannel:
         while self._messages and not self.down:
             await self.run_message(self._messages.popleft())
 
-    async def run_message(self, cmd: "Command") -> None:
+    async def run_message(self, cmd: Command) -> None:
         """Run one sendmsg: execute (``loops`` times), hangup, or the other call-commands."""
         command = (cmd.get("call-command") or "").lower()
         if command == "execute":
@@ -775,7 +812,12 @@ class FakeChannel:
                 loops = 1
             event_uuid = cmd.get("Event-UUID")
             name = cmd.get("event-uuid-name")
-            locked = (cmd.get("event-lock") or cmd.get("event-lock-pri") or "").lower() in ("true", "yes", "on", "1")
+            locked = (cmd.get("event-lock") or cmd.get("event-lock-pri") or "").lower() in (
+                "true",
+                "yes",
+                "on",
+                "1",
+            )
             count = 0
             self._msg_app = "locked" if locked else "nested"
             try:
@@ -797,8 +839,9 @@ class FakeChannel:
 
     # -- applications ------------------------------------------------------------------------
 
-    async def execute(self, app: str, arg: str = "", *, app_uuid: str | None = None,
-                      app_uuid_name: str | None = None) -> str | None:
+    async def execute(
+        self, app: str, arg: str = "", *, app_uuid: str | None = None, app_uuid_name: str | None = None
+    ) -> str | None:
         """Run a dialplan application with CHANNEL_EXECUTE / CHANNEL_EXECUTE_COMPLETE around it;
         returns its Application-Response."""
         from esl.testing.apps import run_app
@@ -813,16 +856,26 @@ class FakeChannel:
         if app_uuid_name:
             ids.append(("Application-UUID-Name", app_uuid_name))
         self.current_app = app
-        self.fire("CHANNEL_EXECUTE", extended=True,
-                  post=[("Application", app), ("Application-Data", arg), *ids],
-                  calling=("switch_core_session.c", "switch_core_session_exec", 2949))
+        self.fire(
+            "CHANNEL_EXECUTE",
+            extended=True,
+            post=[("Application", app), ("Application-Data", arg), *ids],
+            calling=("switch_core_session.c", "switch_core_session_exec", 2949),
+        )
         response = await run_app(self, app, arg)
         if response is not None:
             self.variables["current_application_response"] = response
-        self.fire("CHANNEL_EXECUTE_COMPLETE", extended=True,
-                  post=[("Application", app), ("Application-Data", arg),
-                        ("Application-Response", response if response is not None else "_none_"), *ids],
-                  calling=("switch_core_session.c", "switch_core_session_exec", 2972))
+        self.fire(
+            "CHANNEL_EXECUTE_COMPLETE",
+            extended=True,
+            post=[
+                ("Application", app),
+                ("Application-Data", arg),
+                ("Application-Response", response if response is not None else "_none_"),
+                *ids,
+            ],
+            calling=("switch_core_session.c", "switch_core_session_exec", 2972),
+        )
         self.current_app = None
         return response
 
@@ -867,7 +920,9 @@ class FakeChannel:
     def transfer(self, extension: str, dialplan: str = "XML", context: str = "default") -> None:
         """Leave the current application and run ``extension`` (uuid_transfer / transfer app)."""
         self.transfer_to = (extension, dialplan, context)
-        self.variables["transfer_history"] = f"{int(time.time())}:{self.uuid}:bl_xfer:{extension}/{context}/{dialplan}"
+        self.variables["transfer_history"] = (
+            f"{int(time.time())}:{self.uuid}:bl_xfer:{extension}/{context}/{dialplan}"
+        )
         self.interrupt()
 
     # -- lifecycles ---------------------------------------------------------------------------
@@ -888,12 +943,18 @@ class FakeChannel:
     async def run_incoming(self) -> None:
         """An incoming call running its dialplan (fake.call, a loopback B leg)."""
         self.set_state("CS_INIT")
-        self.fire("CHANNEL_CREATE", extended=True, state="CS_INIT",
-                  calling=("switch_core_state_machine.c", "switch_core_session_run", 626))
+        self.fire(
+            "CHANNEL_CREATE",
+            extended=True,
+            state="CS_INIT",
+            calling=("switch_core_state_machine.c", "switch_core_session_run", 626),
+        )
         await self.step()
         self.state = "CS_ROUTING"
         self.set_call_state("RINGING")
-        self.fire("CHANNEL_STATE", calling=("switch_channel.c", "switch_channel_perform_set_running_state", 2409))
+        self.fire(
+            "CHANNEL_STATE", calling=("switch_channel.c", "switch_channel_perform_set_running_state", 2409)
+        )
         await self.step()
         if self.down:
             return
@@ -907,7 +968,7 @@ class _HangupResult(int):
 
     channel: FakeChannel
 
-    def __new__(cls, value: bool, channel: FakeChannel) -> "_HangupResult":
+    def __new__(cls, value: bool, channel: FakeChannel) -> _HangupResult:
         obj = super().__new__(cls, bool(value))
         obj.channel = channel
         return obj
@@ -933,7 +994,7 @@ def _app_list(apps: Any) -> list[tuple[str, str]]:
 class CallEngine:
     """The fake's call side: endpoints, dialplan, originate and the uuid_* api commands."""
 
-    def __init__(self, fake: "FakeFreeSWITCH") -> None:
+    def __init__(self, fake: FakeFreeSWITCH) -> None:
         self.fake = fake
 
     def endpoint_for(self, target: str) -> Endpoint:
@@ -944,15 +1005,17 @@ class CallEngine:
             return endpoints[target]
         best = None
         for key, ep in endpoints.items():
-            k = key[:-1] if key.endswith("*") else key
+            k = key.removesuffix("*")
             if target.startswith(k) and (best is None or len(k) > len(best[0])):
                 best = (k, ep)
         return best[1] if best else Endpoint(answer_after=self.fake.timings.ring)
 
-    async def originate(self, args: str, conn: "FakeConnection | None") -> str:
+    async def originate(self, args: str, conn: FakeConnection | None) -> str:
         """api/bgapi originate: returns ``+OK <uuid>\\n`` once answered or ``-ERR <CAUSE>\\n``."""
-        usage = ("-USAGE: <call url> <exten>|&<application_name>(<app_args>) [<dialplan>] [<context>] "
-                 "[<cid_name>] [<cid_num>] [<timeout_sec>]\n")
+        usage = (
+            "-USAGE: <call url> <exten>|&<application_name>(<app_args>) [<dialplan>] [<context>] "
+            "[<cid_name>] [<cid_num>] [<timeout_sec>]\n"
+        )
         argv = split_args(args)
         if len(argv) < 2 or len(argv) > 7:
             return usage
@@ -963,8 +1026,13 @@ class CallEngine:
             timeout = int(variables.get("originate_timeout") or timeout_s or 60)
         except ValueError:
             timeout = 60
-        channel = self.place(target, variables, cid_name=cid_name or variables.get("origination_caller_id_name"),
-                             cid_num=cid_num or variables.get("origination_caller_id_number"), timeout=timeout)
+        channel = self.place(
+            target,
+            variables,
+            cid_name=cid_name or variables.get("origination_caller_id_name"),
+            cid_num=cid_num or variables.get("origination_caller_id_number"),
+            timeout=timeout,
+        )
         if isinstance(channel, str):
             return f"-ERR {channel}\n"
         ok = await asyncio.shield(channel.answered_future)
@@ -974,9 +1042,16 @@ class CallEngine:
         channel._go.set_result(None)  # type: ignore[attr-defined]
         return f"+OK {channel.uuid}\n"
 
-    def place(self, target: str, variables: dict[str, str], *, cid_name: str | None = None,
-              cid_num: str | None = None, timeout: int = 60, other: FakeChannel | None = None
-              ) -> "FakeChannel | str":
+    def place(
+        self,
+        target: str,
+        variables: dict[str, str],
+        *,
+        cid_name: str | None = None,
+        cid_num: str | None = None,
+        timeout: int = 60,
+        other: FakeChannel | None = None,
+    ) -> FakeChannel | str:
         """Create an outgoing leg to ``target`` and start ringing it; returns the channel, or a
         cause string when the dial string fails before a channel exists (``error/<cause>``)."""
         if target.lower().startswith("error/"):
@@ -990,8 +1065,13 @@ class CallEngine:
         if target.startswith("user/") or target.startswith("sofia/"):
             dest = target.rsplit("/", 1)[-1].split("@")[0]
         channel = FakeChannel(
-            self.fake, uuid=uuid, name=name, direction="outbound", destination=dest,
-            caller_id_name=cid_name or "", caller_id_number=cid_num or "",
+            self.fake,
+            uuid=uuid,
+            name=name,
+            direction="outbound",
+            destination=dest,
+            caller_id_name=cid_name or "",
+            caller_id_number=cid_num or "",
             source="mod_loopback" if target.startswith("loopback/") else "mod_sofia",
             variables={k: v for k, v in variables.items()},
         )
@@ -1000,7 +1080,9 @@ class CallEngine:
         channel.variables.setdefault("call_uuid", channel.uuid)
         channel._go = asyncio.get_running_loop().create_future()  # type: ignore[attr-defined]
         channel.after_answer = ("", "default")  # type: ignore[attr-defined]
-        ring_timeout = endpoint.ring_timeout if endpoint.ring_timeout is not None else timeout * self.fake.timings.scale
+        ring_timeout = (
+            endpoint.ring_timeout if endpoint.ring_timeout is not None else timeout * self.fake.timings.scale
+        )
         channel.start(self._outgoing_life(channel, target, endpoint, ring_timeout, bool(uuid), other))
         return channel
 
@@ -1015,17 +1097,36 @@ class CallEngine:
             return f"sofia/internal/{user}"
         return target
 
-    async def _outgoing_life(self, ch: FakeChannel, target: str, endpoint: Endpoint, ring_timeout: float,
-                             had_uuid: bool, other: FakeChannel | None) -> None:
+    async def _outgoing_life(
+        self,
+        ch: FakeChannel,
+        target: str,
+        endpoint: Endpoint,
+        ring_timeout: float,
+        had_uuid: bool,
+        other: FakeChannel | None,
+    ) -> None:
         outgoing = ("switch_core_session.c", "switch_core_session_outgoing_channel", 768)
         if had_uuid:
-            ch.fire("CHANNEL_UUID", pre=[("Old-Unique-ID", str(uuidlib.uuid4()))], extended=True, state="CS_NONE",
-                    calling=("switch_core_session.c", "switch_core_session_set_uuid", 2056))
+            ch.fire(
+                "CHANNEL_UUID",
+                pre=[("Old-Unique-ID", str(uuidlib.uuid4()))],
+                extended=True,
+                state="CS_NONE",
+                calling=("switch_core_session.c", "switch_core_session_set_uuid", 2056),
+            )
         ch.fire("CHANNEL_OUTGOING", state="CS_NONE", calling=outgoing)
         ch.set_state("CS_INIT")
-        ch.fire("CHANNEL_CREATE", extended=True, calling=("switch_core_state_machine.c", "switch_core_session_run", 626))
-        ch.fire("CHANNEL_ORIGINATE", extended=True,
-                calling=("switch_core_state_machine.c", "switch_core_session_run", 632))
+        ch.fire(
+            "CHANNEL_CREATE",
+            extended=True,
+            calling=("switch_core_state_machine.c", "switch_core_session_run", 626),
+        )
+        ch.fire(
+            "CHANNEL_ORIGINATE",
+            extended=True,
+            calling=("switch_core_state_machine.c", "switch_core_session_run", 632),
+        )
         await ch.step()
         ch.set_state("CS_ROUTING")
         ch.set_state("CS_CONSUME_MEDIA")
@@ -1087,11 +1188,19 @@ class CallEngine:
         exten = parts[0]
         context = parts[1] if len(parts) > 1 else "default"
         b = FakeChannel(
-            self.fake, name=f"loopback/{exten}-b", direction="inbound", destination=exten,
-            caller_id_name=a.caller_id_name, caller_id_number=a.caller_id_number, context=context,
+            self.fake,
+            name=f"loopback/{exten}-b",
+            direction="inbound",
+            destination=exten,
+            caller_id_name=a.caller_id_name,
+            caller_id_number=a.caller_id_number,
+            context=context,
             source="mod_loopback",
-            variables={k: v for k, v in a.variables.items()
-                       if k not in ("direction", "uuid", "channel_name", "session_id", "is_outbound", "call_uuid")},
+            variables={
+                k: v
+                for k, v in a.variables.items()
+                if k not in ("direction", "uuid", "channel_name", "session_id", "is_outbound", "call_uuid")
+            },
         )
         a.variables["other_loopback_leg_uuid"] = b.uuid
         a.variables["loopback_leg"] = "A"
@@ -1132,12 +1241,15 @@ class CallEngine:
         b.variables["last_bridge_to"] = a.uuid
         now = str(int(time.time()))
         a.variables["bridge_epoch"] = b.variables["bridge_epoch"] = now
-        a.fire("CHANNEL_BRIDGE", extended=True,
-               post=[("Bridge-A-Unique-ID", a.uuid), ("Bridge-B-Unique-ID", b.uuid)],
-               calling=("switch_ivr_bridge.c", "audio_bridge_on_exchange_media", 725))
+        a.fire(
+            "CHANNEL_BRIDGE",
+            extended=True,
+            post=[("Bridge-A-Unique-ID", a.uuid), ("Bridge-B-Unique-ID", b.uuid)],
+            calling=("switch_ivr_bridge.c", "audio_bridge_on_exchange_media", 725),
+        )
 
 
-def attach(fake: "FakeFreeSWITCH", timings: Timings | None = None) -> None:
+def attach(fake: FakeFreeSWITCH, timings: Timings | None = None) -> None:
     """Give ``fake`` its call side: ``timings``, ``channels``, ``dialplan``, ``endpoints``,
     ``apps``, ``call()`` and the call-control api commands."""
     from esl.testing import apps as apps_mod

@@ -8,15 +8,16 @@ from __future__ import annotations
 import asyncio
 import lzma
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Union
+from typing import TYPE_CHECKING, Union
 
 from esl.core import Event, Parser
 
 if TYPE_CHECKING:  # pragma: no cover
     from esl.testing.server import FakeConnection, FakeFreeSWITCH
 
-__all__ = ["load", "frames", "events", "sent_commands", "replay", "CaptureSource"]
+__all__ = ["CaptureSource", "events", "frames", "load", "replay", "sent_commands"]
 
 CaptureSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview]
 
@@ -61,12 +62,12 @@ def sent_commands(source: CaptureSource) -> list[tuple[str, list[tuple[str, str]
 
 
 async def replay(
-    fake: "FakeFreeSWITCH",
+    fake: FakeFreeSWITCH,
     capture: CaptureSource,
     *,
     loops: int = 1,
     rate: float | None = None,
-    conn: "FakeConnection | None" = None,
+    conn: FakeConnection | None = None,
 ) -> int:
     """Send the events of ``capture`` to the fake's subscribers; returns how many events were sent.
 
@@ -101,7 +102,7 @@ async def replay(
     return sent
 
 
-async def _drain(targets: list["FakeConnection"]) -> None:
+async def _drain(targets: list[FakeConnection]) -> None:
     """Let the loop run, and wait while a client's socket buffer is full (TCP backpressure)."""
     await asyncio.sleep(0)
     for target in targets:

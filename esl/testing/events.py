@@ -10,8 +10,8 @@ from __future__ import annotations
 import functools
 import re
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
 
 from esl import _codec
 from esl.core import Event, Parser
@@ -19,9 +19,9 @@ from esl.core import Event, Parser
 __all__ = [
     "EVENT_NAMES",
     "MYEVENTS",
-    "canonical_event_name",
     "EventFactory",
     "Subscription",
+    "canonical_event_name",
     "filter_accepts",
     "header_value",
     "serialize_plain",
@@ -65,8 +65,7 @@ def canonical_event_name(token: str) -> str | None:
     """The event name for ``token`` as ``switch_name_event`` reads it (any case,
     optional ``SWITCH_EVENT_`` prefix), or None when FreeSWITCH does not know it."""
     name = token.upper()
-    if name.startswith("SWITCH_EVENT_"):
-        name = name[len("SWITCH_EVENT_") :]
+    name = name.removeprefix("SWITCH_EVENT_")
     return name if name in _NAMES else None
 
 
@@ -85,7 +84,9 @@ def serialize_plain(pairs: Iterable[tuple[str, str]], body: str | None = None) -
     """switch_event_serialize: exactly ``_codec.serialize(pairs, body, "plain")``, with the
     value encoding memoized (the fake serializes thousands of near-identical events)."""
     enc = _encode
-    lines = [f"{name}: {enc(value if type(value) is str else str(value)) or '_undef_'}\n" for name, value in pairs]
+    lines = [
+        f"{name}: {enc(value if type(value) is str else str(value)) or '_undef_'}\n" for name, value in pairs
+    ]
     if body:
         lines.append(f"Content-Length: {len(_codec.to_bytes(body))}\n\n{body}")
     else:
@@ -115,8 +116,9 @@ class EventFactory:
     standard headers first (with a global, monotonic ``Event-Sequence``), then
     the event's own headers, in order."""
 
-    def __init__(self, core_uuid: str, hostname: str = "fake", ipv4: str = "127.0.0.1",
-                 ipv6: str = "::1") -> None:
+    def __init__(
+        self, core_uuid: str, hostname: str = "fake", ipv4: str = "127.0.0.1", ipv6: str = "::1"
+    ) -> None:
         self.core_uuid = core_uuid
         self.hostname = hostname
         self.ipv4 = ipv4
@@ -180,9 +182,13 @@ class EventFactory:
                 pairs.append((key, value if type(value) is str else str(value)))
         return build_plain(pairs, body)
 
-
-    def make_trusted(self, name: str, pairs: list[tuple[str, str]], subclass: str | None = None,
-                     calling: tuple[str, str, int] | None = None) -> Event:
+    def make_trusted(
+        self,
+        name: str,
+        pairs: list[tuple[str, str]],
+        subclass: str | None = None,
+        calling: tuple[str, str, int] | None = None,
+    ) -> Event:
         """:meth:`make` for header lists known to hold only ``str`` values and no standard
         header (the call simulation's own events): no per-header checks."""
         head = self.standard(name, calling)
@@ -197,7 +203,9 @@ def build_plain(pairs: list[tuple[str, str]], body: str | bytes | None = None) -
     if isinstance(body, bytes):
         body = _codec.to_str(body)
     payload = serialize_plain(pairs, body or None)
-    return Parser().feed(b"Content-Length: %d\nContent-Type: text/event-plain\n\n%s" % (len(payload), payload))[0]
+    return Parser().feed(
+        b"Content-Length: %d\nContent-Type: text/event-plain\n\n%s" % (len(payload), payload)
+    )[0]
 
 
 @dataclass

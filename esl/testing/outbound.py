@@ -21,7 +21,7 @@ from esl.testing.server import FakeConnection
 if TYPE_CHECKING:  # pragma: no cover
     from esl.testing.calls import FakeChannel
 
-__all__ = ["socket_app", "parse_socket_data"]
+__all__ = ["parse_socket_data", "socket_app"]
 
 DEFAULT_PORT = 8084
 
@@ -42,7 +42,7 @@ def parse_socket_data(arg: str) -> tuple[list[tuple[str, int]], bool, bool]:
     return hosts, "async" in flags, "full" in flags
 
 
-async def socket_app(ch: "FakeChannel", arg: str) -> str | None:
+async def socket_app(ch: FakeChannel, arg: str) -> str | None:
     """Connect to the app, hand it the session, and run until the socket or the call ends."""
     fake = ch.fake
     hosts, async_mode, full = parse_socket_data(arg)
@@ -53,12 +53,19 @@ async def socket_app(ch: "FakeChannel", arg: str) -> str | None:
         try:
             _, proto = await asyncio.wait_for(
                 loop.create_connection(
-                    lambda: FakeConnection(fake, session=ch, async_mode=async_mode, full=full), host, port),
+                    lambda: FakeConnection(fake, session=ch, async_mode=async_mode, full=full), host, port
+                ),
                 fake.timings.connect_timeout,
             )
         except (OSError, asyncio.TimeoutError):
-            fake.log(f"Socket Error! [{host}:{port}]\n", 3, file="mod_event_socket.c", func="socket_function",
-                     line=499, uuid=ch.uuid)
+            fake.log(
+                f"Socket Error! [{host}:{port}]\n",
+                3,
+                file="mod_event_socket.c",
+                func="socket_function",
+                line=499,
+                uuid=ch.uuid,
+            )
             continue
         conn = proto  # type: ignore[assignment]
         break
@@ -69,8 +76,10 @@ async def socket_app(ch: "FakeChannel", arg: str) -> str | None:
     if async_mode:
         # wait for `connect`, then park: sendmsg messages are run by the park loop
         while not conn.closed.done() and not ch.down and conn._first:
-            await asyncio.wait([conn.closed, asyncio.ensure_future(ch.pause(0.005, breakable=False))],
-                               return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                [conn.closed, asyncio.ensure_future(ch.pause(0.005, breakable=False))],
+                return_when=asyncio.FIRST_COMPLETED,
+            )
         if not ch.down and not conn.closed.done():
             await ch.park()
         await ch.run_pending_messages()

@@ -19,7 +19,8 @@ import inspect
 import re
 import time
 import uuid as uuidlib
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Mapping, Union
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from esl.core import Event
 from esl.testing.events import (
@@ -35,7 +36,7 @@ from esl.testing.events import (
 if TYPE_CHECKING:  # pragma: no cover
     from esl.testing.calls import FakeChannel
 
-__all__ = ["FakeFreeSWITCH", "FakeConnection", "ApiHandler", "GOODBYE", "LOG_LEVELS"]
+__all__ = ["GOODBYE", "LOG_LEVELS", "ApiHandler", "FakeConnection", "FakeFreeSWITCH"]
 
 #: The body of the normal disconnect-notice (67 bytes).
 GOODBYE = "Disconnected, goodbye.\nSee you at ClueCon! http://www.cluecon.com/\n"
@@ -43,7 +44,7 @@ GOODBYE = "Disconnected, goodbye.\nSee you at ClueCon! http://www.cluecon.com/\n
 #: switch_log_level_t names, by number.
 LOG_LEVELS = ("CONSOLE", "ALERT", "CRIT", "ERR", "WARNING", "NOTICE", "INFO", "DEBUG")
 
-ApiHandler = Callable[[str, "FakeConnection | None"], Union[str, Awaitable[str]]]
+ApiHandler = Callable[[str, "FakeConnection | None"], str | Awaitable[str]]
 
 _HEADER_END = re.compile(rb"\n\r*\n")
 _MAX_CONTENT_LENGTH = 16 * 1024 * 1024
@@ -63,7 +64,7 @@ def _log_level(token: str) -> int | None:
 class Command:
     """One command as FreeSWITCH's read_packet sees it: the first line, the header lines, the body."""
 
-    __slots__ = ("line", "headers", "body")
+    __slots__ = ("body", "headers", "line")
 
     def __init__(self, line: str, headers: list[tuple[str, str]], body: str | None) -> None:
         self.line = line
@@ -136,8 +137,14 @@ class FakeConnection(asyncio.Protocol):
     ``closed`` (a future done when the socket is gone).
     """
 
-    def __init__(self, fake: "FakeFreeSWITCH", *, session: "FakeChannel | None" = None,
-                 async_mode: bool = True, full: bool = True) -> None:
+    def __init__(
+        self,
+        fake: FakeFreeSWITCH,
+        *,
+        session: FakeChannel | None = None,
+        async_mode: bool = True,
+        full: bool = True,
+    ) -> None:
         self.fake = fake
         self.commands: list[str] = []
         self.format = "plain"
@@ -145,7 +152,7 @@ class FakeConnection(asyncio.Protocol):
         self.filters: list[tuple[str, str]] = []
         self.authenticated = session is not None
         self.outbound = session is not None
-        self.session: "FakeChannel | None" = session
+        self.session: FakeChannel | None = session
         self.async_mode = async_mode
         self.full = full if session is not None else True
         self.myevents = False
@@ -237,7 +244,9 @@ class FakeConnection(asyncio.Protocol):
 
     def reply(self, text: str) -> None:
         """A normal command/reply."""
-        self.write(b"Content-Type: command/reply\nReply-Text: %s\n\n" % text.encode("utf-8", "surrogateescape"))
+        self.write(
+            b"Content-Type: command/reply\nReply-Text: %s\n\n" % text.encode("utf-8", "surrogateescape")
+        )
 
     def deliver(self, data: bytes) -> None:
         """An event or log message: held while a command is being handled, as FreeSWITCH does."""
@@ -322,8 +331,12 @@ class FakeConnection(asyncio.Protocol):
         if self.myevents:
             uid = event.uuid
             send = uid is not None and (self.session is None or uid == self.session.uuid)
-            if (not send and self.session is not None and event.name == "BACKGROUND_JOB"
-                    and event.get("Job-Owner-UUID") == self.session.uuid):
+            if (
+                not send
+                and self.session is not None
+                and event.name == "BACKGROUND_JOB"
+                and event.get("Job-Owner-UUID") == self.session.uuid
+            ):
                 send = True
             return send
         return True
@@ -389,12 +402,19 @@ class FakeConnection(asyncio.Protocol):
         """Handle one command the way parse_command does; False means close the connection."""
         line = cmd.line.strip("\r")
         low = line.lower()
-        self.commands.append("auth ******" if low.startswith("auth ") else
-                             ("userauth " + line[9:].split(":", 1)[0] + ":******") if low.startswith("userauth ")
-                             else line)
+        self.commands.append(
+            "auth ******"
+            if low.startswith("auth ")
+            else ("userauth " + line[9:].split(":", 1)[0] + ":******")
+            if low.startswith("userauth ")
+            else line
+        )
         if ("unload" in low or "reload" in low) and "mod_event_socket" in low:
-            line = ("api bgapi unload mod_event_socket" if "unload" in low
-                    else "api bgapi reload mod_event_socket")
+            line = (
+                "api bgapi unload mod_event_socket"
+                if "unload" in low
+                else "api bgapi reload mod_event_socket"
+            )
             low = line
         first, self._first = self._first, False
         if first and self._timer is not None:
@@ -642,7 +662,11 @@ class FakeConnection(asyncio.Protocol):
             name = canonical_event_name(token)
             if name is None:
                 continue
-            if self.allowed_events is not None and name not in self.allowed_events and "ALL" not in self.allowed_events:
+            if (
+                self.allowed_events is not None
+                and name not in self.allowed_events
+                and "ALL" not in self.allowed_events
+            ):
                 reply("-ERR permission denied")
                 return
             keys += 1
@@ -706,8 +730,12 @@ class FakeConnection(asyncio.Protocol):
             if target is None:
                 reply(f"-ERR invalid session id [{uuid if uuid else '(null)'}]")
                 return
-        inline = target is session and not self.async_mode and (cmd.get("async") or "").lower() not in (
-            "true", "yes", "on", "1", "enabled", "active", "allow")
+        inline = (
+            target is session
+            and not self.async_mode
+            and (cmd.get("async") or "").lower()
+            not in ("true", "yes", "on", "1", "enabled", "active", "allow")
+        )
         if inline:
             # static outbound socket: the listener runs in the session thread, so the application
             # runs before the reply is written (and the events it fires are delivered after it)
@@ -728,7 +756,9 @@ class FakeConnection(asyncio.Protocol):
         if subclass is not None:
             pairs.append(("Event-Subclass", subclass))
         pairs.append(("Command", line))
-        pairs.extend(h for h in cmd.headers if not (subclass is not None and h[0].lower() == "event-subclass"))
+        pairs.extend(
+            h for h in cmd.headers if not (subclass is not None and h[0].lower() == "event-subclass")
+        )
         pairs.append(("Event-UUID", event_uuid))
         pairs.extend(self.fake.factory.standard(name, ("mod_event_socket.c", "parse_command", 2283)))
         event = build_plain(pairs, cmd.body)
@@ -847,7 +877,7 @@ class FakeFreeSWITCH:
 
     # -- lifecycle ---------------------------------------------------------------
 
-    async def start(self) -> "FakeFreeSWITCH":
+    async def start(self) -> FakeFreeSWITCH:
         """Listen on (host, port); port 0 picks an ephemeral one, stored back in ``port``."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: FakeConnection(self), self.host, self.port)
@@ -875,7 +905,7 @@ class FakeFreeSWITCH:
             await self._server.wait_closed()
             self._server = None
 
-    async def __aenter__(self) -> "FakeFreeSWITCH":
+    async def __aenter__(self) -> FakeFreeSWITCH:
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:
@@ -905,15 +935,21 @@ class FakeFreeSWITCH:
         context: str = "default",
         uuid: str | None = None,
         channel_name: str | None = None,
-    ) -> "FakeChannel":
+    ) -> FakeChannel:
         """An incoming call to ``destination`` that runs ``dialplan[destination]`` (e.g. a
         ``socket`` app handing it to an Outbound app); returns its FakeChannel at once."""
         from esl.testing.calls import FakeChannel
 
         ch = FakeChannel(
-            self, uuid=uuid, name=channel_name or f"sofia/internal/{caller_id_number}@127.0.0.1",
-            direction="inbound", destination=destination, caller_id_name=caller_id_name or caller_id_number,
-            caller_id_number=caller_id_number, context=context, variables=dict(variables or {}),
+            self,
+            uuid=uuid,
+            name=channel_name or f"sofia/internal/{caller_id_number}@127.0.0.1",
+            direction="inbound",
+            destination=destination,
+            caller_id_name=caller_id_name or caller_id_number,
+            caller_id_number=caller_id_number,
+            context=context,
+            variables=dict(variables or {}),
         )
         ch.variables.setdefault("call_uuid", ch.uuid)
         ch.start(ch.run_incoming())
@@ -1023,7 +1059,11 @@ class FakeFreeSWITCH:
             fmt = conn.format
             data = frames.get(fmt)
             if data is None:
-                data = event.raw if event.format == fmt and event.raw.startswith(b"Content-Length") else event.frame(fmt)
+                data = (
+                    event.raw
+                    if event.format == fmt and event.raw.startswith(b"Content-Length")
+                    else event.frame(fmt)
+                )
                 frames[fmt] = data
             conn.deliver(data)
             count += 1
@@ -1035,15 +1075,24 @@ class FakeFreeSWITCH:
         for target in targets:
             target.deliver(data)
 
-    async def replay(self, capture: Any, *, loops: int = 1, rate: float | None = None,
-                     conn: FakeConnection | None = None) -> int:
+    async def replay(
+        self, capture: Any, *, loops: int = 1, rate: float | None = None, conn: FakeConnection | None = None
+    ) -> int:
         """Re-send the events of a capture (path or bytes); see :func:`esl.testing.capture.replay`."""
         from esl.testing.capture import replay
 
         return await replay(self, capture, loops=loops, rate=rate, conn=conn)
 
-    def log(self, text: str, level: int = 7, *, file: str = "esl_testing.c", func: str = "fake_log",
-            line: int = 1, uuid: str | None = None) -> int:
+    def log(
+        self,
+        text: str,
+        level: int = 7,
+        *,
+        file: str = "esl_testing.c",
+        func: str = "fake_log",
+        line: int = 1,
+        uuid: str | None = None,
+    ) -> int:
         """Send a log line to every connection that ran ``log`` at ``level`` or above; returns the count."""
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
         data = f"{uuid + ' ' if uuid else ''}{stamp}.000000 [{LOG_LEVELS[level]}] {file}:{line} {text}"
@@ -1073,7 +1122,9 @@ class FakeFreeSWITCH:
         headers = [("API-Command", name)]
         if arg:
             headers.append(("API-Command-Argument", arg))
-        self.fire_nowait(self.make_event("API", headers, calling=("switch_loadable_module.c", "switch_api_execute", 3140)))
+        self.fire_nowait(
+            self.make_event("API", headers, calling=("switch_loadable_module.c", "switch_api_execute", 3140))
+        )
         try:
             result = handler(arg or "", conn)
             if inspect.isawaitable(result):
@@ -1082,8 +1133,9 @@ class FakeFreeSWITCH:
             return f"-ERR {exc}\n"
         return "" if result is None else str(result)
 
-    async def run_job(self, job_uuid: str, name: str, arg: str | None, owner: str | None,
-                      conn: FakeConnection | None) -> None:
+    async def run_job(
+        self, job_uuid: str, name: str, arg: str | None, owner: str | None, conn: FakeConnection | None
+    ) -> None:
         """A bgapi job: run the command, then fire BACKGROUND_JOB with its output as the body."""
         out = await self.execute_api(name, arg, conn)
         headers = [("Job-UUID", job_uuid)]
@@ -1092,6 +1144,10 @@ class FakeFreeSWITCH:
         headers.append(("Job-Command", name))
         if arg:
             headers.append(("Job-Command-Arg", arg))
-        event = self.make_event("BACKGROUND_JOB", headers, out or "Command returned no output!",
-                                calling=("mod_event_socket.c", "api_exec", 1580))
+        event = self.make_event(
+            "BACKGROUND_JOB",
+            headers,
+            out or "Command returned no output!",
+            calling=("mod_event_socket.c", "api_exec", 1580),
+        )
         self.fire_nowait(event)
