@@ -164,7 +164,7 @@ async def bridge(ch: FakeChannel, arg: str) -> str | None:
     """Dial a B leg; once it answers, CHANNEL_BRIDGE, then wait until either side hangs up."""
     import asyncio
 
-    from esl.testing.calls import parse_dialstring
+    from esl.testing.originate import parse_dialstring
 
     variables, target = parse_dialstring(arg)
     for name in (ch.variables.get("export_vars") or "").split(","):
@@ -378,7 +378,7 @@ async def conference(ch: FakeChannel, arg: str) -> str | None:
 
 
 async def log(ch: FakeChannel, arg: str) -> str | None:
-    from esl.testing.server import _log_level
+    from esl.testing.connection import _log_level
 
     level_s, _, text = arg.partition(" ")
     level = _log_level(level_s)

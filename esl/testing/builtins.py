@@ -90,7 +90,7 @@ def install(fake: FakeFreeSWITCH) -> None:
         return fake.global_vars.get(arg.strip(), "")
 
     def global_setvar(arg: str, conn: FakeConnection | None) -> str:
-        name, sep, value = arg.partition("=")
+        name, _, value = arg.partition("=")
         name = name.strip()
         if not name:
             return "-USAGE: <var>=<value>\n"

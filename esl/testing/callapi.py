@@ -202,7 +202,7 @@ def install(fake: FakeFreeSWITCH) -> None:
         targets = {"aleg": [ch], "bleg": [ch.other_leg], "both": [ch, ch.other_leg], "holdb": [ch]}.get(
             leg, [ch]
         )
-        from esl.testing.server import Command
+        from esl.testing.connection import Command
 
         for target in targets:
             if target is None:
@@ -263,7 +263,7 @@ def install(fake: FakeFreeSWITCH) -> None:
         if ch is None:
             return NO_CHANNEL
         if ch.current_app != "park":
-            from esl.testing.server import Command
+            from esl.testing.connection import Command
 
             ch.interrupt(only_breakable=True)
             ch.queue_message(

@@ -54,7 +54,7 @@ def events(source: CaptureSource) -> list[Event]:
 
 def sent_commands(source: CaptureSource) -> list[tuple[str, list[tuple[str, str]], str | None]]:
     """The commands of a ``.sent`` file (what a client wrote): (first line, headers, body)."""
-    from esl.testing.server import parse_commands
+    from esl.testing.connection import parse_commands
 
     buf = bytearray(load(source))
     cmds, _ = parse_commands(buf)
