@@ -17,15 +17,16 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
-from typing import Any, Awaitable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from click.testing import CliRunner
 
 import esl
-from esl.cli import main
 from esl.cli import capture as captures
+from esl.cli import main
 from esl.core import Parser
 from esl.testing import FakeFreeSWITCH
 

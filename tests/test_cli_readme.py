@@ -22,7 +22,7 @@ def readme() -> str:
 
 
 def python_blocks(text: str) -> list[str]:
-    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    return re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
 
 
 def test_the_two_set_up_commands(readme: str) -> None:

@@ -17,7 +17,8 @@ import json
 import os
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 class _Counter:
@@ -40,9 +41,7 @@ class _Counter:
         if self.done:
             return
         self.count += 1
-        if self.count >= self.target:
-            self.finish()
-        elif not self.count & 1023 and time.perf_counter() - self.first > self.max_seconds:
+        if self.count >= self.target or not self.count & 1023 and time.perf_counter() - self.first > self.max_seconds:
             self.finish()
 
     def finish(self) -> None:

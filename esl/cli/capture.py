@@ -130,7 +130,7 @@ class CaptureWriter:
         if self._file is not self._raw:
             self._raw.close()
 
-    def __enter__(self) -> "CaptureWriter":
+    def __enter__(self) -> CaptureWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -79,7 +80,7 @@ class ReplayServer:
     def port(self) -> int:
         return int(self.fake.port)
 
-    async def start(self) -> "ReplayServer":
+    async def start(self) -> ReplayServer:
         """Listen, and watch for clients that subscribe."""
         await self.fake.start()
         self._watch = asyncio.ensure_future(self._watch_clients())
@@ -93,7 +94,7 @@ class ReplayServer:
             task.cancel()
         await self.fake.stop()
 
-    async def __aenter__(self) -> "ReplayServer":
+    async def __aenter__(self) -> ReplayServer:
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:
