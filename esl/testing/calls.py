@@ -1,6 +1,6 @@
-"""The call simulation: FakeChannel (one call leg and its state machine), Endpoint
-(how an originate target behaves), Timings, and the call-control api commands
-(originate, uuid_*, sched_hangup, hupall).
+"""The call simulation: FakeChannel (one call leg, its state machine and the events it
+fires), Endpoint (how an originate target behaves) and Timings. Placing calls is in
+``originate.py``, applications in ``apps.py``, the uuid_* api in ``callapi.py``.
 
 Event order and header sets follow the real FreeSWITCH 1.10 captures: an
 originated leg fires CHANNEL_UUID (when origination_uuid is set), CHANNEL_OUTGOING,
@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from esl.core import Event
+from esl.testing.events import build_plain
 
 if TYPE_CHECKING:  # pragma: no cover
     from esl.testing.server import Command, FakeConnection, FakeFreeSWITCH
@@ -719,7 +720,23 @@ class FakeChannel:
     async def run_pending_messages(self) -> None:
         """Run every queued message now (switch_ivr_parse_all_events)."""
         while self._messages and not self.down:
-            await self.run_message(self._messages.popleft())
+            msg = self._messages.popleft()
+            self.fire_private_command(msg)
+            await self.run_message(msg)
+
+    def fire_private_command(self, cmd: Command) -> None:
+        """PRIVATE_COMMAND, fired when a queued message is taken off the session's queue: the
+        message's own headers first, then the standard headers and the channel data."""
+        text = cmd.line + "\n" + "".join(f"{k}: {v}\n" for k, v in cmd.headers) + "\n"
+        pairs = [("Command", text), *cmd.headers]
+        pairs += self.fake.factory.standard(
+            "PRIVATE_COMMAND", ("switch_ivr.c", "switch_ivr_parse_next_event", 804)
+        )
+        pairs += self.basic_data()
+        pairs += [(f"variable_{k}", v) for k, v in self.variables.items()]
+        event = build_plain(pairs, cmd.body)
+        self.events_fired.append(event)
+        self.fake.fire_nowait(event)
 
     async def run_message(self, cmd: Command) -> None:
         """Run one sendmsg: execute (``loops`` times), hangup, or the other call-commands."""
@@ -810,6 +827,7 @@ class FakeChannel:
             msg = await self.next_message()
             if msg is None:
                 break
+            self.fire_private_command(msg)
             await self.run_message(msg)
         self.fire("CHANNEL_UNPARK", extended=True, calling=("switch_ivr.c", "switch_ivr_park", 1213))
 
