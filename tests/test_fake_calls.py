@@ -257,12 +257,17 @@ async def test_sendmsg_execute_playback_and_hangup(fake):
     assert done["variable_current_application_response"] == "FILE PLAYED"
     tail = names_for(c.events, "u1")
     i = tail.index("CHANNEL_PARK")
-    assert tail[i + 1 : i + 5] == [
+    assert tail[i + 1 : i + 6] == [
+        "PRIVATE_COMMAND",
         "CHANNEL_EXECUTE",
         "PLAYBACK_START",
         "PLAYBACK_STOP",
         "CHANNEL_EXECUTE_COMPLETE",
     ]
+    private = next(e for e in c.events if e.name == "PRIVATE_COMMAND")
+    assert [k for k, _ in private.items_all()][:3] == ["Command", "call-command", "execute-app-name"]
+    assert private["Command"].startswith("sendmsg u1\ncall-command: execute\n")
+    assert private["Event-UUID"] == "play-1"
     start = next(e for e in c.events if e.name == "PLAYBACK_START")
     assert start["Playback-File-Path"] == "long.wav" and start["variable_current_application"] == "playback"
     # a body as the argument (content-type text/plain), then a hangup message with a cause
