@@ -481,11 +481,11 @@ def test_outbound_run_handles_a_call_and_stops_on_sigterm(spec: str, tmp_path: P
             async with FakeFreeSWITCH() as fs:
                 fs.dialplan["9000"] = [("socket", f"127.0.0.1:{port} async full")]
                 ch = await fs.call("9000")
-                await ch.wait_hangup(10)
+                await ch.wait_hangup(30)
                 return str(ch.uuid)
 
-        uuid = loop_thread.run(call(), timeout=20)
-        deadline = time.monotonic() + 5
+        uuid = loop_thread.run(call(), timeout=40)
+        deadline = time.monotonic() + 15
         while not (tmp_path / "handled.txt").exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert (tmp_path / "handled.txt").read_text() == uuid
@@ -514,7 +514,7 @@ def test_consumer_run_handles_events_and_stops_on_sigint(tmp_path: Path, fake: F
     firing = None
     try:
         _wait_line(proc.stderr, "running")
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while not any(c.subscriptions.enabled for c in list(fake.connections)) and time.monotonic() < deadline:
             time.sleep(0.02)
         firing = _fire_heartbeats(fake, loop_thread)
