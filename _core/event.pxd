@@ -26,8 +26,6 @@ cdef class Event:
     cdef object _body
 
     cdef void _scan_plain(self) noexcept
-    cdef Py_ssize_t _key_start(self, int which) noexcept
-    cdef void _set_key(self, int which, Py_ssize_t s, Py_ssize_t e) noexcept
     cdef object _key(self, int which)
     cdef int _plain_head(self, Py_ssize_t *hs, Py_ssize_t *he) except -1
     cdef list _decode(self)

@@ -262,6 +262,98 @@ cdef extern from *:
     Py_ssize_t esl_find2(const char *p, Py_ssize_t n, char a, char b) nogil
 
 
+cdef extern from *:
+    """
+    #include <string.h>
+    #include <strings.h>
+    /* Routing keys of a plain header block: [s, e) per key (-1: absent);
+       exact-casing and case-insensitive candidates are kept apart. */
+    typedef struct { Py_ssize_t s[6], e[6], cs[6], ce[6]; Py_ssize_t ihead; } esl_keys;
+
+    static inline int esl_key_of(const char *p, Py_ssize_t k, int *exact) {
+        const char *lit;
+        int which;
+        switch (k) {
+        case 10: lit = "Event-Name"; which = 0; break;
+        case 9: lit = "Unique-ID"; which = 1; break;
+        case 8: lit = "Job-UUID"; which = 2; break;
+        case 16: lit = "Application-UUID"; which = 3; break;
+        case 14:  /* Event-S[u]bclass or Event-S[e]quence */
+            if ((p[7] | 0x20) == 'u') { lit = "Event-Subclass"; which = 4; }
+            else { lit = "Event-Sequence"; which = 5; }
+            break;
+        default: return -1;
+        }
+        if (memcmp(p, lit, (size_t)k) == 0) { *exact = 1; return which; }
+        *exact = 0;
+        return strncasecmp(p, lit, (size_t)k) == 0 ? which : -1;
+    }
+
+    /* One non-empty line [ls, le): record it if it is a routing key. */
+    static inline void esl_line_key(const char *base, Py_ssize_t ls, Py_ssize_t le, esl_keys *k) {
+        unsigned char c = (unsigned char)base[ls] | 0x20;
+        if (c != 'e' && c != 'u' && c != 'j' && c != 'a') return;
+        Py_ssize_t n = le - ls, lim = n < 17 ? n : 17, colon = 0;
+        while (colon < lim && base[ls + colon] != ':') colon++;
+        if (colon >= lim) return;
+        int exact, w = esl_key_of(base + ls, colon, &exact);
+        if (w < 0) return;
+        Py_ssize_t vs = ls + colon + 1;
+        while (vs < le && base[vs] == ' ') vs++;
+        if (exact) {
+            if (w == 0 || k->s[w] < 0) { k->s[w] = vs; k->e[w] = le; }  /* Event-Name: last wins */
+        } else if (k->cs[w] < 0) {
+            k->cs[w] = vs; k->ce[w] = le;
+        }
+    }
+
+    /* Walk the lines of the inner event base[bs:e] up to its first blank line,
+       16 bytes at a time, noting the routing keys. */
+    static void esl_scan_plain(const char *base, Py_ssize_t bs, Py_ssize_t e, esl_keys *k) {
+        Py_ssize_t ls = bs, i = bs, j;
+        int w;
+        for (w = 0; w < 6; w++) k->s[w] = k->e[w] = k->cs[w] = k->ce[w] = -1;
+        k->ihead = -1;
+    #if defined(__SSE2__)
+        const __m128i nl = _mm_set1_epi8(10);  /* newline */
+        for (; i + 16 <= e; i += 16) {
+            unsigned m = (unsigned)_mm_movemask_epi8(
+                _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(base + i)), nl));
+            while (m) {
+                j = i + __builtin_ctz(m);
+                m &= m - 1;
+                if (j == ls) {
+                    if (ls > bs) { k->ihead = ls - 1; goto done; }
+                } else {
+                    esl_line_key(base, ls, j, k);
+                }
+                ls = j + 1;
+            }
+        }
+    #endif
+        for (; i < e; i++) {
+            if (base[i] != 10) continue;
+            j = i;
+            if (j == ls) {
+                if (ls > bs) { k->ihead = ls - 1; goto done; }
+            } else {
+                esl_line_key(base, ls, j, k);
+            }
+            ls = j + 1;
+        }
+        if (ls < e) esl_line_key(base, ls, e, k);
+    done:
+        for (w = 0; w < 6; w++)
+            if (k->s[w] < 0 && k->cs[w] >= 0) { k->s[w] = k->cs[w]; k->e[w] = k->ce[w]; }
+    }
+    """
+    ctypedef struct esl_keys:
+        Py_ssize_t s[6]
+        Py_ssize_t e[6]
+        Py_ssize_t ihead
+    void esl_scan_plain(const char *base, Py_ssize_t bs, Py_ssize_t e, esl_keys *k) nogil
+
+
 cdef esl_line _big_line  # scratch for lines too long to cache
 
 
@@ -495,34 +587,6 @@ cdef object _shaped_map(const char *base, Py_ssize_t s, Py_ssize_t e, bint drop_
             Py_DECREF(<object>values[i])
 
 
-cdef int _key_of(const char *p, Py_ssize_t k, bint *exact) noexcept:
-    """Which routing key the header name p[:k] is (-1: none); ``exact`` when the casing matches."""
-    cdef const char *lit
-    cdef int which
-    if k == 10:
-        lit, which = b"Event-Name", K_NAME
-    elif k == 9:
-        lit, which = b"Unique-ID", K_UUID
-    elif k == 8:
-        lit, which = b"Job-UUID", K_JOB
-    elif k == 16:
-        lit, which = b"Application-UUID", K_APP
-    elif k == 14:
-        if (p[7] | 0x20) == 117:  # Event-S[u]bclass, not Event-S[e]quence
-            lit, which = b"Event-Subclass", K_SUB
-        else:
-            lit, which = b"Event-Sequence", K_SEQ
-    else:
-        return -1
-    if memcmp(p, lit, k) == 0:
-        exact[0] = True
-        return which
-    exact[0] = False
-    if strncasecmp(p, lit, k) == 0:
-        return which
-    return -1
-
-
 # -- the Event ----------------------------------------------------------------
 
 @cython.freelist(512)
@@ -585,73 +649,15 @@ cdef class Event:
         (the last one for Event-Name), else of the first line whose name
         matches it case-insensitively: the same answer as ``event.get(key)``.
         """
-        cdef const char *base = PyBytes_AS_STRING(self._buf)
-        cdef Py_ssize_t bs = self._hend + 2, e = self._end, ls = bs, le, n, k, vs
-        cdef Py_ssize_t ci[12]  # case-insensitive candidates: start, end per key
-        cdef int which, i
-        cdef bint exact
-        cdef unsigned char c
-        cdef const char *p
-        for i in range(12):
-            ci[i] = -1
-        while ls < e:
-            le = ls + esl_find2(base + ls, e - ls, 10, 10)
-            n = le - ls
-            if n == 0:
-                if ls > bs:
-                    self._ihead = ls - 1
-                    break
-            else:
-                p = base + ls
-                c = (<unsigned char>p[0]) | 0x20
-                if c == 101 or c == 117 or c == 106 or c == 97:  # e u j a
-                    k = esl_find2(p, n, 58, 58)
-                    which = _key_of(p, k, &exact) if k < n else -1
-                    if which >= 0:
-                        vs = ls + k + 1
-                        while vs < le and base[vs] == 32:
-                            vs += 1
-                        if exact:
-                            self._set_key(which, vs, le)
-                        elif ci[2 * which] < 0:
-                            ci[2 * which] = vs
-                            ci[2 * which + 1] = le
-            ls = le + 1
-        for which in range(6):
-            if ci[2 * which] >= 0 and self._key_start(which) < 0:
-                self._set_key(which, ci[2 * which], ci[2 * which + 1])
-
-    cdef inline Py_ssize_t _key_start(self, int which) noexcept:
-        if which == K_NAME:
-            return self._name_s
-        if which == K_UUID:
-            return self._uuid_s
-        if which == K_JOB:
-            return self._job_s
-        if which == K_APP:
-            return self._app_s
-        if which == K_SUB:
-            return self._sub_s
-        return self._seq_s
-
-    cdef inline void _set_key(self, int which, Py_ssize_t s, Py_ssize_t e) noexcept:
-        # first exact occurrence wins, except Event-Name where the last does
-        if which == K_NAME:
-            self._name_s, self._name_e = s, e
-        elif which == K_UUID:
-            if self._uuid_s < 0:
-                self._uuid_s, self._uuid_e = s, e
-        elif which == K_JOB:
-            if self._job_s < 0:
-                self._job_s, self._job_e = s, e
-        elif which == K_APP:
-            if self._app_s < 0:
-                self._app_s, self._app_e = s, e
-        elif which == K_SUB:
-            if self._sub_s < 0:
-                self._sub_s, self._sub_e = s, e
-        elif self._seq_s < 0:
-            self._seq_s, self._seq_e = s, e
+        cdef esl_keys k
+        esl_scan_plain(PyBytes_AS_STRING(self._buf), self._hend + 2, self._end, &k)
+        self._ihead = k.ihead
+        self._name_s, self._name_e = k.s[K_NAME], k.e[K_NAME]
+        self._uuid_s, self._uuid_e = k.s[K_UUID], k.e[K_UUID]
+        self._job_s, self._job_e = k.s[K_JOB], k.e[K_JOB]
+        self._app_s, self._app_e = k.s[K_APP], k.e[K_APP]
+        self._sub_s, self._sub_e = k.s[K_SUB], k.e[K_SUB]
+        self._seq_s, self._seq_e = k.s[K_SEQ], k.e[K_SEQ]
 
     cdef object _key(self, int which):
         """Routing key ``which`` as a Python object, computed once."""
@@ -693,7 +699,7 @@ cdef class Event:
                     raw = (<str>_decode_value(base + s, e - s)).encode("utf-8", "surrogateescape")
                     value = _int_or_none(PyBytes_AS_STRING(raw), len(raw))
             else:
-                value = _decode_value(base + s, e - s)
+                value = _value_str(base + s, e - s)  # UUIDs repeat: shared strings
         else:
             if which == K_SEQ:
                 text = self.get("Event-Sequence")
