@@ -92,7 +92,7 @@ class Inbound:
         self.port = port
         self.__password = password
         self.user = user
-        self.timeout = timeout
+        self._timeout = timeout
         self.connect_timeout = timeout if connect_timeout is ... else connect_timeout
         self.job_timeout = job_timeout
         self.reconnect = reconnect
@@ -112,6 +112,17 @@ class Inbound:
         self._close_callbacks: list[Callable[[BaseException], Any]] = []
         self.close_exc: ConnectionError | None = None
         self._routes: dict[str, Callable[[Any], Any]] = {}
+
+    @property
+    def timeout(self) -> float | None:
+        """The default limit, in seconds, on each wait for FreeSWITCH (``None``: no limit)."""
+        return self._timeout
+
+    @timeout.setter
+    def timeout(self, value: float | None) -> None:
+        self._timeout = value
+        if self.protocol is not None:
+            self.protocol.timeout = value
 
     # -- connecting ----------------------------------------------------------
 
@@ -314,8 +325,8 @@ class Inbound:
         """Return once connected (at once if already); waits through a reconnect."""
         if self.connected:
             return
-        if self._closing or (self.close_exc is not None and not self._reconnecting):
-            raise ConnectionError("not connected", self.close_reason)
+        if self._closing or not self._reconnecting:
+            raise ConnectionError("not connected", self.close_reason or "not connected")
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._connected_waiters.append(fut)
         if timeout is ...:

@@ -126,9 +126,9 @@ class Dispatcher:
         self._async_star: tuple[Handler, ...] = ()
         self._sync_named: dict[str, tuple[Handler, ...]] = {}
         self._async_named: dict[str, tuple[Handler, ...]] = {}
-        self._streams: list[weakref.ref[EventStream]] = []
-        self._stream_star: tuple[EventStream, ...] = ()
-        self._stream_named: dict[str, tuple[EventStream, ...]] = {}
+        self._sinks: list[_Sink] = []
+        self._stream_star: tuple[_Sink, ...] = ()
+        self._stream_named: dict[str, tuple[_Sink, ...]] = {}
         # async handler work
         self._queue: collections.deque[tuple[Any, Any]] = collections.deque()
         self._workers: list[asyncio.Task[None]] = []
@@ -136,6 +136,7 @@ class Dispatcher:
         # flow control
         self._pausers: set[object] = set()
         self.protocol: ESLProtocol | None = None
+        self.closed = False
         self.closed_exc: BaseException | None = None
         # counters
         self.received = 0
@@ -193,28 +194,28 @@ class Dispatcher:
         self._sync_named = sync_named
         self._async_named = async_named
 
-    def _add_stream(self, stream: EventStream) -> None:
-        self._streams.append(weakref.ref(stream, lambda _r: self._reindex_streams()))
+    def _add_sink(self, sink: _Sink) -> None:
+        self._sinks.append(sink)
         self._reindex_streams()
 
-    def _remove_stream(self, stream: EventStream) -> None:
-        self._streams = [r for r in self._streams if r() is not None and r() is not stream]
-        self._pausers.discard(stream)
+    def _remove_sink(self, sink: _Sink) -> None:
+        """Unregister an ``events()`` buffer (closed, or its iterator was dropped)."""
+        sink.closed = True
+        if sink in self._sinks:
+            self._sinks.remove(sink)
         self._reindex_streams()
-        self._update_reading()
+        if sink in self._pausers:
+            self._pausers.discard(sink)
+            self._update_reading()
 
     def _reindex_streams(self) -> None:
-        self._streams = [r for r in self._streams if r() is not None]
-        star: list[EventStream] = []
-        named: dict[str, list[EventStream]] = {}
-        for ref in self._streams:
-            s = ref()
-            if s is None or s._closed:
-                continue
-            if not s.names:
-                star.append(s)
-            for n in s.names:
-                named.setdefault(n, []).append(s)
+        star: list[_Sink] = []
+        named: dict[str, list[_Sink]] = {}
+        for sink in self._sinks:
+            if not sink.names:
+                star.append(sink)
+            for n in sink.names:
+                named.setdefault(n, []).append(sink)
         self._stream_star = tuple(star)
         self._stream_named = {k: tuple(v) for k, v in named.items()}
 
@@ -249,8 +250,8 @@ class Dispatcher:
                 if sub is not None:
                     self._deliver_named(sub, event)
         if self._stream_star:
-            for s in self._stream_star:
-                s._put(event)
+            for sink in self._stream_star:
+                sink.put(event)
 
     def deliver_other(self, message: Any) -> None:
         """Hand a non-event message (``log/data``, a disconnect notice...) to handlers of its Content-Type."""
@@ -269,8 +270,8 @@ class Dispatcher:
                 self._enqueue(h, event)
         ss = self._stream_named.get(name)
         if ss is not None:
-            for s in ss:
-                s._put(event)
+            for sink in ss:
+                sink.put(event)
 
     def _failed(self, handler: Handler, event: Any) -> None:
         self.handler_errors += 1
@@ -374,10 +375,8 @@ class Dispatcher:
     def queue_depth(self) -> int:
         """Events waiting for async handlers and in ``events()`` buffers."""
         depth = len(self._queue)
-        for ref in self._streams:
-            s = ref()
-            if s is not None:
-                depth += len(s._buf)
+        for sink in self._sinks:
+            depth += len(sink.buf)
         return depth
 
     def stats(self) -> FlowStats:
@@ -399,6 +398,7 @@ class Dispatcher:
     def attach(self, protocol: ESLProtocol) -> None:
         """Make ``protocol`` the connection this dispatcher pauses/resumes (after a (re)connect)."""
         self.protocol = protocol
+        self.closed = False
         self.closed_exc = None
         self._last_seq = None
         protocol._update_reading(bool(self._pausers))
@@ -410,13 +410,12 @@ class Dispatcher:
 
     def close(self, exc: BaseException | None) -> None:
         """The connection is over for good: end the iterators (raising ``exc`` in them if any), stop handlers."""
+        self.closed = True
         self.closed_exc = exc
         self.protocol = None
-        for ref in list(self._streams):
-            s = ref()
-            if s is not None:
-                s._end(exc)
-        self._streams = []
+        for sink in self._sinks:
+            sink.end(exc)
+        self._sinks = []
         self._reindex_streams()
         self._pausers.clear()
         for fut in self._idle:
@@ -432,6 +431,48 @@ class Dispatcher:
         self._queue.clear()
 
 
+class _Sink:
+    """The buffer behind one ``events()`` iterator, as the dispatcher sees it.
+
+    Kept apart from :class:`EventStream` so that the dispatcher holds no
+    reference to the iterator itself: dropping the iterator unregisters it.
+    """
+
+    __slots__ = ("names", "maxsize", "buf", "dropped", "waiter", "closed", "exc", "dispatcher", "__weakref__")
+
+    def __init__(self, dispatcher: Dispatcher, names: tuple[str, ...], maxsize: int) -> None:
+        self.dispatcher = dispatcher
+        self.names = names
+        self.maxsize = maxsize
+        self.buf: collections.deque[Any] = collections.deque()
+        self.dropped = 0
+        self.waiter: asyncio.Future[None] | None = None
+        self.closed = False
+        self.exc: BaseException | None = None
+
+    def put(self, event: Any) -> None:
+        buf = self.buf
+        n = len(buf)
+        d = self.dispatcher
+        if n >= self.maxsize and (d.policy == "drop" or n >= 2 * self.maxsize):
+            self.dropped += 1
+            d.dropped += 1
+            return
+        buf.append(event)
+        if n + 1 >= self.maxsize and d.policy == "pause":
+            d._pause(self)
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def end(self, exc: BaseException | None) -> None:
+        self.closed = True
+        self.exc = exc
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+
 class EventStream:
     """An async iterator over the events of some names, with a bounded buffer.
 
@@ -441,59 +482,41 @@ class EventStream:
     count). The iteration ends when the client is closed, and raises
     :class:`~esl.exceptions.ConnectionError` if the connection was lost (with
     ``reconnect=True`` it goes on across reconnects). Use ``async with`` or
-    ``close()`` to stop it early; breaking out of ``async for`` and dropping the
-    object also unregisters it.
+    ``close()`` to stop it early; dropping the object (e.g. after ``break``)
+    also unregisters it.
     """
 
     def __init__(self, dispatcher: Dispatcher, names: Iterable[str], maxsize: int, timeout: float | None) -> None:
         if maxsize < 1:
             raise ValueError("maxsize must be at least 1")
-        self.names = tuple(names)
-        for n in self.names:
+        wanted = tuple(names)
+        for n in wanted:
             if not isinstance(n, str) or not n:
                 raise ValueError("event names must be non-empty strings")
-        if ALL in self.names:
-            self.names = ()
+        if ALL in wanted:
+            wanted = ()
+        self.names = wanted
         self.maxsize = maxsize
         self.timeout = timeout
-        self.dropped = 0
         self._dispatcher = dispatcher
-        self._buf: collections.deque[Any] = collections.deque()
-        self._waiter: asyncio.Future[None] | None = None
-        self._closed = False
-        self._exc: BaseException | None = None
-        if dispatcher.closed_exc is not None:
-            self._end(dispatcher.closed_exc)
+        self._sink = sink = _Sink(dispatcher, wanted, maxsize)
+        if dispatcher.closed:
+            sink.end(dispatcher.closed_exc)
         else:
-            dispatcher._add_stream(self)
+            dispatcher._add_sink(sink)
+            self._finalizer = weakref.finalize(self, dispatcher._remove_sink, sink)
 
-    def _put(self, event: Any) -> None:
-        buf = self._buf
-        n = len(buf)
-        d = self._dispatcher
-        if n >= self.maxsize and (d.policy == "drop" or n >= 2 * self.maxsize):
-            self.dropped += 1
-            d.dropped += 1
-            return
-        buf.append(event)
-        if n + 1 >= self.maxsize and d.policy == "pause":
-            d._pause(self)
-        w = self._waiter
-        if w is not None and not w.done():
-            w.set_result(None)
-
-    def _end(self, exc: BaseException | None) -> None:
-        self._closed = True
-        self._exc = exc
-        w = self._waiter
-        if w is not None and not w.done():
-            w.set_result(None)
+    @property
+    def dropped(self) -> int:
+        """Events this iterator lost because its buffer was full ("drop" policy)."""
+        return self._sink.dropped
 
     def close(self) -> None:
         """Stop collecting; the iteration ends after the buffered events."""
-        if not self._closed:
-            self._end(None)
-            self._dispatcher._remove_stream(self)
+        sink = self._sink
+        if not sink.closed:
+            sink.end(None)
+            self._dispatcher._remove_sink(sink)
 
     def __aiter__(self) -> EventStream:
         return self
@@ -502,26 +525,27 @@ class EventStream:
         """The next event; ``TimeoutError`` after ``timeout`` (default: the stream's ``timeout``)."""
         if timeout is ...:
             timeout = self.timeout
-        buf = self._buf
+        sink = self._sink
+        buf = sink.buf
         while not buf:
-            if self._closed:
-                if self._exc is not None:
-                    raise self._exc
+            if sink.closed:
+                if sink.exc is not None:
+                    raise sink.exc
                 raise StopAsyncIteration
-            self._waiter = asyncio.get_running_loop().create_future()
+            sink.waiter = asyncio.get_running_loop().create_future()
             try:
                 if timeout is None:
-                    await self._waiter
+                    await sink.waiter
                 else:
-                    await asyncio.wait_for(self._waiter, timeout)
+                    await asyncio.wait_for(sink.waiter, timeout)
             except asyncio.TimeoutError:
                 raise TimeoutError(f"no event within {timeout}s") from None
             finally:
-                self._waiter = None
+                sink.waiter = None
         event = buf.popleft()
         d = self._dispatcher
-        if d._pausers and len(buf) <= self.maxsize // 2 and self in d._pausers:
-            d._resume(self)
+        if d._pausers and len(buf) <= self.maxsize // 2 and sink in d._pausers:
+            d._resume(sink)
         return event
 
     async def __anext__(self) -> Any:
@@ -534,19 +558,11 @@ class EventStream:
         self.close()
 
     def __len__(self) -> int:
-        return len(self._buf)
-
-    def __del__(self) -> None:
-        try:
-            if not self._closed:
-                self._closed = True
-                self._dispatcher._pausers.discard(self)
-        except Exception:  # pragma: no cover - interpreter shutdown
-            pass
+        return len(self._sink.buf)
 
     def __repr__(self) -> str:
         names = ",".join(self.names) or "*"
-        return f"<EventStream {names} buffered={len(self._buf)} dropped={self.dropped}>"
+        return f"<EventStream {names} buffered={len(self._sink.buf)} dropped={self._sink.dropped}>"
 
 
 class ESLProtocol(asyncio.Protocol):

@@ -549,3 +549,37 @@ async def test_sequence_gaps_counted(esl_client: Inbound, freeswitch: FakeFreeSW
     await freeswitch.fire_raw(last_conn(freeswitch), kept)
     await eventually(lambda: esl_client.stats.received == 7)
     assert esl_client.stats.sequence_gaps == 2 and esl_client.stats.sequence_missed == 3
+
+
+async def test_dropped_full_iterator_resumes_reading(freeswitch: FakeFreeSWITCH) -> None:
+    async with Inbound(freeswitch.host, freeswitch.port, policy="pause") as client:
+        stream = client.events("HEARTBEAT", maxsize=3)
+        await freeswitch.fire_raw(last_conn(freeswitch), burst(10))
+        await eventually(lambda: client.stats.paused)
+        assert client.stats.received == 3 and len(stream) == 3
+        del stream  # the user walks away from a full iterator: reading must not stay paused
+        await eventually(lambda: client.stats.received == 10)
+        assert not client.stats.paused and client.stats.dropped == 0
+
+
+async def test_events_after_close_end_at_once(freeswitch: FakeFreeSWITCH) -> None:
+    client = await Inbound(freeswitch.host, freeswitch.port).connect()
+    await client.close()
+    with pytest.raises(StopAsyncIteration):
+        await client.events().get(timeout=1)
+    with pytest.raises(ConnectionError):
+        await client.wait_connected(0.1)
+
+
+async def test_wait_connected_and_timeout_setter(freeswitch: FakeFreeSWITCH) -> None:
+    client = Inbound(freeswitch.host, freeswitch.port, timeout=5)
+    with pytest.raises(ConnectionError):
+        await client.wait_connected(0.1)  # never connected, not reconnecting: fails at once
+    async with client:
+        await client.wait_connected(0.1)
+        client.timeout = 0.05
+        assert client.protocol.timeout == 0.05  # type: ignore[union-attr]
+        freeswitch.stall(True)
+        with pytest.raises(TimeoutError):
+            await client.api("status")
+        freeswitch.stall(False)
