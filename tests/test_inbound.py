@@ -583,3 +583,22 @@ async def test_wait_connected_and_timeout_setter(freeswitch: FakeFreeSWITCH) -> 
         with pytest.raises(TimeoutError):
             await client.api("status")
         freeswitch.stall(False)
+
+
+async def test_myevents_and_linger_on_an_inbound_connection(freeswitch: FakeFreeSWITCH) -> None:
+    async with Inbound(freeswitch.host, freeswitch.port) as control:
+        uuid = (await control.api("originate user/1000 &park")).split()[1]
+        watcher = await Inbound(freeswitch.host, freeswitch.port).connect()
+        seen: list[str] = []
+        watcher.on("*", lambda e: seen.append(e.name))
+        watcher.on("text/disconnect-notice", lambda m: seen.append(m.get("Content-Disposition") or "notice"))
+        assert (await watcher.myevents(uuid)).startswith("+OK")
+        assert (await watcher.linger(1)).startswith("+OK will linger")
+        await control.api(f"uuid_kill {uuid}")
+        await eventually(lambda: "linger" in seen)
+        assert watcher.connected and watcher.protocol.lingering  # type: ignore[union-attr]
+        await eventually(lambda: "CHANNEL_HANGUP_COMPLETE" in seen)
+        assert seen.index("CHANNEL_HANGUP") < seen.index("linger")
+        await eventually(lambda: not watcher.connected, timeout=10)  # then FreeSWITCH closes
+        assert watcher.close_reason and "goodbye" in watcher.close_reason
+        await watcher.close()
