@@ -665,3 +665,14 @@ async def test_plugin_fixture(freeswitch):
     assert isinstance(freeswitch, FakeFreeSWITCH) and freeswitch.port > 0
     c = await Conn.inbound(freeswitch, None)
     assert await c.cmd("api echo ok") == api("ok")
+
+
+async def test_session_listener_killing_its_own_channel_gets_the_reply_first(fake):
+    assert await fake.originate("{origination_uuid=k1}user/1 &park") == "+OK k1\n"
+    c = await Conn.inbound(fake, None)
+    assert await c.cmd("myevents k1 plain") == reply("+OK Events Enabled")
+    c.writer.write(b"api uuid_kill k1 USER_BUSY\n\n")
+    tail = await c.rest()
+    assert tail[0].raw == api("+OK\n")
+    assert [m.name or m.content_type for m in tail[1:]] == ["CHANNEL_HANGUP", "text/disconnect-notice"]
+    assert tail[1]["Hangup-Cause"] == "USER_BUSY"

@@ -567,7 +567,7 @@ class FakeChannel:
         # listeners without linger see the channel go down and close at once (events after are lost)
         for conn in list(self.listeners):
             if conn.linger is None:
-                conn._close_now(True)
+                conn.session_gone()
         self.interrupt()
         for cb in list(self.on_hangup):
             cb(self)
@@ -630,7 +630,7 @@ class FakeChannel:
                     )
                     if conn.linger != -1:
                         asyncio.get_running_loop().call_later(
-                            conn.linger * self.timings.scale, conn._close_now, True
+                            conn.linger * self.timings.scale, conn.session_gone
                         )
             # the listeners hold a read lock on the session: destroy waits for them
             while self.listeners:

@@ -169,6 +169,10 @@ class FakeConnection(asyncio.Protocol):
         self._stalled = False
         self._closing = False
         self._first = True
+        self._close_when_idle = False
+        #: commands handled so far, and an event set after each one (for the socket app)
+        self.handled = 0
+        self.progress = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.TimerHandle | None = None
 
@@ -301,6 +305,14 @@ class FakeConnection(asyncio.Protocol):
             self.transport.write(self.disconnect_notice(message))
         self.transport.close()
 
+    def session_gone(self) -> None:
+        """The controlled channel went down (no linger) or the linger time is over: send the
+        disconnect-notice and close, once the command being handled (if any) has replied."""
+        if self._busy:
+            self._close_when_idle = True
+        else:
+            self._close_now(True)
+
     def abort(self) -> None:
         """Drop the TCP connection at once, without any notice."""
         self._closing = True
@@ -376,7 +388,9 @@ class FakeConnection(asyncio.Protocol):
                     self._busy = False
                     self.fake._reindex(self)
                 self._flush_pending()
-                if not keep:
+                self.handled += 1
+                self.progress.set()
+                if not keep or self._close_when_idle:
                     self._close_now(True)
                     return
                 # let background jobs and the call simulation run between two commands

@@ -74,12 +74,17 @@ async def socket_app(ch: FakeChannel, arg: str) -> str | None:
     ch.socket_conn = conn
     ch._listener_attached(conn)
     if async_mode:
-        # wait for `connect`, then park: sendmsg messages are run by the park loop
-        while not conn.closed.done() and not ch.down and conn._first:
-            await asyncio.wait(
-                [conn.closed, asyncio.ensure_future(ch.pause(0.005, breakable=False))],
-                return_when=asyncio.FIRST_COMPLETED,
-            )
+        # park once the app has sent `connect` and one more command (typically its subscription),
+        # so what it subscribes to right after connecting sees the park, as in the capture
+        while conn.handled < 2 and not conn.closed.done() and not ch.down:
+            conn.progress.clear()
+            waits = [
+                asyncio.ensure_future(conn.progress.wait()),
+                asyncio.ensure_future(ch.pause(1e9, breakable=False)),
+            ]
+            await asyncio.wait([conn.closed, *waits], return_when=asyncio.FIRST_COMPLETED)
+            for w in waits:
+                w.cancel()
         if not ch.down and not conn.closed.done():
             await ch.park()
         await ch.run_pending_messages()
