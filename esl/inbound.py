@@ -177,8 +177,15 @@ class Inbound:
         protocol.add_close_callback(lambda exc, p=protocol: self._lost(p, exc))
         return protocol
 
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait until the async handlers have run every queued event (``TimeoutError`` after ``timeout``)."""
+        await self.dispatcher.drain(timeout)
+
     async def close(self) -> None:
-        """Close the connection (sends ``exit`` politely when connected); stops reconnecting."""
+        """Close the connection (sends ``exit`` politely when connected); stops reconnecting.
+
+        Async handler calls still queued are dropped; ``await client.drain()`` first to let them run.
+        """
         self._closing = True
         task = self._reconnect_task
         if task is not None and not task.done():

@@ -287,6 +287,10 @@ class Dispatcher:
             self._enqueue(None, result)
 
     def _enqueue(self, handler: Handler | None, event: Any) -> None:
+        if self.closed:
+            if handler is None:
+                event.close()
+            return
         q = self._queue
         n = len(q)
         if n >= self.max_queue and (self.policy == "drop" or n >= 2 * self.max_queue):
@@ -676,6 +680,8 @@ class ESLProtocol(asyncio.Protocol):
                 deliver(msg)
             else:
                 self._message(msg)
+                if self._closed:
+                    return
 
     def _stash(self, rest: Iterator[Any], first: Any = None) -> None:
         """Hold events back while a queue is full; replies are still handled at once."""
