@@ -93,8 +93,9 @@ async def test_play_and_get_digits_returns_digits(freeswitch: FakeFreeSWITCH, es
     ch = await esl.Channel.create(esl_client, "user/1000")
     await ch.wait("CHANNEL_ANSWER", timeout=5)
     fake_ch = freeswitch.channels[ch.uuid]
+    started = asyncio.ensure_future(ch.wait("CHANNEL_EXECUTE", timeout=5))
     task = asyncio.ensure_future(ch.play_and_get_digits(1, 3000, "#", "ivr/enter.wav", 1, 4))
-    await asyncio.sleep(0.05)
+    await started  # the digits are pressed once the app runs
     await fake_ch.send_dtmf("42#")
     assert await asyncio.wait_for(task, 5) == "42"
 
