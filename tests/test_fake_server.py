@@ -437,3 +437,22 @@ def test_capture_helpers():
     )
     hs = capture.frames(CAPTURES / "events-plain.handshake.raw")
     assert [m.content_type for m in hs] == ["auth/request", "command/reply"]
+
+
+@pytest.mark.skipif(not (CAPTURES / "outbound-session.raw").exists(), reason="captures not available")
+async def test_replay_parsed_events_loops_and_filters(fake):
+    evs = capture.events(CAPTURES / "outbound-session.raw")
+    c = await Client.connect(fake)
+    await c.cmd("event xml DTMF CHANNEL_EXECUTE_COMPLETE")
+    await c.cmd("filter Application playback")
+    await c.cmd("filter DTMF-Digit 3")
+    assert await fake.replay(evs, loops=2) == 2 * len(evs)
+    got = [await c.event() for _ in range(4)]
+    assert [(m.name, m.get("Application") or m.get("DTMF-Digit")) for m in got] == [
+        ("DTMF", "3"),
+        ("CHANNEL_EXECUTE_COMPLETE", "playback"),
+    ] * 2
+    assert all(m.content_type == "text/event-xml" for m in got)
+    assert got[1]["Application-Response"] == "FILE PLAYED"
+    await asyncio.sleep(0.01)
+    assert c.messages == [] and c.stash == []

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Union
 from esl.core import Event, Parser
 
 if TYPE_CHECKING:  # pragma: no cover
-    from esl.testing.server import FakeConnection, FakeFreeSWITCH
+    from esl.testing.connection import FakeConnection
+    from esl.testing.server import FakeFreeSWITCH
 
 __all__ = ["CaptureSource", "events", "frames", "load", "replay", "sent_commands"]
 
@@ -63,13 +64,16 @@ def sent_commands(source: CaptureSource) -> list[tuple[str, list[tuple[str, str]
 
 async def replay(
     fake: FakeFreeSWITCH,
-    capture: CaptureSource,
+    capture: CaptureSource | list[Event],
     *,
     loops: int = 1,
     rate: float | None = None,
     conn: FakeConnection | None = None,
 ) -> int:
     """Send the events of ``capture`` to the fake's subscribers; returns how many events were sent.
+
+    ``capture`` is a path, bytes, or a list of already parsed events (``capture.events(...)``,
+    to parse a large capture once and replay it many times).
 
     Each ``text/event-*`` message is re-delivered to every authenticated
     connection whose subscriptions and filters accept it (or only to ``conn``).
@@ -78,9 +82,16 @@ async def replay(
     replies and notices in the capture are skipped. ``rate`` limits events per
     second (None: as fast as the loop allows, yielding every 256 events).
     """
-    evs = events(capture)
+    evs = list(capture) if isinstance(capture, (list, tuple)) else events(capture)
     sent = 0
     delay = 1.0 / rate if rate else 0.0
+    batch: dict[FakeConnection, list[bytes]] = {}
+
+    def flush() -> None:
+        for target, messages in batch.items():
+            target.deliver_many(messages)
+        batch.clear()
+
     for _ in range(max(loops, 0)):
         for i, ev in enumerate(evs):
             targets = [conn] if conn is not None else list(fake.connections)
@@ -93,12 +104,15 @@ async def replay(
                 if data is None:
                     data = ev.raw if ev.format == fmt else ev.frame(fmt)
                     frames_by_fmt[fmt] = data
-                target.deliver(data)
+                batch.setdefault(target, []).append(data)
             sent += 1
             if delay:
+                flush()
                 await asyncio.sleep(delay)
             elif i % 256 == 255:
+                flush()
                 await _drain(targets)
+        flush()
     return sent
 
 

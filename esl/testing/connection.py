@@ -254,6 +254,15 @@ class FakeConnection(asyncio.Protocol):
         else:
             self.write(data)
 
+    def deliver_many(self, messages: list[bytes]) -> None:
+        """Several whole messages at once (one write), held like :meth:`deliver`."""
+        if self._closing or not messages:
+            return
+        if self._busy:
+            self._pending.extend(messages)
+        else:
+            self.write(b"".join(messages))
+
     def _flush_pending(self) -> None:
         pending, self._pending = self._pending, []
         for data in pending:
