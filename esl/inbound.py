@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 from types import EllipsisType
@@ -174,7 +175,7 @@ class Inbound:
         self.auth_reply = reply
         for key, owner in self._routes.items():
             protocol.route(key, owner)
-        protocol.add_close_callback(lambda exc, p=protocol: self._lost(p, exc))
+        protocol.add_close_callback(functools.partial(self._lost, protocol))
         return protocol
 
     async def drain(self, timeout: float | None = None) -> None:
@@ -316,7 +317,7 @@ class Inbound:
                 log.warning("reconnect: divert_events not re-applied: %s", exc)
         if old.linger_seconds is not ...:
             try:
-                await new.linger(old.linger_seconds)  # type: ignore[arg-type]
+                await new.linger(old.linger_seconds)
             except Exception as exc:
                 log.warning("reconnect: linger not re-applied: %s", exc)
         if old.log_level is not None:

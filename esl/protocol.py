@@ -343,7 +343,7 @@ class Dispatcher:
         finally:
             task = asyncio.current_task()
             if task in self._workers:
-                self._workers.remove(task)  # type: ignore[arg-type]
+                self._workers.remove(task)
 
     async def drain(self, timeout: float | None = None) -> None:
         """Wait until the async-handler queue is empty and the handlers are idle."""
@@ -644,7 +644,7 @@ class ESLProtocol(asyncio.Protocol):
             loop = self._loop = asyncio.get_running_loop()
         return loop
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
@@ -750,11 +750,11 @@ class ESLProtocol(asyncio.Protocol):
             else:
                 log.warning("reply with no command waiting for it: %r", msg)
         elif ctype == "auth/request":
-            fut = self._auth_request
-            if fut is None:
-                fut = self._auth_request = self._get_loop().create_future()
-            if not fut.done():
-                fut.set_result(msg)
+            auth = self._auth_request
+            if auth is None:
+                auth = self._auth_request = self._get_loop().create_future()
+            if not auth.done():
+                auth.set_result(msg)
         elif ctype == "text/disconnect-notice":
             self._dispatcher.deliver_other(msg)
             if msg.get("Content-Disposition") == "linger":
