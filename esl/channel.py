@@ -986,13 +986,16 @@ class Channel:
     async def playback(self, path: str, *, block: bool = True, lock: bool = True,
                        timeout: float | None = None) -> "Event":
         """Play a file, tone stream or any FreeSWITCH playable (``playback``)."""
+        check_line(path, "playback path")
         return await self.execute("playback", path, block=block, lock=lock, timeout=timeout)
 
     async def say(self, text: str, module: str = "en", lang: str | None = None, kind: str = "NUMBER",
                   method: str = "pronounced", gender: str = "FEMININE", *, block: bool = True,
                   timeout: float | None = None) -> "Event":
         """Say ``text`` with a say module (``say <module>[:<lang>] <kind> <method> <gender> <text>``)."""
+        check_line(text, "say text")
         for part in (module, kind, method, gender) + ((lang,) if lang else ()):
+            check_line(part, "say argument")
             if not part or " " in part:
                 raise ValueError(f"invalid say argument {part!r}")
         mod = f"{module}:{lang}" if lang else module
@@ -1002,6 +1005,8 @@ class Channel:
     async def speak(self, text: str, engine: str = "flite", voice: str = "kal", *, block: bool = True,
                     timeout: float | None = None) -> "Event":
         """Text-to-speech (``speak <engine>|<voice>|<text>``)."""
+        check_line(engine, "speak engine")
+        check_line(voice, "speak voice")
         if "|" in engine or "|" in voice:
             raise ValueError("engine and voice must not contain '|'")
         return await self.execute("speak", f"{engine}|{voice}|{text}", block=block, lock=True, timeout=timeout)
@@ -1038,6 +1043,7 @@ class Channel:
         if transfer_on_failure:
             fields.append(transfer_on_failure)
         for f in fields:
+            check_line(f, "play_and_get_digits field")
             if not f or " " in f:
                 raise ValueError(f"invalid play_and_get_digits field {f!r}")
         event = await self.execute("play_and_get_digits", " ".join(fields), lock=True, timeout=sendmsg_timeout)
@@ -1049,6 +1055,7 @@ class Channel:
         """Play ``file`` and read ``minimal``..``maximum`` digits (``read``); return them."""
         fields = [str(int(minimal)), str(int(maximum)), file, var_name, str(int(timeout)), terminators or "none"]
         for f in fields:
+            check_line(f, "read field")
             if not f or " " in f:
                 raise ValueError(f"invalid read field {f!r}")
         event = await self.execute("read", " ".join(fields), lock=True, timeout=sendmsg_timeout)
@@ -1065,6 +1072,7 @@ class Channel:
         """
         self._check_alive()
         if isinstance(other, str):
+            check_line(other, "bridge dial string")
             return await self.execute("bridge", other, block=block, timeout=None if timeout == 30.0 else timeout)
         peer = other.channel if _is_session(other) else other
         if not isinstance(peer, Channel):
@@ -1091,6 +1099,7 @@ class Channel:
 
     async def record(self, path: str, time_limit: int | None = None) -> Any:
         """Start recording the call to ``path`` in the background (until :meth:`stop_record` or hangup)."""
+        check_line(path, "record path")
         if not path or " " in path:
             raise ValueError(f"invalid record path {path!r}")
         self._check_alive()
@@ -1101,6 +1110,7 @@ class Channel:
 
     async def stop_record(self, path: str = "all") -> Any:
         """Stop a recording started with :meth:`record` (``"all"``: every one)."""
+        check_line(path, "record path")
         if not path or " " in path:
             raise ValueError(f"invalid record path {path!r}")
         self._check_alive()

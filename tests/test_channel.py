@@ -188,6 +188,11 @@ async def test_connection_close_fails_waits(freeswitch: FakeFreeSWITCH, esl_clie
     lambda ch: ch.execute("play\nback", "x"),
     lambda ch: ch.getvar("a b"),
     lambda ch: ch.wait("DTMF\n"),
+    lambda ch: ch.playback("a.wav\n\napi status"),
+    lambda ch: ch.say("1\n2"),
+    lambda ch: ch.record("/tmp/a\n.wav"),
+    lambda ch: ch.play_and_get_digits(1, 1000, "#", "x.wav\nexit"),
+    lambda ch: ch.bridge("user/1000\n"),
 ])
 async def test_bad_arguments_refused_before_writing(esl_client: Inbound, call: object) -> None:
     ch = await _attached(esl_client)
