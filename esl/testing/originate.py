@@ -14,12 +14,12 @@ import time
 import uuid as uuidlib
 from typing import TYPE_CHECKING
 
-from esl.testing.calls import Endpoint, FakeChannel, Timings, normalize_cause
+from esl.testing.calls import Endpoint, FakeChannel, normalize_cause
 
 if TYPE_CHECKING:  # pragma: no cover
     from esl.testing.server import FakeConnection, FakeFreeSWITCH
 
-__all__ = ["CallEngine", "attach", "parse_dialstring", "split_args"]
+__all__ = ["CallEngine", "parse_dialstring", "split_args"]
 
 
 def split_args(text: str) -> list[str]:
@@ -359,18 +359,3 @@ class CallEngine:
             post=[("Bridge-A-Unique-ID", a.uuid), ("Bridge-B-Unique-ID", b.uuid)],
             calling=("switch_ivr_bridge.c", "audio_bridge_on_exchange_media", 725),
         )
-
-
-def attach(fake: FakeFreeSWITCH, timings: Timings | None = None) -> None:
-    """Give ``fake`` its call side: ``timings``, ``channels``, ``dialplan``, ``endpoints``,
-    ``apps``, ``call()`` and the call-control api commands."""
-    from esl.testing import apps as apps_mod
-    from esl.testing import callapi
-
-    fake.timings = timings or Timings()
-    fake.channels = {}
-    fake.dialplan = {}
-    fake.endpoints = {}
-    fake.apps = dict(apps_mod.APPS)
-    fake.calls = CallEngine(fake)
-    callapi.install(fake)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from esl.testing.server import FakeConnection
+from esl.testing.connection import FakeConnection
 
 if TYPE_CHECKING:  # pragma: no cover
     from esl.testing.calls import FakeChannel

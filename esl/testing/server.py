@@ -15,9 +15,12 @@ import inspect
 import time
 import uuid as uuidlib
 from collections.abc import Awaitable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from esl.core import Event
+from esl.testing import builtins, callapi
+from esl.testing.apps import APPS, AppHandler
+from esl.testing.calls import Endpoint, FakeChannel, Timings
 from esl.testing.connection import (
     GOODBYE,
     LOG_LEVELS,
@@ -27,9 +30,7 @@ from esl.testing.connection import (
     parse_commands,
 )
 from esl.testing.events import EventFactory, header_value
-
-if TYPE_CHECKING:  # pragma: no cover
-    from esl.testing.calls import FakeChannel
+from esl.testing.originate import CallEngine
 
 __all__ = [
     "GOODBYE",
@@ -61,7 +62,7 @@ class FakeFreeSWITCH:
         hostname: str = "fake",
         core_uuid: str | None = None,
         auth_timeout: float | None = 25.0,
-        timings: Any = None,
+        timings: Timings | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -90,22 +91,24 @@ class FakeFreeSWITCH:
         self._tasks: set[asyncio.Task[Any]] = set()
         #: exceptions raised by the fake's own background tasks (a test can assert it stays empty)
         self.errors: list[BaseException] = []
-        from esl.testing import builtins
-
         builtins.install(self)
-        self._init_calls(timings)
+
+        # the call side
+        #: durations of simulated media, ringing, linger... (see Timings)
+        self.timings: Timings = timings or Timings()
+        #: live channels by uuid
+        self.channels: dict[str, FakeChannel] = {}
+        #: extension -> [(app, arg), ...] run by incoming calls and originate to an extension
+        self.dialplan: dict[str, list[Any]] = {}
+        #: dial string (or prefix, optionally ending in ``*``) -> Endpoint for originate / bridge
+        self.endpoints: dict[str, Endpoint] = {}
+        #: application name -> ``async def app(channel, arg) -> response | None``
+        self.apps: dict[str, AppHandler] = dict(APPS)
+        self.calls = CallEngine(self)
+        callapi.install(self)
 
     def __repr__(self) -> str:
         return f"<FakeFreeSWITCH {self.host}:{self.port} connections={len(self.connections)}>"
-
-    def _init_calls(self, timings: Any) -> None:
-        """Hook for the call simulation (calls.py); attaches dialplan, endpoints, channels."""
-        try:
-            from esl.testing import originate
-        except ImportError:  # pragma: no cover - the call side is optional
-            self.channels: dict[str, Any] = {}
-            return
-        originate.attach(self, timings)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -125,9 +128,6 @@ class FakeFreeSWITCH:
             conn._close_now(True)
         for task in list(self._tasks):
             task.cancel()
-        stop_calls = getattr(self, "_stop_calls", None)
-        if stop_calls is not None:
-            stop_calls()
         waits = [c.closed for c in list(self.connections)]
         if waits:
             await asyncio.wait(waits, timeout=1.0)
@@ -170,8 +170,6 @@ class FakeFreeSWITCH:
     ) -> FakeChannel:
         """An incoming call to ``destination`` that runs ``dialplan[destination]`` (e.g. a
         ``socket`` app handing it to an Outbound app); returns its FakeChannel at once."""
-        from esl.testing.calls import FakeChannel
-
         ch = FakeChannel(
             self,
             uuid=uuid,
