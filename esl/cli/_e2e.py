@@ -1,7 +1,7 @@
 """The end-to-end benchmark clients, one per library, each run in its own process by ``esl bench``.
 
-``python -m esl.cli._e2e CLIENT HOST PORT EVENTS MAX_SECONDS`` (password in ``ESL_PASSWORD``)
-connects to a replay server, subscribes to ``event plain ALL``, handles events with one
+``python -m esl.cli._e2e CLIENT HOST PORT EVENTS MAX_SECONDS [FORMAT]`` (password in
+``ESL_PASSWORD``) connects to a replay server, subscribes to ``event FORMAT ALL`` (default plain), handles events with one
 catch-all handler that reads the event's Unique-ID, and prints one JSON line
 ``{"client": ..., "events": n, "seconds": s}``, timed from the subscription command to the
 last event handled. It stops after EVENTS events or MAX_SECONDS, whichever comes first; the
@@ -54,7 +54,8 @@ class _Counter:
         return {"client": client, "events": self.count, "seconds": max(self.last - self.first, 1e-9), **extra}
 
 
-async def _run_esl(host: str, port: int, password: str, target: int, max_seconds: float) -> dict[str, Any]:
+async def _run_esl(host: str, port: int, password: str, target: int, max_seconds: float,
+                   fmt: str) -> dict[str, Any]:
     import esl
     from esl.core import BACKEND
 
@@ -68,12 +69,13 @@ async def _run_esl(host: str, port: int, password: str, target: int, max_seconds
     async with esl.Inbound(host, port, password, timeout=10.0) as client:  # type: ignore[attr-defined]
         client.on("*", handler)
         counter.start()
-        await client.subscribe("ALL", format="plain")
+        await client.subscribe("ALL", format=fmt)
         await asyncio.wait_for(finished.wait(), max_seconds + 20)
     return counter.result("esl", backend=BACKEND)
 
 
-async def _run_genesis(host: str, port: int, password: str, target: int, max_seconds: float) -> dict[str, Any]:
+async def _run_genesis(host: str, port: int, password: str, target: int, max_seconds: float,
+                       fmt: str) -> dict[str, Any]:
     import logging
 
     logging.disable(logging.CRITICAL)
@@ -89,12 +91,13 @@ async def _run_genesis(host: str, port: int, password: str, target: int, max_sec
     async with Inbound(host, port, password, timeout=10) as client:
         client.on("*", handler)
         counter.start()
-        await client.send("event plain ALL")
+        await client.send(f"event {fmt} ALL")
         await asyncio.wait_for(finished.wait(), max_seconds + 20)
     return counter.result("genesis")
 
 
-def _run_greenswitch(host: str, port: int, password: str, target: int, max_seconds: float) -> dict[str, Any]:
+def _run_greenswitch(host: str, port: int, password: str, target: int, max_seconds: float,
+                     fmt: str) -> dict[str, Any]:
     import logging
 
     logging.disable(logging.CRITICAL)
@@ -114,7 +117,7 @@ def _run_greenswitch(host: str, port: int, password: str, target: int, max_secon
     client.connect()
     client.register_handle("*", handler)
     counter.start()
-    client.send("event plain ALL")
+    client.send(f"event {fmt} ALL")
     done.wait(max_seconds + 20)
     client._run = False  # stop without waiting for an exit reply behind the event flood
     client.sock.close()
@@ -125,14 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: run one client and print its JSON result line."""
     args = sys.argv[1:] if argv is None else argv
     client, host, port, target, max_seconds = args[0], args[1], int(args[2]), int(args[3]), float(args[4])
+    fmt = args[5] if len(args) > 5 else "plain"
     password = os.environ.get("ESL_PASSWORD", "ClueCon")
     try:
         if client == "esl":
-            result = asyncio.run(_run_esl(host, port, password, target, max_seconds))
+            result = asyncio.run(_run_esl(host, port, password, target, max_seconds, fmt))
         elif client == "genesis":
-            result = asyncio.run(_run_genesis(host, port, password, target, max_seconds))
+            result = asyncio.run(_run_genesis(host, port, password, target, max_seconds, fmt))
         elif client == "greenswitch":
-            result = _run_greenswitch(host, port, password, target, max_seconds)
+            result = _run_greenswitch(host, port, password, target, max_seconds, fmt)
         else:
             raise ValueError(f"unknown client {client!r}")
     except Exception as exc:  # reported to the parent as data, never a traceback

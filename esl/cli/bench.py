@@ -225,10 +225,10 @@ def peer_available(name: str) -> bool:
 
 
 async def _run_client(client: str, host: str, port: int, password: str, events: int, max_seconds: float,
-                      env_extra: dict[str, str]) -> dict[str, Any]:
+                      env_extra: dict[str, str], fmt: str = "plain") -> dict[str, Any]:
     env = dict(os.environ, ESL_PASSWORD=password, **env_extra)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "esl.cli._e2e", client, host, str(port), str(events), str(max_seconds),
+        sys.executable, "-m", "esl.cli._e2e", client, host, str(port), str(events), str(max_seconds), fmt,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
     )
     try:
@@ -255,13 +255,16 @@ async def _e2e(cap: captures.Capture, label: str, client: str, env: dict[str, st
     for _ in range(repeat):
         async with ReplayServer(cap, port=0, password=password, loops=loops) as server:
             got = await _run_client(client, server.host, server.port, password, loops * cap.events,
-                                    max_seconds, env)
+                                    max_seconds, env, cap.format)
         if "error" in got:
             warn(f"end-to-end {label} failed: {got['error']}")
             return best
         if "backend" in got and label != f"esl-{got['backend']}":
             warn(f"end-to-end {label} ran on the {got['backend']} core instead; left out")
             return None
+        if not got.get("events"):
+            warn(f"end-to-end {label} handled no events in {max_seconds:g} s; left out")
+            return best
         result = Result("e2e", label, int(got["events"]), float(got["seconds"]), int(got["events"] * avg_size))
         if best is None or result.rate > best.rate:
             best = result
@@ -310,7 +313,11 @@ def measure(
     for peer in peers:
         progress(f"{peer}: parser")
         fn = _genesis_fn(pieces) if peer == "genesis" else _greenswitch_fn(data)
-        secs, n = _best(fn, min_time, min_repeat=2, max_repeat=5)
+        try:
+            secs, n = _best(fn, min_time, min_repeat=2, max_repeat=5)
+        except Exception as exc:  # a peer that cannot read this capture is reported, not fatal
+            warn(f"{peer}'s parser failed on this capture ({type(exc).__name__}: {exc}); left out")
+            continue
         results.append(Result("decode", peer, n, secs, nbytes))
     if e2e:
         subjects = [(f"esl-{b}", "esl", {"ESL_NO_EXTENSIONS": "1" if b == "python" else "0"}) for b in backends]
