@@ -61,6 +61,11 @@ class Inbound:
     ``Event-Sequence`` tell how many. While reconnecting, commands raise
     ``ConnectionError`` at once; ``await client.wait_connected()`` waits.
 
+    ``keepalive=<seconds>`` probes a connection that has been silent that long
+    with ``api uptime`` and drops it (then reconnects, if enabled) when no
+    answer comes within the same time: a half-open TCP connection or a frozen
+    FreeSWITCH is detected instead of waiting forever.
+
     Flow control: see :mod:`esl.protocol` (``policy="pause"`` or ``"drop"``,
     ``max_queue``, ``handler_concurrency``).
 
@@ -81,6 +86,7 @@ class Inbound:
         reconnect_delay: float = 0.5,
         reconnect_max_delay: float = 30.0,
         reconnect_attempts: int | None = None,
+        keepalive: float | None = None,
         max_queue: int = 10_000,
         policy: str = "pause",
         handler_concurrency: int = 1,
@@ -100,6 +106,8 @@ class Inbound:
         self.reconnect_delay = reconnect_delay
         self.reconnect_max_delay = reconnect_max_delay
         self.reconnect_attempts = reconnect_attempts
+        self.keepalive = keepalive
+        self._keepalive_task: asyncio.Task[None] | None = None
         self.ssl = ssl
         self.dispatcher = Dispatcher(max_queue=max_queue, policy=policy, concurrency=handler_concurrency)
         self.protocol: ESLProtocol | None = None
@@ -139,6 +147,7 @@ class Inbound:
         self._closing = False
         self.close_exc = None
         self.protocol = await self._open()
+        self._start_keepalive(self.protocol)
         self._wake_connected()
         return self
 
@@ -188,6 +197,8 @@ class Inbound:
         Async handler calls still queued are dropped; ``await client.drain()`` first to let them run.
         """
         self._closing = True
+        if self._keepalive_task is not None:
+            self._keepalive_task.cancel()
         task = self._reconnect_task
         if task is not None and not task.done():
             task.cancel()
@@ -274,6 +285,7 @@ class Inbound:
                 proto.abort("re-applying state failed")
                 continue
             self.protocol = proto
+            self._start_keepalive(proto)
             self.reconnects += 1
             self.close_exc = None
             log.info("reconnected to %s:%s", self.host, self.port)
@@ -322,6 +334,32 @@ class Inbound:
                 log.warning("reconnect: linger not re-applied: %s", exc)
         if old.log_level is not None:
             await new.log(old.log_level)
+
+    def _start_keepalive(self, proto: ESLProtocol) -> None:
+        if self.keepalive:
+            self._keepalive_task = asyncio.get_running_loop().create_task(self._keepalive_loop(proto))
+
+    async def _keepalive_loop(self, proto: ESLProtocol) -> None:
+        """Probe an idle connection with ``api uptime``; abort it when FreeSWITCH does not answer in time.
+
+        Detects a half-open TCP connection or a frozen FreeSWITCH, which
+        otherwise look like a quiet one; the abort then fails everything pending
+        (and reconnects, with ``reconnect=True``).
+        """
+        interval = float(self.keepalive or 0)
+        loop = asyncio.get_running_loop()
+        while proto.connected:
+            await asyncio.sleep(interval / 2)
+            if not proto.connected or loop.time() - proto.last_received < interval:
+                continue
+            try:
+                await proto.api("uptime", check=False, timeout=interval)
+            except TimeoutError:
+                log.warning("no answer from %s:%s to a keepalive probe within %ss", self.host, self.port, interval)
+                proto.abort(f"keepalive: no answer from FreeSWITCH within {interval}s", by_client=False)
+                return
+            except ConnectionError:
+                return
 
     def _wake_connected(self) -> None:
         for fut in self._connected_waiters:

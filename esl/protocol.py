@@ -621,6 +621,8 @@ class ESLProtocol(asyncio.Protocol):
         self._auth_request: asyncio.Future[Any] | None = None
         self._closed_future: asyncio.Future[None] | None = None
         self.lingering = False
+        #: loop time of the last bytes read (for keepalive checks)
+        self.last_received = 0.0
         self._by_client = False
         # connection state, kept to re-apply it after a reconnect
         self.event_format = "plain"
@@ -648,10 +650,12 @@ class ESLProtocol(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
+        self.last_received = self._loop.time()
         if self._want_pause and not self._reading_paused:
             self._update_reading(True)
 
     def data_received(self, data: bytes) -> None:
+        self.last_received = self._loop.time()  # type: ignore[union-attr]
         try:
             messages = self._parser.feed(data)
         except ProtocolError as exc:
@@ -847,9 +851,13 @@ class ESLProtocol(asyncio.Protocol):
         if transport is not None:
             transport.close()
 
-    def abort(self, reason: str = "aborted by the client") -> None:
-        """Drop the socket without flushing buffered writes."""
-        self._by_client = True
+    def abort(self, reason: str = "aborted by the client", *, by_client: bool = True) -> None:
+        """Drop the socket without flushing buffered writes.
+
+        ``by_client=False`` marks it as a failure (e.g. a keepalive timeout):
+        pending waits get ``ConnectionError(reason)`` and an Inbound reconnects if enabled.
+        """
+        self._by_client = by_client
         if self._close_reason is None:
             self._close_reason = reason
         transport = self.transport

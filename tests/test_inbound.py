@@ -602,3 +602,18 @@ async def test_myevents_and_linger_on_an_inbound_connection(freeswitch: FakeFree
         await eventually(lambda: not watcher.connected, timeout=10)  # then FreeSWITCH closes
         assert watcher.close_reason and "goodbye" in watcher.close_reason
         await watcher.close()
+
+
+async def test_keepalive_detects_a_frozen_server(freeswitch: FakeFreeSWITCH) -> None:
+    async with Inbound(freeswitch.host, freeswitch.port, keepalive=0.1) as client:
+        closed: list[BaseException] = []
+        client.add_close_callback(closed.append)
+        await asyncio.sleep(0.3)  # idle but answering: the probes keep it up
+        assert client.connected and "api uptime" in last_conn(freeswitch).commands
+        freeswitch.stall(True)
+        waiting = asyncio.ensure_future(client.api("status", timeout=None))  # would hang forever
+        with pytest.raises(ConnectionError):
+            await asyncio.wait_for(waiting, 5)
+        assert "keepalive" in (client.close_reason or "")
+        assert closed and not client.connected
+        freeswitch.stall(False)
