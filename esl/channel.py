@@ -1062,18 +1062,19 @@ class Channel:
         return _result_var(event, var_name)
 
     async def bridge(self, other: "Channel | Any | str", *, block: bool = True,
-                     timeout: float | None = 30.0) -> "Event | None":
+                     timeout: float | None = None) -> "Event | None":
         """Bridge this leg with ``other``.
 
         ``other`` a Channel or Session (two existing legs): ``uuid_bridge``; with
-        ``block`` it waits for this leg's CHANNEL_BRIDGE. ``other`` a dial
-        string: the ``bridge`` application, which (blocking) returns when the
-        bridge ends.
+        ``block`` it waits (``timeout``, default 30 s) for this leg's
+        CHANNEL_BRIDGE. ``other`` a dial string: the ``bridge`` application,
+        which (blocking) returns when the bridge ends (``timeout``: no limit by
+        default; hangup and socket close still end the wait).
         """
         self._check_alive()
         if isinstance(other, str):
             check_line(other, "bridge dial string")
-            return await self.execute("bridge", other, block=block, timeout=None if timeout == 30.0 else timeout)
+            return await self.execute("bridge", other, block=block, timeout=timeout)
         peer = other.channel if _is_session(other) else other
         if not isinstance(peer, Channel):
             raise TypeError(f"cannot bridge to {other!r}")
@@ -1082,7 +1083,8 @@ class Channel:
         peer._check_alive()
         self.call.add(peer)
         await self._api(f"uuid_bridge {self.uuid} {peer.uuid}")
-        return await self._until("CHANNEL_BRIDGE", block and self.other_uuid != peer.uuid, timeout)
+        return await self._until("CHANNEL_BRIDGE", block and self.other_uuid != peer.uuid,
+                                 30.0 if timeout is None else timeout)
 
     async def transfer(self, extension: str, dialplan: str = "XML", context: str = "default", *,
                        block: bool = True, timeout: float | None = None) -> Any:
