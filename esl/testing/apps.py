@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from esl.testing.calls import FakeChannel
@@ -197,13 +197,13 @@ async def bridge(ch: FakeChannel, arg: str) -> str | None:
     ch.answer()
     ch.variables["originate_disposition"] = "SUCCESS"
     ch.fake.calls.bridge(ch, b)
-    ch._bridge_waiter = asyncio.get_running_loop().create_future()  # type: ignore[attr-defined]
-    ended = asyncio.ensure_future(asyncio.shield(ch._bridge_waiter))  # type: ignore[attr-defined]
-    gone = asyncio.ensure_future(ch.pause(1e9, breakable=False))
-    await asyncio.wait([ended, gone], return_when=asyncio.FIRST_COMPLETED)
-    gone.cancel()
+    ch._bridge_waiter = asyncio.get_running_loop().create_future()
+    ended: asyncio.Future[Any] = asyncio.ensure_future(asyncio.shield(ch._bridge_waiter))
+    gone2: asyncio.Future[Any] = asyncio.ensure_future(ch.pause(1e9, breakable=False))
+    await asyncio.wait([ended, gone2], return_when=asyncio.FIRST_COMPLETED)
+    gone2.cancel()
     ended.cancel()
-    ch._bridge_waiter = None  # type: ignore[attr-defined]
+    ch._bridge_waiter = None
     if not ch.down and (ch.variables.get("hangup_after_bridge", "true").lower() == "true"):
         ch.hangup(ch.variables.get("bridge_hangup_cause", "NORMAL_CLEARING"))
     return None

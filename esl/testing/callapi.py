@@ -13,7 +13,8 @@ from esl.testing.calls import normalize_cause
 
 if TYPE_CHECKING:  # pragma: no cover
     from esl.testing.calls import FakeChannel
-    from esl.testing.server import FakeConnection, FakeFreeSWITCH
+    from esl.testing.connection import ApiHandler, FakeConnection
+    from esl.testing.server import FakeFreeSWITCH
 
 __all__ = ["install"]
 
@@ -73,9 +74,8 @@ def install(fake: FakeFreeSWITCH) -> None:
             flag = rest.pop(0)
             if not rest:
                 return "-USAGE: <uuid> [-bleg|-both] <dest-exten> [<dialplan>] [<context>]\n"
-            other = ch.other_leg
-            legs = [other] if flag == "-bleg" else [ch, other]
-            legs = [leg for leg in legs if leg is not None]
+            candidates = [ch.other_leg] if flag == "-bleg" else [ch, ch.other_leg]
+            legs = [leg for leg in candidates if leg is not None]
             if not legs:
                 return "-ERR\n"
         dest = rest[0]
@@ -199,9 +199,13 @@ def install(fake: FakeFreeSWITCH) -> None:
             return "-ERR invalid uuid\n"
         path = parts[1]
         leg = parts[2] if len(parts) > 2 else "aleg"
-        targets = {"aleg": [ch], "bleg": [ch.other_leg], "both": [ch, ch.other_leg], "holdb": [ch]}.get(
-            leg, [ch]
-        )
+        by_leg: dict[str, list[FakeChannel | None]] = {
+            "aleg": [ch],
+            "bleg": [ch.other_leg],
+            "both": [ch, ch.other_leg],
+            "holdb": [ch],
+        }
+        targets = by_leg.get(leg, [ch])
         from esl.testing.connection import Command
 
         for target in targets:
@@ -233,7 +237,7 @@ def install(fake: FakeFreeSWITCH) -> None:
             return "-ERR Cannot locate session!\n"
         action, path = parts[1], parts[2]
         post = [("Record-File-Path", path)]
-        recordings = ch.__dict__.setdefault("recordings", set())
+        recordings = ch.recordings
         if action == "start":
             recordings.add(path)
             ch.fire(
@@ -313,7 +317,7 @@ def install(fake: FakeFreeSWITCH) -> None:
             return f"+OK hangup all channels matching [{var}]=[{value}] with cause: {cause}\n"
         return f"+OK hangup all channels with cause {cause}\n"
 
-    for name, fn in {
+    commands: dict[str, ApiHandler] = {
         "originate": originate,
         "uuid_kill": uuid_kill,
         "uuid_answer": uuid_answer,
@@ -333,5 +337,6 @@ def install(fake: FakeFreeSWITCH) -> None:
         "uuid_dump": uuid_dump,
         "sched_hangup": sched_hangup,
         "hupall": hupall,
-    }.items():
+    }
+    for name, fn in commands.items():
         fake.api[name] = fn

@@ -22,7 +22,7 @@ import collections
 import re
 import time
 import uuid as uuidlib
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -191,7 +191,13 @@ class FakeChannel:
         self._event_waiters: list[tuple[str, asyncio.Future[Event]]] = []
         self._task: asyncio.Task[None] | None = None
         self._unpark = False
-        self._msg_app: str | None = None  # "locked" / "nested" while a sendmsg application runs
+        self._msg_app: str | None = None
+        # set by originate: what runs once answered, and the go-ahead to run it
+        self.after_answer: tuple[str, str] = ("", "default")
+        self._go: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # set by the bridge application while this leg is bridged
+        self._bridge_waiter: asyncio.Future[None] | None = None
+        self.recordings: set[str] = set()  # "locked" / "nested" while a sendmsg application runs
         base = {
             "direction": direction,
             "uuid": self.uuid,
@@ -400,7 +406,12 @@ class FakeChannel:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[bool] = loop.create_future()
         self._waiters[fut] = breakable
-        handle = loop.call_later(max(seconds, 0.0), lambda: fut.done() or fut.set_result(True))
+
+        def elapsed() -> None:
+            if not fut.done():
+                fut.set_result(True)
+
+        handle = loop.call_later(max(seconds, 0.0), elapsed)
         try:
             return await fut
         finally:
@@ -597,7 +608,7 @@ class FakeChannel:
 
     def _bridge_ended(self) -> None:
         """Hook for the bridge app and uuid_bridge: the bridged peer went away."""
-        waiter = getattr(self, "_bridge_waiter", None)
+        waiter = self._bridge_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
         elif self.variables.get("park_after_bridge") != "true":
@@ -914,7 +925,7 @@ class _HangupResult(int):
         obj.channel = channel
         return obj
 
-    def __await__(self):  # type: ignore[no-untyped-def]
+    def __await__(self) -> Generator[Any, None, None]:
         return asyncio.shield(self.channel.destroyed).__await__()
 
 

@@ -573,7 +573,8 @@ class FakeConnection(asyncio.Protocol):
                 arg = line[6:]
                 if arg[:1] == " " and arg[1:]:
                     try:
-                        secs = int(re.match(r"\s*-?\d*", arg[1:]).group(0) or 0)  # type: ignore[union-attr]
+                        m = re.match(r"\s*-?\d*", arg[1:])
+                        secs = int(m.group(0) or 0) if m else 0
                     except ValueError:
                         secs = 0
                     self.linger = secs
@@ -739,6 +740,7 @@ class FakeConnection(asyncio.Protocol):
         session = self.session
         if uuid and session is not None and uuid == session.uuid:
             uuid = ""
+        target: FakeChannel | None
         if not uuid and session is not None:
             target = session
         else:

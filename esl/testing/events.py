@@ -261,7 +261,7 @@ def filter_accepts(filters: list[tuple[str, str]], event: Mapping[str, str]) -> 
         return True
     send = False
     for header, raw in filters:
-        hval = header_value(event, header)  # type: ignore[arg-type]
+        hval = header_value(event, header)  # type: ignore[arg-type,unused-ignore]
         if hval is None:
             continue
         pos = True

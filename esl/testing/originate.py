@@ -132,8 +132,9 @@ class CallEngine:
         argv = split_args(args)
         if len(argv) < 2 or len(argv) > 7:
             return usage
-        argv = [None if a.lower() == "undef" else a for a in argv] + [None] * (7 - len(argv))  # type: ignore[misc]
-        dial, exten, _dp, context, cid_name, cid_num, timeout_s = argv
+        args7: list[str | None] = [None if a.lower() == "undef" else a for a in argv]
+        args7 += [None] * (7 - len(args7))
+        dial, exten, _dp, context, cid_name, cid_num, timeout_s = args7
         variables, target = parse_dialstring(dial or "")
         try:
             timeout = int(variables.get("originate_timeout") or timeout_s or 60)
@@ -151,8 +152,8 @@ class CallEngine:
         ok = await asyncio.shield(channel.answered_future)
         if not ok:
             return f"-ERR {channel.hangup_cause or 'NORMAL_CLEARING'}\n"
-        channel.after_answer = (exten or "", context or "default")  # type: ignore[attr-defined]
-        channel._go.set_result(None)  # type: ignore[attr-defined]
+        channel.after_answer = (exten or "", context or "default")
+        channel._go.set_result(None)
         return f"+OK {channel.uuid}\n"
 
     def place(
@@ -191,8 +192,6 @@ class CallEngine:
         channel.callee_id_name = "Outbound Call"
         channel.callee_id_number = dest
         channel.variables.setdefault("call_uuid", channel.uuid)
-        channel._go = asyncio.get_running_loop().create_future()  # type: ignore[attr-defined]
-        channel.after_answer = ("", "default")  # type: ignore[attr-defined]
         ring_timeout = (
             endpoint.ring_timeout if endpoint.ring_timeout is not None else timeout * self.fake.timings.scale
         )
@@ -250,14 +249,15 @@ class CallEngine:
         if ch.down:
             return
         # wait for the originator to say what runs on this leg (api originate) or to bridge it
-        go = ch._go  # type: ignore[attr-defined]
+        go = ch._go
         if other is None:
             await go
         else:
-            go.done() or go.set_result(None)
+            if not go.done():
+                go.set_result(None)
         if endpoint.dtmf or endpoint.hangup_after is not None:
             self.fake.spawn(self._far_end(ch, endpoint))
-        exten, context = ch.after_answer  # type: ignore[attr-defined]
+        exten, context = ch.after_answer
         if other is not None or not exten:
             # a bridge's B leg: held in CS_EXCHANGE_MEDIA until hangup
             ch.set_state("CS_EXCHANGE_MEDIA")

@@ -14,7 +14,7 @@ the app closes the socket the call hangs up, unless it sent ``resume`` (or set
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from esl.testing.connection import FakeConnection
 
@@ -67,7 +67,7 @@ async def socket_app(ch: FakeChannel, arg: str) -> str | None:
                 uuid=ch.uuid,
             )
             continue
-        conn = proto  # type: ignore[assignment]
+        conn = proto
         break
     if conn is None:
         return None
@@ -78,7 +78,7 @@ async def socket_app(ch: FakeChannel, arg: str) -> str | None:
         # so what it subscribes to right after connecting sees the park, as in the capture
         while conn.handled < 2 and not conn.closed.done() and not ch.down:
             conn.progress.clear()
-            waits = [
+            waits: list[asyncio.Future[Any]] = [
                 asyncio.ensure_future(conn.progress.wait()),
                 asyncio.ensure_future(ch.pause(1e9, breakable=False)),
             ]
@@ -90,7 +90,7 @@ async def socket_app(ch: FakeChannel, arg: str) -> str | None:
         await ch.run_pending_messages()
     else:
         # static: the listener runs in the session thread; sendmsg runs inline in the connection
-        gone = asyncio.ensure_future(ch.pause(1e9, breakable=False))
+        gone: asyncio.Future[Any] = asyncio.ensure_future(ch.pause(1e9, breakable=False))
         await asyncio.wait([conn.closed, gone], return_when=asyncio.FIRST_COMPLETED)
         gone.cancel()
     ch.socket_conn = None

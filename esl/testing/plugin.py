@@ -18,7 +18,7 @@ try:
 
     _fixture = pytest_asyncio.fixture
 except ImportError:  # pragma: no cover - without pytest-asyncio the async fixtures cannot run
-    _fixture = pytest.fixture
+    _fixture = pytest.fixture  # type: ignore[assignment]
 
 from esl.testing.server import FakeFreeSWITCH
 
