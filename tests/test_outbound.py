@@ -181,13 +181,15 @@ async def test_linger_notice_means_channel_gone_socket_open(freeswitch: FakeFree
             e.name == "CHANNEL_HANGUP_COMPLETE" for e in session.channel.events) else None
         states.append(session.channel.hangup_cause)
         states.append(event is None or event.name == "CHANNEL_HANGUP_COMPLETE")
+        await _until(lambda: session.lingering)  # the linger notice came; the socket is still open
+        states.append(session.connected)
 
     async with esl.Outbound(handler, "127.0.0.1", 0, linger=5) as app:
         call = await freeswitch.call(_socket_app(freeswitch, app))
         await _until(lambda: call.answered)
         await call.hangup("USER_BUSY")
-        await _until(lambda: len(states) == 3 and not app.sessions)
-    assert states == [True, esl.HangupCause.USER_BUSY, True]
+        await _until(lambda: len(states) == 4 and not app.sessions)
+    assert states == [True, esl.HangupCause.USER_BUSY, True, True]
 
 
 async def test_stop_cancels_running_handlers(freeswitch: FakeFreeSWITCH) -> None:
