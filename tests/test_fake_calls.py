@@ -676,3 +676,31 @@ async def test_session_listener_killing_its_own_channel_gets_the_reply_first(fak
     assert tail[0].raw == api("+OK\n")
     assert [m.name or m.content_type for m in tail[1:]] == ["CHANNEL_HANGUP", "text/disconnect-notice"]
     assert tail[1]["Hangup-Cause"] == "USER_BUSY"
+
+
+async def test_divert_events_and_far_end_endpoint(fake):
+    fake.endpoints["user/presser"] = Endpoint(answer_after=0.01, dtmf="7", early_media=True)
+    watcher = await Conn.inbound(fake, "event plain DTMF CHANNEL_PROGRESS_MEDIA")
+
+    async def handler(conn: Conn):
+        conn.writer.write(b"connect\n\n")
+        await conn.reply()
+        assert await conn.cmd("divert_events on") == reply("+OK events diverted")
+        await conn.cmd("myevents")
+        dtmf = await conn.until(lambda e: e.name == "DTMF")
+        return dtmf["DTMF-Digit"]
+
+    async with App(handler) as app:
+        fake.dialplan["d"] = [("answer", ""), ("socket", f"127.0.0.1:{app.port} async full")]
+        ch = await fake.call("d")
+        await asyncio.sleep(0.02)
+        await ch.send_dtmf("5")
+        assert await app.results() == ["5"]
+        await ch.wait_hangup()
+    # diverted: the global listener did not see the session's DTMF
+    assert await fake.originate("{origination_uuid=p1}user/presser &park") == "+OK p1\n"
+    early = await watcher.until(lambda e: e.name == "CHANNEL_PROGRESS_MEDIA")
+    assert early.uuid == "p1" and early["Answer-State"] == "early"
+    pressed = await watcher.until(lambda e: e.name == "DTMF")
+    assert pressed.uuid == "p1" and pressed["DTMF-Digit"] == "7"
+    assert [e.uuid for e in watcher.events if e.name == "DTMF"] == ["p1"]

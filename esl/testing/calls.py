@@ -468,11 +468,18 @@ class FakeChannel:
     def receive_dtmf(self, digit: str, duration: int = 100, source: str = "RTP") -> None:
         """One digit arriving on this leg."""
         self.variables["last_dtmf_duration"] = str(duration * 8)
-        self.fire(
-            "DTMF",
-            post=[("DTMF-Digit", digit), ("DTMF-Duration", str(duration * 8)), ("DTMF-Source", source)],
-            calling=("switch_channel.c", "switch_channel_dequeue_dtmf", 678),
-        )
+        post = [("DTMF-Digit", digit), ("DTMF-Duration", str(duration * 8)), ("DTMF-Source", source)]
+        calling = ("switch_channel.c", "switch_channel_dequeue_dtmf", 678)
+        diverted = [c for c in self.listeners if c.divert and c.is_open]
+        if diverted:
+            # divert_events on: the event goes to the session's own listener(s), not the global bus
+            pairs = self.basic_data() + post
+            event = self.fake.factory.make_trusted("DTMF", pairs, None, calling)
+            self.events_fired.append(event)
+            for conn in diverted:
+                conn.deliver(event.raw if conn.format == "plain" else event.frame(conn.format))
+        else:
+            self.fire("DTMF", post=post, calling=calling)
         self._dtmf.append(digit)
         if self._dtmf_waiter is not None and not self._dtmf_waiter.done():
             self._dtmf_waiter.set_result(None)
