@@ -605,6 +605,8 @@ cdef class Event:
 
     def __init__(self, bytes raw, str content_type, bytes outer, object inner):
         # The twin's constructor: raw is outer + b"\n\n" + (inner or b"").
+        if len(raw) != len(outer) + 2 + (len(inner) if inner is not None else 0) or not raw.startswith(outer):
+            raise ValueError("raw must be outer + b'\\n\\n' + inner")
         _init(self, raw, 0, len(outer), len(raw), inner is not None, content_type)
 
     # -- construction -------------------------------------------------------

@@ -219,3 +219,15 @@ def test_maps_of_same_shaped_events(core: Any) -> None:
     for _ in range(2):
         (e,) = core.Parser().feed(frame(b"Event-Name: X\nContent-Length: 5\n\n"))
         assert e["Content-Length"] == "5" and e.body is None
+
+
+def test_event_constructor_checks_its_parts() -> None:
+    import esl.core
+
+    if "cython" not in esl.core.backends():
+        return
+    Event = esl.core.load("cython").Event
+    with pytest.raises(ValueError):
+        Event(b"abc", "text/event-plain", b"abcdefgh", b"xy")
+    ev = Event(b"A: 1\n\n", "command/reply", b"A: 1", None)
+    assert ev["A"] == "1" and ev.body is None
