@@ -320,3 +320,37 @@ async def test_close_fails_pending_and_ends_streams_quietly() -> None:
         with pytest.raises(StopAsyncIteration):
             await stream.get()
         await proto.wait_closed(1)
+
+
+async def test_rude_rejection_ends_the_connection() -> None:
+    async with RawServer() as srv:
+        proto = await connect(srv)
+        task = asyncio.ensure_future(proto.api("status"))
+        await srv.commands(1)
+        srv.write(b"Content-Type: text/rude-rejection\nContent-Length: 24\n\nAccess Denied, go away.\n")
+        with pytest.raises(ConnectionError) as info:
+            await asyncio.wait_for(task, 5)
+        assert "Access Denied" in (info.value.reason or "")
+        assert proto.closed
+
+
+async def test_async_handlers_run_in_order_one_at_a_time() -> None:
+    async with RawServer() as srv:
+        proto = await connect(srv)
+        order: list[tuple[str, int]] = []
+
+        async def handler(event: Event) -> None:
+            order.append(("start", event.sequence or 0))
+            await asyncio.sleep(0.001)
+            order.append(("end", event.sequence or 0))
+
+        proto.on("HEARTBEAT", handler)
+        srv.write(b"".join(event("HEARTBEAT", Event_Sequence=str(i)) for i in range(1, 6)))
+        await asyncio.wait_for(_until(lambda: len(order) == 10), 5)
+        assert order == [(step, i) for i in range(1, 6) for step in ("start", "end")]
+        proto.close()
+
+
+async def _until(predicate: Any) -> None:
+    while not predicate():
+        await asyncio.sleep(0.002)
