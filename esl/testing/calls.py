@@ -348,7 +348,7 @@ class FakeChannel:
         pairs += list(post)
         event = self.fake.factory.make_trusted(name, pairs, subclass, calling)
         self.events_fired.append(event)
-        self.fake.fire_nowait(event)
+        self.fake.fire_nowait(event, {"event-name": name, "event-subclass": subclass, "unique-id": self.uuid})
         if self._event_waiters:
             for wanted, fut in list(self._event_waiters):
                 if wanted == name and not fut.done():

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid as uuidlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from esl.testing.events import (
@@ -22,6 +22,7 @@ from esl.testing.events import (
     build_plain,
     canonical_event_name,
     filter_accepts,
+    header_value,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -334,21 +335,29 @@ class FakeConnection(asyncio.Protocol):
 
     # -- delivery rules ---------------------------------------------------------
 
-    def accepts(self, event: Event) -> bool:
-        """Whether mod_event_socket's event_handler would queue ``event`` to this listener."""
+    def accepts(self, event: Event, known: Mapping[str, str | None] | None = None) -> bool:
+        """Whether mod_event_socket's event_handler would queue ``event`` to this listener.
+
+        ``known`` may give some headers up front (lowercase names: ``event-name``,
+        ``event-subclass``, ``unique-id``) so they need not be read from the event."""
         if not self.authenticated or self._closing:
             return False
-        if not self.subscriptions.wants(event.name, event.subclass):
+        if known is not None and "event-name" in known:
+            name = known["event-name"]
+            subclass = known.get("event-subclass")
+        else:
+            name, subclass = event.name, event.subclass
+        if not self.subscriptions.wants(name, subclass):
             return False
-        if self.filters and not filter_accepts(self.filters, event):
+        if self.filters and not filter_accepts(self.filters, event, known):
             return False
         if self.myevents:
-            uid = event.uuid
+            uid = header_value(event, "Unique-ID", known)
             send = uid is not None and (self.session is None or uid == self.session.uuid)
             if (
                 not send
                 and self.session is not None
-                and event.name == "BACKGROUND_JOB"
+                and name == "BACKGROUND_JOB"
                 and event.get("Job-Owner-UUID") == self.session.uuid
             ):
                 send = True

@@ -76,17 +76,19 @@ _STANDARD = (
 )  # fmt: skip
 _STANDARD_SET = frozenset(_STANDARD) | {"Event-Subclass"}
 
+
 # Channel events repeat the same values (variables, caller profile) over and over.
-_encode = functools.lru_cache(maxsize=1 << 16)(_codec.encode_value)
+@functools.lru_cache(maxsize=1 << 17)
+def _line(name: str, value: str) -> str:
+    """One serialized ``Name: value`` line (memoized: channel events repeat them)."""
+    return f"{name}: {_codec.encode_value(value) or '_undef_'}\n"
 
 
 def serialize_plain(pairs: Iterable[tuple[str, str]], body: str | None = None) -> bytes:
     """switch_event_serialize: exactly ``_codec.serialize(pairs, body, "plain")``, with the
     value encoding memoized (the fake serializes thousands of near-identical events)."""
-    enc = _encode
-    lines = [
-        f"{name}: {enc(value if type(value) is str else str(value)) or '_undef_'}\n" for name, value in pairs
-    ]
+    line = _line
+    lines = [line(name, value if type(value) is str else str(value)) for name, value in pairs]
     if body:
         lines.append(f"Content-Length: {len(_codec.to_bytes(body))}\n\n{body}")
     else:
@@ -94,10 +96,13 @@ def serialize_plain(pairs: Iterable[tuple[str, str]], body: str | None = None) -
     return _codec.to_bytes("".join(lines))
 
 
-def header_value(event: Event, name: str) -> str | None:
-    """A header of ``event`` (case-insensitive), read through the core's eager routing keys
-    when it is one of them, so filtering on Unique-ID does not decode the whole event."""
+def header_value(event: Event, name: str, known: Mapping[str, str | None] | None = None) -> str | None:
+    """A header of ``event`` (case-insensitive): from ``known`` (lowercase name -> value, None
+    for absent, given by whoever built the event), else through the core's routing keys when
+    it is one of them, so filtering on Unique-ID does not decode the whole event."""
     low = name.lower()
+    if known is not None and low in known:
+        return known[low]
     if low == "unique-id":
         return event.uuid
     if low == "event-name":
@@ -250,7 +255,9 @@ def _regex_match(value: str, spec: str) -> bool:
         return False
 
 
-def filter_accepts(filters: list[tuple[str, str]], event: Mapping[str, str]) -> bool:
+def filter_accepts(
+    filters: list[tuple[str, str]], event: Mapping[str, str], known: Mapping[str, str | None] | None = None
+) -> bool:
     """mod_event_socket's ``event_handler`` filter loop, step for step.
 
     Each filter is (header, value); a value may start with ``+``/``-`` (include /
@@ -261,7 +268,7 @@ def filter_accepts(filters: list[tuple[str, str]], event: Mapping[str, str]) -> 
         return True
     send = False
     for header, raw in filters:
-        hval = header_value(event, header)  # type: ignore[arg-type,unused-ignore]
+        hval = header_value(event, header, known)  # type: ignore[arg-type,unused-ignore]
         if hval is None:
             continue
         pos = True

@@ -260,16 +260,21 @@ class FakeFreeSWITCH:
             self._bus_index.setdefault(key, {})[conn] = None
             self._bus_headers[key[0]] = self._bus_headers.get(key[0], 0) + 1
 
-    def _candidates(self, event: Event) -> list[FakeConnection]:
+    def _candidates(
+        self, event: Event, known: Mapping[str, str | None] | None = None
+    ) -> list[FakeConnection]:
         """The listeners that may want ``event``: every unindexed one, plus the indexed ones
         whose (header, value) keys the event carries."""
         cands = list(self._bus_all)
         if self._bus_headers:
             extra: dict[FakeConnection, None] = {}
             for header in self._bus_headers:
-                if header == "job-owner-uuid" and event.name != "BACKGROUND_JOB":
+                if (
+                    header == "job-owner-uuid"
+                    and header_value(event, "Event-Name", known) != "BACKGROUND_JOB"
+                ):
                     continue
-                value = header_value(event, header)
+                value = header_value(event, header, known)
                 if value is not None:
                     bucket = self._bus_index.get((header, value.lower()))
                     if bucket:
@@ -278,13 +283,16 @@ class FakeFreeSWITCH:
                 cands.extend(extra)
         return cands
 
-    def fire_nowait(self, event: Event) -> int:
-        """:meth:`fire` without awaiting (for the call simulation's synchronous steps)."""
+    def fire_nowait(self, event: Event, known: Mapping[str, str | None] | None = None) -> int:
+        """:meth:`fire` without awaiting (for the call simulation's synchronous steps).
+
+        ``known``: headers the caller knows the event has (lowercase names -> value, None for
+        absent), so the bus need not read them back from the event."""
         self.fired_events += 1
         frames: dict[str, bytes] = {}
         count = 0
-        for conn in self._candidates(event):
-            if not conn.accepts(event):
+        for conn in self._candidates(event, known):
+            if not conn.accepts(event, known):
                 continue
             fmt = conn.format
             data = frames.get(fmt)
