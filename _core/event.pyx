@@ -389,6 +389,32 @@ cdef uint32_t _line_fill(esl_line *slot, uint32_t h, const char *p, Py_ssize_t n
     return flags
 
 
+cdef esl_line *_line_get(const char *p, Py_ssize_t n) except NULL:
+    """The cache slot of header line p[:n] (n <= LINE_MAX), filled on a miss.
+
+    Two-way: a line lives in slot i or its neighbour i ^ 1; a new line goes to
+    i and pushes what was there to the neighbour.
+    """
+    cdef uint64_t h = _hash(p, n)
+    cdef uint32_t h32 = <uint32_t>(h >> 32)
+    cdef Py_ssize_t i = <Py_ssize_t>(h & (LINE_SLOTS - 1))
+    cdef esl_line *a = &esl_lines[i]
+    cdef esl_line *b
+    if a.flags and a.h == h32 and a.n == <uint32_t>n and _eq_padded(a.data, p, n):
+        return a
+    b = &esl_lines[i ^ 1]
+    if b.flags and b.h == h32 and b.n == <uint32_t>n and _eq_padded(b.data, p, n):
+        return b
+    if a.flags:
+        Py_XDECREF(b.name)
+        Py_XDECREF(b.value)
+        memcpy(b, a, sizeof(esl_line))  # the references move with it
+        a.name = a.value = NULL
+        a.flags = 0
+    _line_fill(a, h32, p, n)
+    return a
+
+
 cdef Py_ssize_t _parse_block(const char *base, Py_ssize_t s, Py_ssize_t e,
                              list flat, dict first) except -2:
     """Decode the ``Name: value`` lines of base[s:e] into ``flat`` and/or ``first`` (either may be None).
@@ -412,17 +438,10 @@ cdef Py_ssize_t _parse_block(const char *base, Py_ssize_t s, Py_ssize_t e,
         n = le - ls
         slot = NULL
         if n <= LINE_MAX:
-            h = _hash(base + ls, n)
-            h32 = <uint32_t>(h >> 32)
-            slot = &esl_lines[h & (LINE_SLOTS - 1)]
-            if slot.flags and slot.h == h32 and slot.n == <uint32_t>n and _eq_padded(slot.data, base + ls, n):
-                flags = slot.flags
-                name = slot.name
-                value = slot.value
-            else:
-                flags = _line_fill(slot, h32, base + ls, n)
-                name = slot.name
-                value = slot.value
+            slot = _line_get(base + ls, n)
+            flags = slot.flags
+            name = slot.name
+            value = slot.value
         else:
             flags = _line_fill(&_big_line, 0, base + ls, n)
             name = _big_line.name
@@ -519,11 +538,7 @@ cdef object _shaped_map(const char *base, Py_ssize_t s, Py_ssize_t e, bint drop_
             le = ls + esl_find2(base + ls, e - ls, 10, 10)
             if le - ls > LINE_MAX:
                 return None
-            lh = _hash(base + ls, le - ls)
-            slot = &esl_lines[lh & (LINE_SLOTS - 1)]
-            if not (slot.flags and slot.h == <uint32_t>(lh >> 32) and slot.n == <uint32_t>(le - ls)
-                    and _eq_padded(slot.data, base + ls, le - ls)):
-                _line_fill(slot, <uint32_t>(lh >> 32), base + ls, le - ls)
+            slot = _line_get(base + ls, le - ls)
             f = slot.flags
             ls = le + 1
             if f & 1:
