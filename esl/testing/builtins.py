@@ -1,7 +1,8 @@
 """The api commands every FakeFreeSWITCH has, with FreeSWITCH's output texts
-(mod_commands): status, version, uptime, echo, eval, expand, create_uuid,
-global_getvar / global_setvar, md5, show (calls/channels count), hupall and
-module_exists. The call-control ones (originate, uuid_*) are in ``calls.py``.
+(mod_commands, mod_db): status, version, uptime, echo, eval, expand, create_uuid,
+global_getvar / global_setvar, md5, show (calls/channels [count|as json]),
+module_exists, reloadxml, db, hash, bgapi. The call-control ones (originate, uuid_*,
+sched_hangup, hupall) are in ``callapi.py``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import uuid as uuidlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from esl.testing.server import FakeConnection, FakeFreeSWITCH
+    from esl.testing.connection import ApiHandler, FakeConnection
+    from esl.testing.server import FakeFreeSWITCH
 
 __all__ = ["expand", "install"]
 
@@ -137,13 +139,41 @@ def install(fake: FakeFreeSWITCH) -> None:
     def module_exists(arg: str, conn: FakeConnection | None) -> str:
         return "true" if arg.strip() in ("mod_event_socket", "mod_commands", "mod_dptools") else "false"
 
+    store: dict[str, dict[str, dict[str, str]]] = {"db": {}, "hash": {}}
+
+    def _kv(kind: str, ok: str) -> ApiHandler:
+        """mod_db's ``db`` / ``hash``: insert/realm/key/value, select/realm/key, delete/realm/key, exists."""
+
+        def handler(arg: str, conn: FakeConnection | None) -> str:
+            parts = arg.split("/", 3)
+            action = parts[0]
+            realm = parts[1] if len(parts) > 1 else ""
+            key = parts[2] if len(parts) > 2 else ""
+            data = store[kind].setdefault(realm, {})
+            if action == "insert" and len(parts) == 4:
+                data[key] = parts[3]
+                return ok
+            if action == "select" and key:
+                return data.get(key, "")
+            if action == "delete" and key:
+                data.pop(key, None)
+                return ok
+            if action == "exists" and key:
+                return "true" if key in data else "false"
+            return f"-USAGE: {kind} [insert|delete|select|exists]/<realm>/<key>[/<value>]\n"
+
+        return handler
+
+    def reloadxml(arg: str, conn: FakeConnection | None) -> str:
+        return "+OK [Success]\n"
+
     def bgapi(arg: str, conn: FakeConnection | None) -> str:
         name, _, rest = arg.partition(" ")
         job = str(uuidlib.uuid4())
         fake.spawn(fake.run_job(job, name, rest or None, None, conn))
         return f"+OK Job-UUID: {job}\n"
 
-    for name, fn in {
+    commands: dict[str, ApiHandler] = {
         "status": status,
         "version": version,
         "uptime": uptime,
@@ -157,5 +187,9 @@ def install(fake: FakeFreeSWITCH) -> None:
         "show": show,
         "module_exists": module_exists,
         "bgapi": bgapi,
-    }.items():
+        "db": _kv("db", "+OK"),
+        "hash": _kv("hash", "+OK\n"),
+        "reloadxml": reloadxml,
+    }
+    for name, fn in commands.items():
         fake.api[name] = fn
