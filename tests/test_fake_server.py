@@ -162,11 +162,11 @@ async def test_api_response_bytes(fake):
     )
     assert (
         await c.cmd("api eval ${foo}-$${foo}") == b"Content-Type: api/response\nContent-Length: 7\n\nbar-bar"
+    )
     assert await c.cmd("api db insert/realm/k/v 1") == api(b"+OK")
     assert await c.cmd("api db select/realm/k") == api(b"v 1")
     assert await c.cmd("api hash insert/realm/k/v") == api(b"+OK\n")
     assert await c.cmd("api reloadxml") == api(b"+OK [Success]\n")
-    )
 
 
 async def test_unknown_command_and_prefix_matching(fake):
