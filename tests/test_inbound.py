@@ -617,3 +617,48 @@ async def test_keepalive_detects_a_frozen_server(freeswitch: FakeFreeSWITCH) -> 
         assert "keepalive" in (client.close_reason or "")
         assert closed and not client.connected
         freeswitch.stall(False)
+
+
+async def test_drop_in_the_middle_of_100_pipelined_commands(freeswitch: FakeFreeSWITCH) -> None:
+    answered = 0
+
+    async def slow(args: str, conn: Any) -> str:
+        nonlocal answered
+        await asyncio.sleep(0.002)
+        answered += 1
+        return args
+
+    freeswitch.api["slow"] = slow
+    async with Inbound(freeswitch.host, freeswitch.port, timeout=30) as client:
+        tasks = [asyncio.ensure_future(client.api(f"slow {i}")) for i in range(100)]
+        await eventually(lambda: answered >= 30)
+        await freeswitch.drop_all()
+        results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
+        ok = [r for r in results if isinstance(r, str)]
+        failed = [r for r in results if isinstance(r, ConnectionError)]
+        assert len(ok) + len(failed) == 100 and len(failed) > 0
+        assert ok == [f"{i}" for i in range(len(ok))]  # in order, then every later one failed
+        assert all(isinstance(r, ConnectionError) for r in results[len(ok):])
+
+
+async def test_injection_attempts_write_nothing(esl_client: Inbound, freeswitch: FakeFreeSWITCH) -> None:
+    before = list(last_conn(freeswitch).commands)
+    attempts = [
+        esl_client.api("status\n\nexit"),
+        esl_client.bgapi("originate user/1000 &park\n\napi hupall"),
+        esl_client.send("api status", headers={"X": "1\n\nexit"}),
+        esl_client.sendevent("CUSTOM", {"Event-Subclass": "x::y\r\n\r\napi hupall"}),
+        esl_client.sendmsg_raw("uuid\n\nexit", {"call-command": "hangup"}),
+        esl_client.filter("Unique-ID\nexit", "x"),
+        esl_client.filter_delete("Unique-ID", "x\r\nexit"),
+        esl_client.subscribe("HEARTBEAT\n\nexit"),
+        esl_client.unsubscribe("HEARTBEAT\rexit"),
+        esl_client.log("debug\n\nexit"),
+        esl_client.myevents("u\nexit"),
+        esl_client.command("noevents\n\nexit"),
+    ]
+    for attempt in attempts:
+        with pytest.raises(ValueError):
+            await attempt
+    assert await esl_client.api("echo still here") == "still here"
+    assert last_conn(freeswitch).commands == [*before, "api echo still here"]
