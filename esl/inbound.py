@@ -267,22 +267,25 @@ class Inbound:
             await asyncio.sleep(delay * (0.5 + random.random() / 2))
             try:
                 proto = await self._open()
+                try:
+                    await self._reapply(old, proto)
+                except BaseException:
+                    proto.abort("re-applying the subscriptions failed")
+                    raise
+                if not proto.connected:
+                    raise ConnectionError("connection lost while re-applying the subscriptions")
+            except asyncio.CancelledError:
+                raise
             except AuthenticationError as exc:
                 log.error("reconnect to %s:%s: %s; giving up", self.host, self.port, exc)
                 self._give_up(ConnectionError(str(exc), "authentication failed on reconnect"))
                 return
-            except (ConnectionError, TimeoutError, OSError) as exc:
+            except Exception as exc:  # refused, timed out, dropped again, -ERR on re-apply...
                 log.info("reconnect attempt %d to %s:%s failed: %s", attempt, self.host, self.port, exc)
                 if self.reconnect_attempts is not None and attempt >= self.reconnect_attempts:
                     self._give_up(ConnectionError(f"gave up reconnecting after {attempt} attempts: {exc}", str(exc)))
                     return
                 delay = min(delay * 2, self.reconnect_max_delay)
-                continue
-            try:
-                await self._reapply(old, proto)
-            except (ConnectionError, TimeoutError) as exc:
-                log.info("reconnect: re-applying state failed: %s", exc)
-                proto.abort("re-applying state failed")
                 continue
             self.protocol = proto
             self._start_keepalive(proto)

@@ -662,3 +662,29 @@ async def test_injection_attempts_write_nothing(esl_client: Inbound, freeswitch:
             await attempt
     assert await esl_client.api("echo still here") == "still here"
     assert last_conn(freeswitch).commands == [*before, "api echo still here"]
+
+
+async def test_reconnect_after_freeswitch_restart() -> None:
+    first = await FakeFreeSWITCH().start()
+    port = first.port
+    client = Inbound(first.host, port, reconnect=True, reconnect_delay=0.01, reconnect_max_delay=0.05)
+    got: list[str] = []
+    client.on("HEARTBEAT", lambda e: got.append(e["Event-Info"]))
+    async with client:
+        await client.subscribe("HEARTBEAT")
+        await first.stop()  # FreeSWITCH goes away: attempts fail with backoff
+        await eventually(lambda: not client.connected)
+        await asyncio.sleep(0.1)
+        assert not client.closed  # still trying
+        with pytest.raises(ConnectionError):
+            await client.api("status")  # commands fail at once meanwhile
+        second = await FakeFreeSWITCH(port=port).start()
+        try:
+            await client.wait_connected(timeout=5)
+            conn = await second.wait_for_connection()
+            await eventually(lambda: "event plain HEARTBEAT" in conn.commands)
+            await second.fire(second.make_event("HEARTBEAT", {"Event-Info": "after restart"}))
+            await eventually(lambda: got == ["after restart"])
+        finally:
+            await client.close()
+            await second.stop()
