@@ -125,8 +125,9 @@ def test_password_is_never_shown_in_help() -> None:
         assert "ESL_PASSWORD" in result.stdout
 
 
-def test_python_dash_m_esl() -> None:
-    proc = subprocess.run([sys.executable, "-m", "esl", "--version"], capture_output=True, text=True, timeout=60)
+def test_python_dash_m_esl(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "esl", "--version"], capture_output=True, text=True, timeout=60,
+                          cwd=tmp_path, check=False)
     assert proc.returncode == 0
     assert esl.__version__ in proc.stdout
 
@@ -273,7 +274,8 @@ def test_record_duration_and_names(fake: FakeFreeSWITCH, loop_thread: LoopThread
     assert msgs[-1].content_type == "text/disconnect-notice"
 
 
-def _start(args: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+def _start(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """``python -m esl ARGS`` in ``cwd`` (a temporary directory: the esl imported is the installed one)."""
     return subprocess.Popen(
         [sys.executable, "-m", "esl", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         cwd=cwd, env={**os.environ, **(env or {})},
@@ -313,7 +315,7 @@ def test_replay_subprocess_serves_an_inbound_client(tmp_path: Path) -> None:
     source = tmp_path / "small.raw.xz"
     with lzma.open(source, "wb") as f:
         f.write(small_capture(tmp_path / "small.raw", 50))
-    proc = _start(["replay", str(source), "--port", "0", "--loops", "2"])
+    proc = _start(["replay", str(source), "--port", "0", "--loops", "2"], cwd=tmp_path)
     try:
         line = _wait_line(proc.stdout, "listening on")
         host, port = line.split()[-1].rsplit(":", 1)
@@ -488,9 +490,10 @@ def test_outbound_run_handles_a_call_and_stops_on_sigterm(spec: str, tmp_path: P
         deadline = time.monotonic() + 15
         while not (tmp_path / "handled.txt").exists() and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert (tmp_path / "handled.txt").read_text() == uuid
     finally:
         code, err = _stop(proc, signal.SIGTERM)
+    assert (tmp_path / "handled.txt").exists(), err
+    assert (tmp_path / "handled.txt").read_text() == uuid
     assert code == 0, err
     assert "Traceback" not in err
 
@@ -531,8 +534,8 @@ def test_consumer_run_handles_events_and_stops_on_sigint(tmp_path: Path, fake: F
     assert "Traceback" not in err
 
 
-def test_fake_subprocess_answers_api_and_stops_on_sigint() -> None:
-    proc = _start(["fake", "--port", "0"])
+def test_fake_subprocess_answers_api_and_stops_on_sigint(tmp_path: Path) -> None:
+    proc = _start(["fake", "--port", "0"], cwd=tmp_path)
     try:
         line = _wait_line(proc.stderr, "listening on")
         host, port = line.split()[-1].rsplit(":", 1)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import inspect
+import logging
 import os
 import sys
 from typing import Any
@@ -37,14 +39,28 @@ def load_app(spec: str) -> Any:
     return obj
 
 
-def _serve(app: Any, label: str, starting: str) -> None:
-    async def main() -> None:
-        click.echo(starting, err=True)
-        started = app.start()
-        await run_until_signal(started, app.stop)
-        click.echo(f"{label} stopped", err=True)
+def _logging(level: str) -> None:
+    """Log to stderr, so handler errors and warnings (e.g. a dialplan without ``async full``) show."""
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
 
-    run(main())
+
+LOG_LEVEL = click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+                         default="info", show_default=True, help="What the app's logging shows on stderr.")
+
+
+async def _run_consumer(app: Any, label: str) -> None:
+    """Start the consumer, say so once it is connected and subscribed, run until a signal."""
+    task = asyncio.ensure_future(app.start())
+    ready = asyncio.ensure_future(app.wait_ready(None))
+    await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        ready.cancel()
+        task.result()  # raises why it could not start (refused, wrong password...)
+        return
+    click.echo(f"{label} running (Ctrl-C stops)", err=True)
+    await run_until_signal(task, app.stop)
+    click.echo(f"{label} stopped", err=True)
 
 
 @click.group("outbound")
@@ -57,8 +73,9 @@ def outbound_group() -> None:
 @click.option("--host", "-H", default=None, help="Address to listen on (default: the app's own, else 127.0.0.1).")
 @click.option("--port", "-P", type=click.IntRange(1, 65535), default=None,
               help="Port to listen on (default: the app's own, else 9000).")
+@LOG_LEVEL
 @clean_errors
-def outbound_run(app: str, host: str | None, port: int | None) -> None:
+def outbound_run(app: str, host: str | None, port: int | None, log_level: str) -> None:
     """Run APP (MODULE:APP): an esl.Outbound object, or a handler coroutine function(session).
 
     Stops cleanly on SIGINT/SIGTERM.
@@ -69,6 +86,7 @@ def outbound_run(app: str, host: str | None, port: int | None) -> None:
     if Outbound is None:
         raise CLIError("this build of esl has no Outbound server yet")
     obj = load_app(app)
+    _logging(log_level)
     if isinstance(obj, Outbound):
         server = obj
         if host is not None:
@@ -84,18 +102,18 @@ def outbound_run(app: str, host: str | None, port: int | None) -> None:
         server = Outbound(obj, host or "127.0.0.1", port or 9000)
     else:
         raise CLIError(f"{app!r} is a {type(obj).__name__}, not an esl.Outbound or a handler function")
-    where = f"{getattr(server, 'host', host)}:{getattr(server, 'port', port)}"
-    _serve_outbound(server, app, where)
+    _serve_outbound(server, app)
 
 
-def _serve_outbound(server: Any, app: str, where: str) -> None:
+def _serve_outbound(server: Any, app: str) -> None:
     async def main() -> None:
         try:
-            task = server.start(block=True)
-        except TypeError:  # an Outbound whose start() takes no block argument
-            task = server.start()
+            await server.start(block=False)
+        except OSError as exc:
+            raise CLIError(f"cannot listen on {server.host}:{server.port}: {exc.strerror or exc}") from None
+        where = f"{server.host}:{server.port}"
         click.echo(f"outbound app {app} listening on {where} (Ctrl-C stops)", err=True)
-        await run_until_signal(task, server.stop)
+        await run_until_signal(server.start(block=True), server.stop)
         click.echo(f"outbound app {app} stopped", err=True)
 
     run(main())
@@ -108,8 +126,9 @@ def consumer_group() -> None:
 
 @consumer_group.command("run")
 @click.argument("app")
+@LOG_LEVEL
 @clean_errors
-def consumer_run(app: str) -> None:
+def consumer_run(app: str, log_level: str) -> None:
     """Run APP (MODULE:APP), an esl.Consumer with its @app.handle(...) handlers.
 
     The Consumer's own host, port and password are used. Stops cleanly on SIGINT/SIGTERM.
@@ -122,4 +141,5 @@ def consumer_run(app: str) -> None:
     obj = load_app(app)
     if not isinstance(obj, Consumer):
         raise CLIError(f"{app!r} is a {type(obj).__name__}, not an esl.Consumer")
-    _serve(obj, f"consumer {app}", f"consumer {app} running (Ctrl-C stops)")
+    _logging(log_level)
+    run(_run_consumer(obj, f"consumer {app}"))

@@ -226,10 +226,15 @@ def peer_available(name: str) -> bool:
 
 async def _run_client(client: str, host: str, port: int, password: str, events: int, max_seconds: float,
                       env_extra: dict[str, str], fmt: str = "plain") -> dict[str, Any]:
+    import esl
+
     env = dict(os.environ, ESL_PASSWORD=password, **env_extra)
+    # run from beside the esl package this process uses, so ``-m`` imports that same esl
+    # (not a source checkout that happens to be the current directory)
+    home = os.path.dirname(os.path.dirname(os.path.abspath(esl.__file__)))
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "esl.cli._e2e", client, host, str(port), str(events), str(max_seconds), fmt,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, cwd=home,
     )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), max_seconds + 60)
