@@ -225,6 +225,25 @@ def test_events_json_lines_with_filter_and_format(fake: FakeFreeSWITCH, loop_thr
     assert objs[0]["Unique-ID"] == uuid
 
 
+def test_events_ctrl_c_exits_cleanly_with_a_count(fake: FakeFreeSWITCH, loop_thread: LoopThread,
+                                                  tmp_path: Path) -> None:
+    proc = _start(["events", "-P", str(fake.port), "HEARTBEAT"], cwd=tmp_path)
+    firing = None
+    try:
+        deadline = time.monotonic() + 30
+        while not any(c.subscriptions.enabled for c in list(fake.connections)) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        firing = _fire_heartbeats(fake, loop_thread)
+        assert " HEARTBEAT " in _wait_line(proc.stdout, "HEARTBEAT")
+    finally:
+        if firing is not None:
+            firing.cancel()
+        code, err = _stop(proc, signal.SIGINT)
+    assert code == 0, err
+    assert err.strip().endswith(" events")
+    assert int(err.strip().split()[-2]) >= 1
+
+
 # -- esl record / esl replay ----------------------------------------------------------------------
 
 
