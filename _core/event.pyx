@@ -354,6 +354,17 @@ cdef extern from *:
     void esl_scan_plain(const char *base, Py_ssize_t bs, Py_ssize_t e, esl_keys *k) nogil
 
 
+cdef extern from *:
+    """
+    #if defined(__GNUC__) || defined(__clang__)
+    #define esl_prefetch(p) __builtin_prefetch((const void *)(p))
+    #else
+    #define esl_prefetch(p) ((void)0)
+    #endif
+    """
+    void esl_prefetch(const void *p) nogil
+
+
 cdef esl_line _big_line  # scratch for lines too long to cache
 
 
@@ -389,14 +400,17 @@ cdef uint32_t _line_fill(esl_line *slot, uint32_t h, const char *p, Py_ssize_t n
     return flags
 
 
-cdef esl_line *_line_get(const char *p, Py_ssize_t n) except NULL:
-    """The cache slot of header line p[:n] (n <= LINE_MAX), filled on a miss.
+cdef inline esl_line *_line_get(const char *p, Py_ssize_t n) except NULL:
+    return _line_get_h(p, n, _hash(p, n))
+
+
+cdef esl_line *_line_get_h(const char *p, Py_ssize_t n, uint64_t h) except NULL:
+    """The cache slot of header line p[:n] (n <= LINE_MAX, hash h), filled on a miss.
 
     Two-way: a line lives in slot i or its neighbour i ^ 1; a new line goes to
     i and pushes what was there to the neighbour.
     """
-    cdef uint64_t h = _hash(p, n)
-    cdef uint32_t h32 = <uint32_t>(h >> 32)
+    h32 = <uint32_t>(h >> 32)
     cdef Py_ssize_t i = <Py_ssize_t>(h & (LINE_SLOTS - 1))
     cdef esl_line *a = &esl_lines[i]
     cdef esl_line *b
@@ -533,14 +547,27 @@ cdef object _shaped_map(const char *base, Py_ssize_t s, Py_ssize_t e, bint drop_
     cdef esl_line *slot
     cdef Shape *sh
     cdef dict d
+    cdef Py_ssize_t nls, nle = 0
+    cdef uint64_t nh = 0
     try:
-        while ls < e:
+        # Software-pipelined: the next line's slot is prefetched while this one is handled.
+        if ls < e:
             le = ls + esl_find2(base + ls, e - ls, 10, 10)
             if le - ls > LINE_MAX:
                 return None
-            slot = _line_get(base + ls, le - ls)
+            lh = _hash(base + ls, le - ls)
+            esl_prefetch(&esl_lines[lh & (LINE_SLOTS - 1)])
+        while ls < e:
+            nls = le + 1
+            if nls < e:
+                nle = nls + esl_find2(base + nls, e - nls, 10, 10)
+                if nle - nls > LINE_MAX:
+                    return None
+                nh = _hash(base + nls, nle - nls)
+                esl_prefetch(&esl_lines[nh & (LINE_SLOTS - 1)])
+            slot = _line_get_h(base + ls, le - ls, lh)
             f = slot.flags
-            ls = le + 1
+            ls, le, lh = nls, nle, nh
             if f & 1:
                 continue
             if n == MAX_SHAPED:
