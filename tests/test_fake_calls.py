@@ -693,7 +693,8 @@ async def test_divert_events_and_far_end_endpoint(fake):
     async with App(handler) as app:
         fake.dialplan["d"] = [("answer", ""), ("socket", f"127.0.0.1:{app.port} async full")]
         ch = await fake.call("d")
-        await asyncio.sleep(0.02)
+        while not any(c.divert and c.myevents for c in fake.connections):  # the app has subscribed
+            await asyncio.sleep(0.002)
         await ch.send_dtmf("5")
         assert await app.results() == ["5"]
         await ch.wait_hangup()
