@@ -76,7 +76,8 @@ class FlowStats:
 
     #: events read from FreeSWITCH
     received: int
-    #: events dropped because a handler queue or an ``events()`` buffer was full
+    #: deliveries dropped because the async-handler queue or an ``events()`` buffer was full
+    #: (one event dropped for two async handlers counts twice)
     dropped: int
     #: events waiting in the async-handler queue and the ``events()`` buffers
     queue_depth: int
@@ -97,6 +98,17 @@ def _is_async(handler: Handler) -> bool:
         return True
     call = getattr(handler, "__call__", None)  # noqa: B004 - a callable object with async __call__
     return call is not None and inspect.iscoroutinefunction(call)
+
+
+def _discard(awaitable: Any) -> None:
+    """Dispose of an awaitable that will not be awaited (no "never awaited" warning)."""
+    close = getattr(awaitable, "close", None)  # coroutines
+    if close is not None:
+        close()
+    else:
+        cancel = getattr(awaitable, "cancel", None)  # futures
+        if cancel is not None:
+            cancel()
 
 
 class Dispatcher:
@@ -289,14 +301,14 @@ class Dispatcher:
     def _enqueue(self, handler: Handler | None, event: Any) -> None:
         if self.closed:
             if handler is None:
-                event.close()
+                _discard(event)
             return
         q = self._queue
         n = len(q)
         if n >= self.max_queue and (self.policy == "drop" or n >= 2 * self.max_queue):
             self.dropped += 1
             if handler is None:
-                event.close()  # an un-awaited coroutine returned by a sync handler
+                _discard(event)  # an awaitable returned by a sync handler, never to be awaited
             return
         q.append((handler, event))
         if n + 1 >= self.max_queue and self.policy == "pause":
@@ -431,7 +443,7 @@ class Dispatcher:
         self._workers.clear()
         for handler, event in self._queue:
             if handler is None:
-                event.close()
+                _discard(event)
         self._queue.clear()
 
 
