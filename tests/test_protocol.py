@@ -354,3 +354,18 @@ async def test_async_handlers_run_in_order_one_at_a_time() -> None:
 async def _until(predicate: Any) -> None:
     while not predicate():
         await asyncio.sleep(0.002)
+
+
+async def test_sync_handler_returning_a_coroutine_is_awaited() -> None:
+    async with RawServer() as srv:
+        proto = await connect(srv)
+        done: list[str] = []
+
+        async def record(event: Event) -> None:
+            await asyncio.sleep(0)
+            done.append(event.name or "")
+
+        proto.on("HEARTBEAT", lambda e: record(e))  # a plain function that returns a coroutine
+        srv.write(event("HEARTBEAT"))
+        await asyncio.wait_for(_until(lambda: done == ["HEARTBEAT"]), 5)
+        proto.close()
