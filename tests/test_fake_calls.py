@@ -185,6 +185,8 @@ async def test_originate_park_kill_sequence_and_headers(fake):
     assert create["Channel-Call-UUID"] == u and create["Call-Direction"] == "outbound"
     assert create["variable_esl_load_seq"] == "3" and create["variable_origination_uuid"] == u
     assert answer["Answer-State"] == "answered" and answer["Channel-Call-State"] == "DOWN"
+    hit = [e["Channel-HIT-Dialplan"] for e in evs]
+    assert hit == ["false"] * 9 + ["true"] * (len(evs) - 9)  # as in the capture: true from CS_EXECUTE on
     callstate = by["CHANNEL_CALLSTATE"]
     assert (callstate["Original-Channel-Call-State"], callstate["Channel-Call-State"]) == ("DOWN", "ACTIVE")
     assert not any(k.startswith("variable_") for k in by["CHANNEL_STATE"])  # basic data only

@@ -166,6 +166,8 @@ class FakeChannel:
         self.call_state = "DOWN"
         self.answer_state = "ringing"
         self.answered = False
+        #: Channel-HIT-Dialplan: true for incoming legs, and for outgoing ones once they execute
+        self.hit_dialplan = direction == "inbound"
         self.hangup_cause: str | None = None
         self.created = time.time()
         self.answered_at = 0.0
@@ -297,7 +299,7 @@ class FakeChannel:
             ("Unique-ID", self.uuid),
             ("Call-Direction", self.direction),
             ("Presence-Call-Direction", self.direction),
-            ("Channel-HIT-Dialplan", "true" if self.direction == "inbound" else "false"),
+            ("Channel-HIT-Dialplan", "true" if self.hit_dialplan else "false"),
             ("Channel-Call-UUID", self.variables.get("call_uuid", self.uuid)),
             ("Answer-State", self.answer_state),
         ]
@@ -358,6 +360,8 @@ class FakeChannel:
 
     def set_state(self, state: str) -> None:
         """Move the state machine and fire CHANNEL_STATE."""
+        if state == "CS_EXECUTE":
+            self.hit_dialplan = True
         self.state = state
         self.running_state = state
         self.fire(
