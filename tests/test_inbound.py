@@ -83,6 +83,7 @@ async def test_refused_connection() -> None:
 async def test_connect_times_out_without_auth_request() -> None:
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read()  # accepts, never greets
+        writer.close()
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
