@@ -138,7 +138,7 @@ async def run_until_signal(main: Awaitable[Any] | None, on_signal: Callable[[], 
         forever = False
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    installed: list[int] = []
+    installed: list[signal.Signals] = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
             loop.add_signal_handler(sig, stop.set)

@@ -66,7 +66,7 @@ async def _run_esl(host: str, port: int, password: str, target: int, max_seconds
         event.uuid  # the handler reads Unique-ID (a routing key: no header decode needed)
         counter.hit()
 
-    async with esl.Inbound(host, port, password, timeout=10.0) as client:  # type: ignore[attr-defined]
+    async with esl.Inbound(host, port, password, timeout=10.0) as client:
         client.on("*", handler)
         counter.start()
         await client.subscribe("ALL", format=fmt)

@@ -331,9 +331,9 @@ def measure(
         for label, client, env in subjects:
             progress(f"{label}: end to end")
             # peers are ~100x slower: fewer events and more time, so each still finishes its stream
-            peer = not label.startswith("esl")
-            n_events = max(1, e2e_events // 20) if peer else e2e_events
-            max_seconds = e2e_seconds * 4 if peer else e2e_seconds
+            is_peer = not label.startswith("esl")
+            n_events = max(1, e2e_events // 20) if is_peer else e2e_events
+            max_seconds = e2e_seconds * 4 if is_peer else e2e_seconds
             avg_size = nbytes / sub_cap.events
             best = run(_e2e(sub_cap, label, client, env, n_events, max_seconds, e2e_repeat, avg_size, warn))
             if best is not None:
@@ -532,6 +532,7 @@ def bench_cmd(capture: str | None, backend: str, compare: str | None, events: in
     from esl.core import backends as available
 
     have = available()
+    chosen: list[str]
     if backend == "both":
         chosen = [b for b in ("cython", "python") if b in have]
     elif backend not in have:

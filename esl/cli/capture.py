@@ -23,7 +23,7 @@ BUNDLED_NAME = "events-plain.raw.xz"
 
 def bundled_path() -> Path:
     """Path of the capture shipped inside the package."""
-    return Path(str(resources.files("esl").joinpath("data", BUNDLED_NAME)))
+    return Path(str(resources.files("esl") / "data" / BUNDLED_NAME))
 
 
 @dataclass

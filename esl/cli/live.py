@@ -37,9 +37,10 @@ KEY_HEADERS = (
 )
 
 
-def _install_stop(stop: asyncio.Event) -> list[int]:
+def _install_stop(stop: asyncio.Event) -> list[signal.Signals]:
+    """Make SIGINT/SIGTERM set ``stop`` (a clean stop instead of KeyboardInterrupt)."""
     loop = asyncio.get_running_loop()
-    installed = []
+    installed: list[signal.Signals] = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
             loop.add_signal_handler(sig, stop.set)
@@ -49,7 +50,7 @@ def _install_stop(stop: asyncio.Event) -> list[int]:
     return installed
 
 
-def _remove_stop(installed: list[int]) -> None:
+def _remove_stop(installed: list[signal.Signals]) -> None:
     loop = asyncio.get_running_loop()
     for sig in installed:
         loop.remove_signal_handler(sig)
@@ -57,7 +58,7 @@ def _remove_stop(installed: list[int]) -> None:
 
 def _inbound(host: str, port: int, password: str, timeout: float) -> Any:
     try:
-        from esl import Inbound  # type: ignore[attr-defined]
+        from esl import Inbound
     except ImportError:
         raise CLIError("this build of esl has no Inbound client yet") from None
     return Inbound(host, port, password, timeout=timeout)
