@@ -248,3 +248,39 @@ async def test_thousand_concurrent_sessions_on_one_loop(freeswitch: FakeFreeSWIT
         await _until(lambda: not app.sessions, 60)
     assert len(set(finished)) == n, (app.handled, app.errors, app.setup_failures, {c.hangup_cause for c in calls})
     assert app.handled == n and app.errors == 0 and app.setup_failures == 0
+
+
+async def test_events_list_and_no_linger(freeswitch: FakeFreeSWITCH) -> None:
+    seen: dict[str, Any] = {}
+
+    async def handler(session: esl.Session) -> None:
+        seen["conn"] = _outbound_conn(freeswitch, session.uuid)
+        seen["same"] = esl.Channel.from_session(session) is session.channel
+        await session.channel.answer()
+        seen["answer"] = await session.channel.wait("CHANNEL_ANSWER", timeout=5)
+
+    async with esl.Outbound(handler, "127.0.0.1", 0, events=["CHANNEL_ANSWER", "DTMF"], linger=False) as app:
+        call = await freeswitch.call(_socket_app(freeswitch, app))
+        await call.wait_hangup(5)
+        await _until(lambda: not app.sessions)
+    uuid = call.uuid
+    assert seen["conn"].commands[:4] == [
+        "connect", f"filter Unique-ID {uuid}", f"filter Job-Owner-UUID {uuid}",
+        "event plain CHANNEL_ANSWER DTMF BACKGROUND_JOB",
+    ]
+    assert not any(c.startswith("linger") for c in seen["conn"].commands)
+    assert seen["same"] and seen["answer"].name == "CHANNEL_ANSWER"
+
+
+def test_outbound_arguments_validated() -> None:
+    async def handler(session: esl.Session) -> None:
+        return None
+
+    with pytest.raises(ValueError):
+        esl.Outbound(handler, linger=-1)
+    with pytest.raises(ValueError):
+        esl.Outbound(handler, error_cause="NOT_A_CAUSE")
+    with pytest.raises(TypeError):
+        esl.Outbound("not callable")  # type: ignore[arg-type]
+    assert esl.Outbound(handler, linger=True).linger == 10
+    assert esl.Outbound(handler, linger=False).linger is None
