@@ -157,7 +157,8 @@ class Dispatcher:
         self.missed = 0
         self.handler_errors = 0
         self.pauses = 0
-        self._last_seq: int | None = None
+        self._next_seq = -1  # the Event-Sequence expected next (-1: none yet)
+        self._more = False  # anything beyond sync '*' handlers to deliver to
 
     # -- registration ---------------------------------------------------------
 
@@ -205,6 +206,7 @@ class Dispatcher:
             self._sync_star = self._async_star = ()
         self._sync_named = sync_named
         self._async_named = async_named
+        self._update_more()
 
     def _add_sink(self, sink: _Sink) -> None:
         self._sinks.append(sink)
@@ -230,6 +232,7 @@ class Dispatcher:
                 named.setdefault(n, []).append(sink)
         self._stream_star = tuple(star)
         self._stream_named = {k: tuple(v) for k, v in named.items()}
+        self._update_more()
 
     # -- delivery (hot path) ----------------------------------------------------
 
@@ -237,12 +240,10 @@ class Dispatcher:
         """Hand one event to every matching handler and iterator (called by the reader)."""
         self.received += 1
         seq = event.sequence
-        if seq is not None:
-            last = self._last_seq
-            if last is not None and seq > last + 1:
-                self.gaps += 1
-                self.missed += seq - last - 1
-            self._last_seq = seq
+        if seq == self._next_seq:
+            self._next_seq = seq + 1
+        elif seq is not None:
+            self._sequence_jump(seq)
         for h in self._sync_star:  # inlined _call: the hot path of a "*" handler
             try:
                 result = h(event)
@@ -251,9 +252,19 @@ class Dispatcher:
                 continue
             if result is not None and inspect.isawaitable(result):
                 self._enqueue(None, result)
-        if self._async_star:
-            for h in self._async_star:
-                self._enqueue(h, event)
+        if self._more:
+            self._deliver_more(event)
+
+    def _sequence_jump(self, seq: int) -> None:
+        expected = self._next_seq
+        if expected >= 0 and seq > expected:
+            self.gaps += 1
+            self.missed += seq - expected
+        self._next_seq = seq + 1
+
+    def _deliver_more(self, event: Any) -> None:
+        for h in self._async_star:
+            self._enqueue(h, event)
         if self._sync_named or self._async_named or self._stream_named:
             name = event.name
             self._deliver_named(name, event)
@@ -261,9 +272,13 @@ class Dispatcher:
                 sub = event.subclass
                 if sub is not None:
                     self._deliver_named(sub, event)
-        if self._stream_star:
-            for sink in self._stream_star:
-                sink.put(event)
+        for sink in self._stream_star:
+            sink.put(event)
+
+    def _update_more(self) -> None:
+        self._more = bool(
+            self._async_star or self._sync_named or self._async_named or self._stream_named or self._stream_star
+        )
 
     def deliver_other(self, message: Any) -> None:
         """Hand a non-event message (``log/data``, a disconnect notice...) to handlers of its Content-Type."""
@@ -416,7 +431,7 @@ class Dispatcher:
         self.protocol = protocol
         self.closed = False
         self.closed_exc = None
-        self._last_seq = None
+        self._next_seq = -1
         protocol._update_reading(bool(self._pausers))
 
     def detach(self, protocol: ESLProtocol) -> None:
