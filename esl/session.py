@@ -29,6 +29,12 @@ __all__ = ["Session"]
 
 log = logging.getLogger("esl.session")
 
+#: Events call control needs on a session subscribed to a list of events.
+_CONTROL_EVENTS = (
+    "CHANNEL_ANSWER", "CHANNEL_EXECUTE_COMPLETE", "CHANNEL_BRIDGE", "CHANNEL_UNBRIDGE", "CHANNEL_HANGUP",
+    "CHANNEL_HANGUP_COMPLETE", "CHANNEL_DESTROY", "BACKGROUND_JOB",
+)
+
 #: FreeSWITCH gives up on an outbound socket whose first command does not arrive within 25 s.
 CONNECT_DEADLINE = 25.0
 
@@ -122,7 +128,9 @@ class Session(ESLProtocol):
         other legs (ESL-PROTOCOL.md §1.8). Instead the socket filters on
         ``Unique-ID <uuid>`` (and ``Job-Owner-UUID <uuid>``, so the results of
         this socket's own bgapi calls still pass) and subscribes to the
-        events wanted (``True``: ALL). Further channels placed from the
+        events wanted (``True``: ALL; a list gets the few events call control
+        itself needs added: ANSWER, EXECUTE_COMPLETE, BRIDGE/UNBRIDGE, HANGUP*,
+        DESTROY, BACKGROUND_JOB). Further channels placed from the
         session add their own ``Unique-ID`` filter. Without ``full`` control
         ``event`` is refused, so ``myevents`` is the fallback there.
         """
@@ -138,7 +146,9 @@ class Session(ESLProtocol):
             return
         self._job_filter = True  # Job-Owner-UUID already lets this socket's BACKGROUND_JOBs through
         self.uses_filters = True
-        names: tuple[str, ...] = () if events is True else (*events, "BACKGROUND_JOB")
+        names: tuple[str, ...] = ()
+        if events is not True:  # plus what blocking executes, hangup detection and bgapi rely on
+            names = tuple(dict.fromkeys(n.upper() for n in (*events, *_CONTROL_EVENTS)))
         steps = [self.filter("Unique-ID", uuid), self.filter("Job-Owner-UUID", uuid),
                  self.subscribe(*names, format="plain")]
         if linger:

@@ -266,7 +266,8 @@ async def test_events_list_and_no_linger(freeswitch: FakeFreeSWITCH) -> None:
     uuid = call.uuid
     assert seen["conn"].commands[:4] == [
         "connect", f"filter Unique-ID {uuid}", f"filter Job-Owner-UUID {uuid}",
-        "event plain CHANNEL_ANSWER DTMF BACKGROUND_JOB",
+        "event plain CHANNEL_ANSWER DTMF CHANNEL_EXECUTE_COMPLETE CHANNEL_BRIDGE CHANNEL_UNBRIDGE CHANNEL_HANGUP"
+        " CHANNEL_HANGUP_COMPLETE CHANNEL_DESTROY BACKGROUND_JOB",
     ]
     assert not any(c.startswith("linger") for c in seen["conn"].commands)
     assert seen["same"] and seen["answer"].name == "CHANNEL_ANSWER"
