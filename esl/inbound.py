@@ -143,7 +143,9 @@ class Inbound:
         await self.close()
 
     async def connect(self) -> Inbound:
-        """Connect and authenticate; returns ``self``."""
+        """Connect and authenticate; returns ``self`` (at once if already connected)."""
+        if self.connected:
+            return self
         self._closing = False
         self.close_exc = None
         self.protocol = await self._open()
