@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from esl.commands import build_command, build_sendmsg, check_header, check_line, redact
+from esl.core import Parser
 
 INJECTIONS = [
     "status\n\nexit",
@@ -104,3 +107,28 @@ def test_redact() -> None:
     assert redact("userauth 1000@default:secret") == "userauth 1000@default:******"
     assert redact("api status") == "api status"
 
+
+_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+
+
+@given(_text, _text)
+def test_property_one_command_block_or_value_error(arg: str, value: str) -> None:
+    """Whatever the text, either it is refused or exactly one command block is written."""
+    try:
+        data = build_command(f"api {arg}", {"X-Value": value})
+    except ValueError:
+        assert any(c in arg + value for c in "\r\n") or not f"api {arg}".strip()
+        return
+    assert "\n" not in arg + value and "\r" not in arg + value
+    assert data.endswith(b"\n\n") and data.count(b"\n\n") == 1
+    assert data.split(b"\n", 1)[0].decode() == f"api {arg}"
+
+
+@given(st.binary(max_size=200))
+def test_property_body_is_framed_exactly(body: bytes) -> None:
+    """A body of any bytes comes back whole when the frame is read as FreeSWITCH frames messages."""
+    data = build_command("sendevent CUSTOM", {"Event-Subclass": "t::p"}, body)
+    frame = b"Content-Type: text/x\n" + data.split(b"\n", 1)[1]  # the same framing rules as a reply
+    events = Parser().feed(frame)
+    assert len(events) == 1
+    assert events[0].raw.endswith(body)
