@@ -369,3 +369,29 @@ async def test_sync_handler_returning_a_coroutine_is_awaited() -> None:
         srv.write(event("HEARTBEAT"))
         await asyncio.wait_for(_until(lambda: done == ["HEARTBEAT"]), 5)
         proto.close()
+
+
+async def test_handler_concurrency() -> None:
+    from esl.protocol import Dispatcher
+
+    async with RawServer() as srv:
+        proto = await connect(srv, dispatcher=Dispatcher(concurrency=3))
+        running = 0
+        peak = 0
+        release = asyncio.Event()
+
+        async def handler(event: Event) -> None:
+            nonlocal running, peak
+            running += 1
+            peak = max(peak, running)
+            await release.wait()
+            running -= 1
+
+        proto.on("HEARTBEAT", handler)
+        srv.write(b"".join(event("HEARTBEAT") for _ in range(5)))
+        await asyncio.wait_for(_until(lambda: peak == 3), 5)
+        assert proto.stats.queue_depth == 2  # the other two wait their turn
+        release.set()
+        await proto.dispatcher.drain(5)
+        assert running == 0
+        proto.close()
