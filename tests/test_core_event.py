@@ -231,3 +231,11 @@ def test_event_constructor_checks_its_parts() -> None:
         Event(b"abc", "text/event-plain", b"abcdefgh", b"xy")
     ev = Event(b"A: 1\n\n", "command/reply", b"A: 1", None)
     assert ev["A"] == "1" and ev.body is None
+
+
+def test_many_and_long_headers(core: Any) -> None:
+    lines = [f"H{i}: v{i}" for i in range(300)] + ["H7: dup", "Long: " + "x%20" * 100, "Event-Name: BIG"]
+    for _ in range(2):  # the second time through the compiled core's caches
+        ev = one(core, frame(("\n".join(lines) + "\n\n").encode()))
+        assert len(ev) == 302 and ev["H7"] == "v7" and ev.getall("H7") == ["v7", "dup"]
+        assert ev["Long"] == "x " * 100 and ev.name == "BIG" and ev["h299"] == "v299"
