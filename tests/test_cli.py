@@ -571,6 +571,30 @@ def test_fake_subprocess_answers_api_and_stops_on_sigint(tmp_path: Path) -> None
     assert "Traceback" not in err
 
 
+def test_fake_hands_calls_to_an_outbound_app(tmp_path: Path, loop_thread: LoopThread) -> None:
+    handled: list[str] = []
+
+    async def handler(session: Any) -> None:
+        await session.channel.answer()
+        handled.append(session.uuid)
+        await session.channel.hangup()
+
+    app = esl.Outbound(handler, "127.0.0.1", 0)
+    loop_thread.run(app.start(block=False))
+    proc = _start(["fake", "--port", "0", "--outbound", f"127.0.0.1:{app.port}", "--calls", "2",
+                   "--interval", "0.05"], cwd=tmp_path)
+    try:
+        _wait_line(proc.stderr, "call 2/2")
+        deadline = time.monotonic() + 15
+        while len(handled) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        code, err = _stop(proc)
+        loop_thread.run(app.stop())
+    assert len(handled) == 2 and handled[0] != handled[1]
+    assert code == 0, err
+
+
 # -- the README's main job, in a fresh virtual environment ---------------------------------------------------
 
 
