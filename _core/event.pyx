@@ -413,27 +413,26 @@ cdef object _shaped_map(const char *base, Py_ssize_t s, Py_ssize_t e, bint drop_
     cdef esl_line *slot
     cdef Shape *sh
     cdef dict d
-    cdef Py_ssize_t nls, nle = 0
-    cdef uint64_t nh = 0
+    cdef Py_ssize_t starts[MAX_SHAPED], ends[MAX_SHAPED]
+    cdef uint64_t hashes[MAX_SHAPED]
+    cdef Py_ssize_t nlines = 0, li
+    # Pass 1: line bounds and hashes; prefetch every line's cache slot so the
+    # lookups of pass 2 find them in cache.
+    while ls < e:
+        le = ls + esl_find2(base + ls, e - ls, 10, 10)
+        if le - ls > LINE_MAX or nlines == MAX_SHAPED:
+            return None
+        lh = _hash(base + ls, le - ls)
+        esl_prefetch(&esl_lines[lh & (LINE_SLOTS - 1)])
+        starts[nlines] = ls
+        ends[nlines] = le
+        hashes[nlines] = lh
+        nlines += 1
+        ls = le + 1
     try:
-        # Software-pipelined: the next line's slot is prefetched while this one is handled.
-        if ls < e:
-            le = ls + esl_find2(base + ls, e - ls, 10, 10)
-            if le - ls > LINE_MAX:
-                return None
-            lh = _hash(base + ls, le - ls)
-            esl_prefetch(&esl_lines[lh & (LINE_SLOTS - 1)])
-        while ls < e:
-            nls = le + 1
-            if nls < e:
-                nle = nls + esl_find2(base + nls, e - nls, 10, 10)
-                if nle - nls > LINE_MAX:
-                    return None
-                nh = _hash(base + nls, nle - nls)
-                esl_prefetch(&esl_lines[nh & (LINE_SLOTS - 1)])
-            slot = _line_get_h(base + ls, le - ls, lh)
+        for li in range(nlines):
+            slot = _line_get_h(base + starts[li], ends[li] - starts[li], hashes[li])
             f = slot.flags
-            ls, le, lh = nls, nle, nh
             if f & 1:
                 continue
             if n == MAX_SHAPED:
