@@ -707,3 +707,27 @@ async def test_divert_events_and_far_end_endpoint(fake):
     pressed = await watcher.until(lambda e: e.name == "DTMF")
     assert pressed.uuid == "p1" and pressed["DTMF-Digit"] == "7"
     assert [e.uuid for e in watcher.events if e.name == "DTMF"] == ["p1"]
+
+
+async def test_hangup_message_interrupts_an_unlocked_app_but_waits_for_a_locked_one(fake):
+    fake.timings.media["long.wav"] = 5.0
+    c = await Conn.inbound(fake, None)
+    for uuid, lock in (("h1", ""), ("h2", "event-lock: true\n")):
+        assert await c.cmd(f"api originate {{origination_uuid={uuid}}}user/1 &park") == api(f"+OK {uuid}\n")
+        ch = fake.channels[uuid]
+        c.writer.write(
+            f"sendmsg {uuid}\ncall-command: execute\nexecute-app-name: playback\n"
+            f"execute-app-arg: long.wav\n{lock}\n".encode()
+        )
+        assert (await c.reply()).raw == reply("+OK")
+        while not any(e.name == "PLAYBACK_START" for e in ch.events_fired):
+            await asyncio.sleep(0.002)
+        assert await c.cmd(f"sendmsg {uuid}\ncall-command: hangup") == reply("+OK")
+        if lock:
+            # event-lock: the hangup waits behind the playback
+            await asyncio.sleep(0.05)
+            assert not ch.down
+            assert await c.cmd(f"api uuid_break {uuid}") == api("+OK\n")
+        await ch.wait_hangup()
+        names = [e.name for e in ch.events_fired]
+        assert names.index("CHANNEL_HANGUP") < names.index("PLAYBACK_STOP") or lock

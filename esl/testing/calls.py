@@ -716,7 +716,8 @@ class FakeChannel:
         if (
             (cmd.get("call-command") or "").lower() == "hangup"
             and not self._messages
-            and self._msg_app == "nested"
+            and self.current_app is not None
+            and self._msg_app != "locked"
         ):
             self.hangup(cmd.get("hangup-cause") or "NORMAL_CLEARING")
             return
