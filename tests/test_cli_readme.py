@@ -25,9 +25,18 @@ def python_blocks(text: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
 
 
+MAIN_JOB = 'python3 -m venv .venv && .venv/bin/pip install ".[bench]" && .venv/bin/esl bench'
+TESTS = 'python3 -m venv .venv && .venv/bin/pip install ".[test]" && .venv/bin/pytest'
+
+
 def test_the_two_set_up_commands(readme: str) -> None:
-    assert 'pip install ".[bench]" && esl bench' in readme
-    assert 'pip install ".[test]" && pytest' in readme
+    assert MAIN_JOB in readme
+    assert TESTS in readme
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    ci = (README.parent / ".ci" / "run").read_text()
+    assert TESTS in ci.splitlines()
 
 
 def test_python_blocks_compile_and_use_real_names(readme: str) -> None:
