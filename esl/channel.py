@@ -116,20 +116,10 @@ _REGISTRIES: "weakref.WeakKeyDictionary[Any, _Registry]" = weakref.WeakKeyDictio
 
 
 def _registry(protocol: Any) -> _Registry:
-    reg = getattr(protocol, "_esl_channels", None)
-    if reg is not None:
-        return reg  # type: ignore[no-any-return]
-    try:
-        return _REGISTRIES[protocol]
-    except KeyError:
-        pass
-    except TypeError:  # not weak-referenceable
-        pass
-    reg = _Registry(protocol)
-    try:
-        protocol._esl_channels = reg
-    except AttributeError:
-        _REGISTRIES[protocol] = reg
+    """The channel registry of one connection (kept beside it, not on it)."""
+    reg = _REGISTRIES.get(protocol)
+    if reg is None:
+        reg = _REGISTRIES[protocol] = _Registry(protocol)
     return reg
 
 
@@ -389,10 +379,9 @@ class Channel:
             return
         reg = _registry(protocol)
         if not reg.subscribed:
-            conn = _conn(protocol)
-            subs = getattr(conn, "subscriptions", None) or ()
+            subs = getattr(protocol, "subscriptions", None) or ()
             if "ALL" not in subs:
-                fmt = getattr(conn, "event_format", None) or "plain"
+                fmt = getattr(protocol, "event_format", None) or "plain"
                 await protocol.subscribe(*_CHANNEL_EVENTS, format=fmt)
             reg.subscribed = True
         if _has_filters(protocol):
@@ -1239,16 +1228,9 @@ _CHANNEL_EVENTS = (
 )
 
 
-def _conn(protocol: Any) -> Any:
-    """The ESLProtocol holding the connection state (an Inbound keeps it in ``.protocol``)."""
-    if hasattr(protocol, "filters"):
-        return protocol
-    return getattr(protocol, "protocol", None)
-
-
 def _has_filters(protocol: Any) -> bool:
-    conn = _conn(protocol)
-    return bool(getattr(conn, "filters", None))
+    """True when the connection (an Inbound or an ESLProtocol) has event filters."""
+    return bool(getattr(protocol, "filters", None))
 
 
 def _check_var(name: str) -> None:

@@ -314,10 +314,10 @@ class Inbound:
         # filters first, so nothing unfiltered slips in between
         for header, value in old.filters:
             await new.filter(header, value)
-        if old._job_filter and ("Event-Name", "BACKGROUND_JOB") not in old.filters:
+        if old.job_filter and ("Event-Name", "BACKGROUND_JOB") not in old.filters:
             await new.command("filter Event-Name BACKGROUND_JOB")
-            new._job_filter = True
-        new._bgapi_used = old._bgapi_used
+            new.job_filter = True
+        new.bgapi_used = old.bgapi_used
         names = sorted(old.subscriptions)
         custom = sorted(old.custom_subscriptions)
         if names or custom:
@@ -422,6 +422,24 @@ class Inbound:
     def close_reason(self) -> str | None:
         """Why the last connection ended."""
         return None if self.close_exc is None else self.close_exc.reason
+
+    @property
+    def filters(self) -> tuple[tuple[str, str], ...]:
+        """The ``(header, value)`` filters of the current connection (re-applied on reconnect)."""
+        proto = self.protocol
+        return tuple(proto.filters) if proto is not None else ()
+
+    @property
+    def subscriptions(self) -> frozenset[str]:
+        """The event names subscribed on the current connection (``"ALL"`` included; CUSTOM ones aside)."""
+        proto = self.protocol
+        return frozenset(proto.subscriptions) if proto is not None else frozenset()
+
+    @property
+    def event_format(self) -> str:
+        """The event format (``plain``/``json``/``xml``) the current connection subscribed in."""
+        proto = self.protocol
+        return proto.event_format if proto is not None else "plain"
 
     @property
     def stats(self) -> FlowStats:

@@ -99,6 +99,15 @@ class Outbound:
             return int(server.sockets[0].getsockname()[1])
         return self._port
 
+    @port.setter
+    def port(self, value: int) -> None:
+        """Change the port to listen on; only before ``start`` (a listening server cannot move)."""
+        if self._server is not None:
+            raise RuntimeError("Outbound.port cannot change once the server has started")
+        if not isinstance(value, int) or not 0 <= value <= 65535:
+            raise ValueError(f"invalid port {value!r}")
+        self._port = value
+
     @property
     def serving(self) -> bool:
         """True while accepting connections."""

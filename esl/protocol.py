@@ -1087,6 +1087,33 @@ class ESLProtocol(asyncio.Protocol):
             self._job_filter = True
 
     @property
+    def job_filter(self) -> bool:
+        """True when this connection's filters already let its BACKGROUND_JOB events through.
+
+        While it is False, ``bgapi`` on a connection with filters first adds
+        ``filter Event-Name BACKGROUND_JOB``. Set it True when another filter
+        already passes the connection's own job results (an outbound socket's
+        ``filter Job-Owner-UUID <uuid>``), so other connections' jobs stay out.
+        """
+        return self._job_filter
+
+    @job_filter.setter
+    def job_filter(self, value: bool) -> None:
+        self._job_filter = bool(value)
+
+    @property
+    def bgapi_used(self) -> bool:
+        """True once ``bgapi`` has run on this connection (later filters then keep BACKGROUND_JOB visible).
+
+        Settable so a replacement connection (an Inbound reconnecting) carries it over.
+        """
+        return self._bgapi_used
+
+    @bgapi_used.setter
+    def bgapi_used(self, value: bool) -> None:
+        self._bgapi_used = bool(value)
+
+    @property
     def jobs(self) -> dict[str, Job]:
         """Background jobs waiting for their result, by Job-UUID."""
         return dict(self._jobs)

@@ -55,7 +55,6 @@ class Session(ESLProtocol):
         self.context: Event | None = None
         self.channel: Channel | None = None
         self.uses_filters = False
-        self._esl_channels: Any = None
 
     # -- asyncio.Protocol -------------------------------------------------------
 
@@ -144,7 +143,7 @@ class Session(ESLProtocol):
             if linger:
                 await self.linger(int(linger))
             return
-        self._job_filter = True  # Job-Owner-UUID already lets this socket's BACKGROUND_JOBs through
+        self.job_filter = True  # Job-Owner-UUID already lets this socket's BACKGROUND_JOBs through
         self.uses_filters = True
         names: tuple[str, ...] = ()
         if events is not True:  # plus what blocking executes, hangup detection and bgapi rely on

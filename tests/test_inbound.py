@@ -195,6 +195,28 @@ async def test_bgapi_delivered_despite_user_filters(esl_client: Inbound, freeswi
     assert last_conn(freeswitch).commands.count("filter Event-Name BACKGROUND_JOB") == 1
 
 
+async def test_job_filter_is_public_and_honoured(esl_client: Inbound, freeswitch: FakeFreeSWITCH) -> None:
+    proto = esl_client.protocol
+    assert proto is not None and proto.job_filter is False and proto.bgapi_used is False
+    await esl_client.filter("Job-Owner-UUID", "some-owner")  # stands in for a filter passing our own jobs
+    proto.job_filter = True
+    await esl_client.bgapi("echo x")
+    assert proto.bgapi_used is True
+    assert "filter Event-Name BACKGROUND_JOB" not in last_conn(freeswitch).commands
+
+
+async def test_filters_subscriptions_format_read_only(esl_client: Inbound) -> None:
+    assert esl_client.filters == () and esl_client.subscriptions == frozenset()
+    assert esl_client.event_format == "plain"
+    await esl_client.subscribe("CHANNEL_ANSWER", format="json")
+    await esl_client.filter("Unique-ID", "abc")
+    assert esl_client.event_format == "json"
+    assert esl_client.subscriptions == frozenset({"CHANNEL_ANSWER"})
+    assert esl_client.filters == (("Unique-ID", "abc"),)
+    with pytest.raises(AttributeError):
+        esl_client.filters = ()  # type: ignore[misc]
+
+
 async def test_filter_after_bgapi_keeps_jobs(esl_client: Inbound, freeswitch: FakeFreeSWITCH) -> None:
     assert await (await esl_client.bgapi("echo one")).wait(5) == "one"
     await esl_client.filter("Unique-ID", "abc")

@@ -67,6 +67,23 @@ async def test_handshake_subscription_linger_exit(freeswitch: FakeFreeSWITCH) ->
     assert app.handled == 1 and app.errors == 0
 
 
+async def test_port_settable_only_before_start(freeswitch: FakeFreeSWITCH) -> None:
+    async def handler(session: esl.Session) -> None:
+        await session.hangup()
+
+    app = esl.Outbound(handler, "127.0.0.1", 9000)
+    app.port = 0
+    with pytest.raises(ValueError):
+        app.port = 70000
+    await app.start(block=False)
+    try:
+        assert app.port != 0  # the real port picked for port=0
+        with pytest.raises(RuntimeError):
+            app.port = 9001
+    finally:
+        await app.stop()
+
+
 async def test_handler_that_raises_is_logged_and_call_hung_up(freeswitch: FakeFreeSWITCH,
                                                               caplog: pytest.LogCaptureFixture) -> None:
     async def handler(session: esl.Session) -> None:

@@ -94,10 +94,7 @@ def outbound_run(app: str, host: str | None, port: int | None, log_level: str) -
         if port is not None:
             if getattr(server, "serving", False):
                 raise CLIError(f"{app!r} is already listening; --port cannot move it")
-            try:
-                server.port = port
-            except AttributeError:  # Outbound.port is read-only: the configured port lives in _port
-                server._port = port
+            server.port = port
     elif callable(obj) and not inspect.isclass(obj):
         server = Outbound(obj, host or "127.0.0.1", port or 9000)
     else:
