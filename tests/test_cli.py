@@ -444,6 +444,22 @@ def test_bench_compares_genesis_when_installed() -> None:
     assert all("genesis" in r["vs"] for r in rows if r["subject"].startswith("esl-"))
 
 
+def test_bench_with_peers_leaves_logging_enabled() -> None:
+    """The peer runs silence logging only while they are timed, never for the rest of the process."""
+    pytest.importorskip("genesis")
+    pytest.importorskip("greenswitch")
+    import logging
+
+    before = logging.root.manager.disable
+    assert before == logging.NOTSET
+    result = runner().invoke(main, ["bench", "--events", "20", "--no-e2e", "--min-time", "0", "--compare",
+                                    "genesis,greenswitch", "--json"])
+    assert result.exit_code == 0, result.stderr
+    assert {r["subject"] for r in json.loads(result.stdout)["results"]} >= {"genesis", "greenswitch"}
+    assert logging.root.manager.disable == before
+    assert logging.getLogger("esl").isEnabledFor(logging.WARNING)
+
+
 def test_bench_plot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     args = ["bench", "--events", "20", "--no-e2e", "--min-time", "0", "--compare", "none", "--backend", "python"]
     with monkeypatch.context() as m:

@@ -15,15 +15,6 @@ from esl.exceptions import AuthenticationError, CommandError, ConnectionError, T
 from esl.testing import FakeFreeSWITCH
 
 
-@pytest.fixture(autouse=True)
-def logging_enabled() -> Any:
-    """These tests read the logs; another test may have left ``logging.disable`` on."""
-    previous = logging.root.manager.disable
-    logging.disable(logging.NOTSET)
-    yield
-    logging.disable(previous)
-
-
 def last_conn(fake: FakeFreeSWITCH) -> Any:
     return fake.connections[-1]
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import click
@@ -27,6 +29,20 @@ class CLIError(click.ClickException):
 
     def show(self, file: Any = None) -> None:
         click.echo(f"esl: error: {self.format_message()}", err=True)
+
+
+@contextlib.contextmanager
+def quiet_logging() -> Iterator[None]:
+    """Silence all logging for a timed run (peer libraries log per event); the previous level is restored after.
+
+    ``logging.disable`` is process-wide, so it must never outlive the measurement.
+    """
+    previous = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
 
 
 def describe(exc: BaseException) -> str:

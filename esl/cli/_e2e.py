@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from esl.cli._common import quiet_logging
+
 
 class _Counter:
     """Counts events, timestamps the first and the last, and says when to stop."""
@@ -76,52 +78,48 @@ async def _run_esl(host: str, port: int, password: str, target: int, max_seconds
 
 async def _run_genesis(host: str, port: int, password: str, target: int, max_seconds: float,
                        fmt: str) -> dict[str, Any]:
-    import logging
+    with quiet_logging():
+        from genesis import Inbound
 
-    logging.disable(logging.CRITICAL)
-    from genesis import Inbound
+        finished = asyncio.Event()
+        counter = _Counter(target, max_seconds, finished.set)
 
-    finished = asyncio.Event()
-    counter = _Counter(target, max_seconds, finished.set)
+        async def handler(event: Any) -> None:
+            event.get("Unique-ID")
+            counter.hit()
 
-    async def handler(event: Any) -> None:
-        event.get("Unique-ID")
-        counter.hit()
-
-    async with Inbound(host, port, password, timeout=10) as client:
-        client.on("*", handler)
-        counter.start()
-        await client.send(f"event {fmt} ALL")
-        await asyncio.wait_for(finished.wait(), max_seconds + 20)
-    return counter.result("genesis")
+        async with Inbound(host, port, password, timeout=10) as client:
+            client.on("*", handler)
+            counter.start()
+            await client.send(f"event {fmt} ALL")
+            await asyncio.wait_for(finished.wait(), max_seconds + 20)
+        return counter.result("genesis")
 
 
 def _run_greenswitch(host: str, port: int, password: str, target: int, max_seconds: float,
                      fmt: str) -> dict[str, Any]:
-    import logging
+    with quiet_logging():
+        import gevent
+        import greenswitch
 
-    logging.disable(logging.CRITICAL)
-    import gevent
-    import greenswitch
+        done = gevent.event.Event()
+        counter = _Counter(target, max_seconds, done.set)
 
-    done = gevent.event.Event()
-    counter = _Counter(target, max_seconds, done.set)
+        def handler(event: Any) -> None:
+            event.headers.get("Unique-ID")
+            counter.hit()
+            if counter.done:
+                gevent.sleep(0)  # greenswitch's reader never yields while data flows: let the main greenlet run
 
-    def handler(event: Any) -> None:
-        event.headers.get("Unique-ID")
-        counter.hit()
-        if counter.done:
-            gevent.sleep(0)  # greenswitch's reader never yields while data flows: let the main greenlet run
-
-    client = greenswitch.InboundESL(host=host, port=port, password=password)
-    client.connect()
-    client.register_handle("*", handler)
-    counter.start()
-    client.send(f"event {fmt} ALL")
-    done.wait(max_seconds + 20)
-    client._run = False  # stop without waiting for an exit reply behind the event flood
-    client.sock.close()
-    return counter.result("greenswitch")
+        client = greenswitch.InboundESL(host=host, port=port, password=password)
+        client.connect()
+        client.register_handle("*", handler)
+        counter.start()
+        client.send(f"event {fmt} ALL")
+        done.wait(max_seconds + 20)
+        client._run = False  # stop without waiting for an exit reply behind the event flood
+        client.sock.close()
+        return counter.result("greenswitch")
 
 
 def main(argv: list[str] | None = None) -> int:

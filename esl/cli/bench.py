@@ -33,7 +33,7 @@ from typing import Any
 import click
 
 from esl.cli import capture as captures
-from esl.cli._common import CLIError, clean_errors, run
+from esl.cli._common import CLIError, clean_errors, quiet_logging, run
 
 PIECE = 64 * 1024
 PEERS = ("genesis", "greenswitch")
@@ -166,12 +166,13 @@ def _route_fn(mod: Any, pieces: list[bytes], keys: list[str]) -> Callable[[], in
 
 
 def _genesis_fn(pieces: list[bytes]) -> Callable[[], int]:
-    import logging
-
-    logging.disable(logging.CRITICAL)
     from genesis.protocol.reader_fsm import ESLReaderFSM
 
     def go() -> int:
+        with quiet_logging():
+            return parse()
+
+    def parse() -> int:
         fsm = ESLReaderFSM()
         buf = b""
         need = 0
@@ -197,12 +198,13 @@ def _genesis_fn(pieces: list[bytes]) -> Callable[[], int]:
 
 
 def _greenswitch_fn(data: bytes) -> Callable[[], int]:
-    import logging
-
-    logging.disable(logging.CRITICAL)
     from greenswitch.esl import ESLProtocol
 
     def go() -> int:
+        with quiet_logging():
+            return parse()
+
+    def parse() -> int:
         proto = ESLProtocol()
         proto.sock_file = io.BytesIO(data)
         proto.sock = io.BytesIO()
