@@ -623,6 +623,18 @@ class Channel:
             self._vars = cached
         return cached
 
+    def _set_local(self, changes: Mapping[str, str | None]) -> None:
+        """Apply a set/unset FreeSWITCH accepted to :attr:`variables` now (``None`` = unset).
+
+        The next full event of the channel replaces the whole view again.
+        """
+        view = self.variables
+        for name, value in changes.items():
+            if not value:  # an empty value unsets in FreeSWITCH too
+                view.pop(name, None)
+            else:
+                view[name] = value
+
     @property
     def call(self) -> "Call":
         """The :class:`~esl.call.Call` this leg belongs to (made on first use)."""
@@ -1125,8 +1137,11 @@ class Channel:
         text = check_line(value if isinstance(value, str) else str(value), "variable value")
         self._check_alive()
         if not _api_allowed(self.protocol):
-            return await self.execute("set", f"{name}={text}")
-        return await self._api(f"uuid_setvar {self.uuid} {name} {text}")
+            result = await self.execute("set", f"{name}={text}")
+        else:
+            result = await self._api(f"uuid_setvar {self.uuid} {name} {text}")
+        self._set_local({name: text})
+        return result
 
     async def setvars(self, variables: Mapping[str, object]) -> Any:
         """Set several channel variables at once."""
@@ -1141,8 +1156,11 @@ class Channel:
             return None
         self._check_alive()
         if not _api_allowed(self.protocol):
-            return await self.execute("multiset", "^^;" + ";".join(items))
-        return await self._api(f"uuid_setvar_multi {self.uuid} {';'.join(items)}")
+            result = await self.execute("multiset", "^^;" + ";".join(items))
+        else:
+            result = await self._api(f"uuid_setvar_multi {self.uuid} {';'.join(items)}")
+        self._set_local(dict(item.split("=", 1) for item in items))  # type: ignore[misc]
+        return result
 
     async def getvar(self, name: str) -> str | None:
         """The value of channel variable ``name``, or ``None`` when unset."""
@@ -1161,8 +1179,11 @@ class Channel:
         _check_var(name)
         self._check_alive()
         if not _api_allowed(self.protocol):
-            return await self.execute("unset", name)
-        return await self._api(f"uuid_setvar {self.uuid} {name}")
+            result = await self.execute("unset", name)
+        else:
+            result = await self._api(f"uuid_setvar {self.uuid} {name}")
+        self._set_local({name: None})
+        return result
 
     async def mute(self, direction: str = "read") -> str:
         """Mute the channel's audio in ``direction`` (``"read"``: what the caller says, or ``"write"``)."""

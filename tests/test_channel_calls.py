@@ -121,3 +121,38 @@ async def test_timeout_on_unanswered_wait(freeswitch: FakeFreeSWITCH, esl_client
         await ch.wait("CHANNEL_ANSWER", timeout=0.1)
     await ch.hangup("ORIGINATOR_CANCEL")
     assert ch.gone
+
+
+async def test_variables_follow_set_and_unset_at_once(freeswitch: FakeFreeSWITCH, esl_client: esl.Inbound) -> None:
+    ch = await esl.Channel.create(esl_client, "user/1000")
+    await ch.wait("CHANNEL_ANSWER", timeout=5)
+    await ch.setvar("colour", "blue")
+    assert ch.variables["colour"] == "blue"  # no channel event needed
+    await ch.setvars({"x": "1", "y": "2=3"})
+    assert ch.variables["x"] == "1" and ch.variables["y"] == "2=3"
+    await ch.unsetvar("x")
+    assert "x" not in ch.variables and ch.variables["colour"] == "blue"
+    await ch.hangup()
+
+
+async def test_variables_follow_set_on_a_session_without_api(freeswitch: FakeFreeSWITCH) -> None:
+    seen: dict[str, Any] = {}
+
+    async def handler(session: esl.Session) -> None:
+        ch = session.channel
+        assert not session.full_control  # set/multiset/unset run as applications
+        await ch.setvar("colour", "red")
+        seen["set"] = ch.variables.get("colour")
+        await ch.setvars({"a": "1", "b": "2"})
+        seen["multi"] = (ch.variables.get("a"), ch.variables.get("b"))
+        await ch.unsetvar("a")
+        seen["unset"] = "a" in ch.variables
+        await ch.hangup()
+
+    async with esl.Outbound(handler, "127.0.0.1", 0) as app:
+        freeswitch.dialplan["app"] = [("socket", f"127.0.0.1:{app.port} async")]
+        call = await freeswitch.call("app")
+        await call.wait_hangup(5)
+        while app.sessions:
+            await asyncio.sleep(0.005)
+    assert seen == {"set": "red", "multi": ("1", "2"), "unset": False}
