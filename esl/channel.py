@@ -1107,7 +1107,8 @@ class Channel:
             raise ValueError(f"invalid record path {path!r}")
         self._check_alive()
         if self._own() or not _api_allowed(self.protocol):
-            return await self.execute("record_session", path if time_limit is None else f"{path} {int(time_limit)}")
+            # the application takes its limit as "+<seconds>" (a bare second word would be its variables)
+            return await self.execute("record_session", path if time_limit is None else f"{path} +{int(time_limit)}")
         limit = "" if time_limit is None else f" {int(time_limit)}"
         return await self._api(f"uuid_record {self.uuid} start {path}{limit}")
 

@@ -15,8 +15,6 @@ def _inbound_commands(fake: FakeFreeSWITCH) -> list[str]:
 
 
 async def test_inbound_verbs_use_uuid_api(freeswitch: FakeFreeSWITCH, esl_client: esl.Inbound) -> None:
-    audio: list[str] = []
-    freeswitch.api["uuid_audio"] = lambda arg, conn: audio.append(arg) or "+OK"
     freeswitch.dialplan["9999"] = [("park", "")]
     ch = await esl.Channel.create(esl_client, "user/1000")
     await ch.wait("CHANNEL_ANSWER", timeout=5)
@@ -25,8 +23,8 @@ async def test_inbound_verbs_use_uuid_api(freeswitch: FakeFreeSWITCH, esl_client
     await ch.pre_answer()
     await ch.record("/tmp/call.wav", time_limit=30)
     await ch.stop_record("/tmp/call.wav")
-    await ch.mute()
-    await ch.unmute("write")
+    assert (await ch.mute()).startswith("+OK")
+    assert (await ch.unmute("write")).startswith("+OK")
     await ch.broadcast("ivr/beep.wav", "both")
     await ch.speak("hello there", "flite", "kal")
     info = await ch.execute("info")
@@ -40,9 +38,9 @@ async def test_inbound_verbs_use_uuid_api(freeswitch: FakeFreeSWITCH, esl_client
         f"api uuid_record {u} start /tmp/call.wav 30", f"api uuid_record {u} stop /tmp/call.wav",
         f"api uuid_broadcast {u} ivr/beep.wav both", f"api uuid_break {u} all", f"api uuid_park {u}",
         f"api uuid_transfer {u} 9999 XML default", f"sendmsg {u}",
+        f"api uuid_audio {u} start read mute 1", f"api uuid_audio {u} start write mute 0",
     ):
         assert expected in sent, expected
-    assert audio == [f"{u} start read mute 1", f"{u} start write mute 0"]
     await ch.hangup()
 
 
@@ -66,8 +64,14 @@ async def test_session_verbs_use_sendmsg(freeswitch: FakeFreeSWITCH) -> None:
                           and c.session.uuid == session.uuid))
         ch = session.channel
         await ch.answer()
-        got["record"] = await ch.record("/tmp/in.wav")
+        started = asyncio.ensure_future(ch.wait("RECORD_START", timeout=5))
+        await asyncio.sleep(0)  # the waits are registered before the commands go out
+        got["record"] = await ch.record("/tmp/in.wav", time_limit=600)
+        got["started"] = await started
+        stopped = asyncio.ensure_future(ch.wait("RECORD_STOP", timeout=5))
+        await asyncio.sleep(0)
         await ch.stop_record()
+        got["stopped"] = await stopped
         await ch.send_dtmf("12")
         await ch.speak("bye")
         got["say"] = await ch.say("123", kind="NUMBER", method="iterated")
@@ -82,6 +86,8 @@ async def test_session_verbs_use_sendmsg(freeswitch: FakeFreeSWITCH) -> None:
         while app.sessions:
             await asyncio.sleep(0.005)
     assert got["record"]["Application"] == "record_session"
+    assert got["record"]["Application-Data"] == "/tmp/in.wav +600"
+    assert got["started"]["Record-File-Path"] == got["stopped"]["Record-File-Path"] == "/tmp/in.wav"
     assert got["say"]["Application-Data"] == "en NUMBER iterated FEMININE 123"
     sent = conns[0].commands
     assert sum(c == "sendmsg" for c in sent) >= 6  # executes on the session's own socket

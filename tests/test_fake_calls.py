@@ -314,6 +314,36 @@ async def test_uuid_commands(fake):
     assert await c.cmd("api hupall") == api("+OK hangup all channels with cause MANAGER_REQUEST\n")
 
 
+async def test_uuid_audio_replies(fake):
+    c = await Conn.inbound(fake, None)
+    assert await c.cmd("api originate {origination_uuid=w1}user/1000 &park") == api("+OK w1\n")
+    usage = api("-USAGE: <uuid> [start [read|write] [mute|level <level>]|stop]\n")
+    assert await c.cmd("api uuid_audio w1 start read mute 1") == api("+OK\n")
+    assert await c.cmd("api uuid_audio w1 start write level 4") == api("+OK\n")
+    assert await c.cmd("api uuid_audio w1 stop") == api("+OK\n")
+    assert await c.cmd("api uuid_audio w1 start both mute 1") == usage
+    assert await c.cmd("api uuid_audio w1 start read") == usage
+    assert await c.cmd("api uuid_audio w1") == usage
+    assert await c.cmd("api uuid_audio nope start read mute 1") == api("-ERR No such channel!\n")
+
+
+async def test_record_session_apps(fake):
+    c = await Conn.inbound(fake)
+    assert await c.cmd("api originate {origination_uuid=r1}user/1000 &park") == api("+OK r1\n")
+    for app, arg in (("record_session", "/tmp/a.wav"), ("record_session", "/tmp/b.wav +1"),
+                     ("stop_record_session", "/tmp/a.wav")):
+        msg = f"sendmsg r1\ncall-command: execute\nexecute-app-name: {app}\nexecute-app-arg: {arg}"
+        assert await c.cmd(msg) == reply("+OK")
+        done = await c.until(lambda e, app=app: e.name == "CHANNEL_EXECUTE_COMPLETE" and e["Application"] == app)
+        assert done["Application-Response"] == "_none_"
+    # b.wav stops by itself after its +1 second limit (scaled)
+    await c.until(lambda e: e.name == "RECORD_STOP" and e["Record-File-Path"] == "/tmp/b.wav")
+    records = [(e.name, e["Record-File-Path"]) for e in c.events if e.name.startswith("RECORD_")]
+    assert records == [("RECORD_START", "/tmp/a.wav"), ("RECORD_START", "/tmp/b.wav"),
+                       ("RECORD_STOP", "/tmp/a.wav"), ("RECORD_STOP", "/tmp/b.wav")]
+    assert fake.channels["r1"].recordings == set()
+
+
 async def test_incoming_call_dialplan_and_dtmf_digits(fake):
     fake.dialplan["9000"] = [
         ("answer", ""),

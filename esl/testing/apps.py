@@ -9,6 +9,7 @@ and sends a warning log line.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -302,6 +303,51 @@ async def record(ch: FakeChannel, arg: str) -> str | None:
     return None
 
 
+def _record_stop(ch: FakeChannel, path: str) -> None:
+    ch.recordings.discard(path)
+    ch.fire(
+        "RECORD_STOP",
+        extended=True,
+        post=[("Record-File-Path", path)],
+        calling=("switch_ivr_async.c", "record_callback", 1331),
+    )
+
+
+async def record_session(ch: FakeChannel, arg: str) -> str | None:
+    """``<path> [+<limit secs>] [{vars}]``: a background recording (media bug) that returns at once.
+
+    RECORD_START now; RECORD_STOP on ``stop_record_session`` or after the limit.
+    """
+    parts = arg.split(" ")
+    path = parts[0]
+    if not path:
+        return None
+    limit = 0.0
+    if len(parts) > 1 and parts[1].startswith("+"):
+        digits = re.match(r"\d*", parts[1][1:])
+        limit = int(digits.group() or 0) if digits else 0  # atoi
+    ch.recordings.add(path)
+    ch.fire("RECORD_START", extended=True, post=[("Record-File-Path", path)],
+            calling=("switch_ivr_async.c", "record_callback", 1240))
+    if limit > 0:
+
+        async def stop_later() -> None:
+            await asyncio.sleep(limit * ch.timings.scale)
+            if path in ch.recordings and not ch.down:
+                _record_stop(ch, path)
+
+        ch.fake.spawn(stop_later())
+    return None
+
+
+async def stop_record_session(ch: FakeChannel, arg: str) -> str | None:
+    """``<path>|all``: stop background recordings of ``record_session`` (RECORD_STOP each)."""
+    path = arg.strip()
+    for p in sorted(ch.recordings) if path == "all" else [path] if path in ch.recordings else []:
+        _record_stop(ch, p)
+    return None
+
+
 async def echo(ch: FakeChannel, arg: str) -> str | None:
     await ch.pause(1e9)
     return None
@@ -418,6 +464,8 @@ APPS: dict[str, AppHandler] = {
     "read": read,
     "send_dtmf": send_dtmf,
     "record": record,
+    "record_session": record_session,
+    "stop_record_session": stop_record_session,
     "echo": echo,
     "transfer": transfer,
     "hold": hold,

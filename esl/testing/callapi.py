@@ -1,7 +1,7 @@
 """The call-control api commands of the fake, with mod_commands' exact output texts:
 originate, uuid_kill, uuid_answer, uuid_bridge, uuid_transfer, uuid_send_dtmf,
 uuid_getvar, uuid_setvar, uuid_setvar_multi, uuid_exists, uuid_hold, uuid_break,
-uuid_broadcast, uuid_record, uuid_park, uuid_dump, sched_hangup, hupall.
+uuid_broadcast, uuid_record, uuid_audio, uuid_park, uuid_dump, sched_hangup, hupall.
 """
 
 from __future__ import annotations
@@ -262,6 +262,21 @@ def install(fake: FakeFreeSWITCH) -> None:
             return "+OK Success\n"
         return "+OK Success\n"
 
+    def uuid_audio(arg: str, conn: FakeConnection | None) -> str:
+        """``<uuid> start read|write mute|level <n>`` or ``<uuid> stop`` (audio itself is not simulated)."""
+        usage = "-USAGE: <uuid> [start [read|write] [mute|level <level>]|stop]\n"
+        parts = arg.split(" ") if arg else []
+        if len(parts) < 2:
+            return usage
+        if find(parts[0]) is None:
+            return NO_CHANNEL
+        if parts[1].lower() == "stop":
+            return "+OK\n"
+        if (parts[1].lower() != "start" or len(parts) < 5 or parts[2].lower() not in ("read", "write")
+                or parts[3].lower() not in ("mute", "level")):
+            return usage
+        return "+OK\n"
+
     def uuid_park(arg: str, conn: FakeConnection | None) -> str:
         ch = find(arg.strip())
         if ch is None:
@@ -333,6 +348,7 @@ def install(fake: FakeFreeSWITCH) -> None:
         "uuid_break": uuid_break,
         "uuid_broadcast": uuid_broadcast,
         "uuid_record": uuid_record,
+        "uuid_audio": uuid_audio,
         "uuid_park": uuid_park,
         "uuid_dump": uuid_dump,
         "sched_hangup": sched_hangup,
