@@ -10,6 +10,7 @@ library are tested elsewhere, against this fake).
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 
 import pytest
@@ -594,6 +595,28 @@ async def test_outbound_connect_failure_continues_dialplan(fake):
     assert ch.hangup_cause == "USER_BUSY"
     log = await c.next()
     assert log.content_type == "log/data" and b"Socket Error!" in log.raw
+
+
+async def test_outbound_connect_timeout_setting(fake):
+    """An app whose accept queue is full: the socket app gives up after Timings.connect_timeout."""
+    assert Timings().connect_timeout > 1 + 2 + 4 + 8  # outlasts the SYN retransmits of a full accept queue
+    fake.timings.connect_timeout = 0.3
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)  # never accepted: one connection fills the queue, later SYNs are dropped
+    filler = socket.create_connection(listener.getsockname())
+    try:
+        host, port = listener.getsockname()
+        fake.dialplan["5"] = [("socket", f"{host}:{port} async full"), ("hangup", "USER_BUSY")]
+        c = await Conn.inbound(fake, "log 3")
+        ch = await fake.call("5")
+        await asyncio.wait_for(ch.wait_hangup(), 10)
+        assert ch.hangup_cause == "USER_BUSY"
+        log = await c.next()
+        assert log.content_type == "log/data" and b"Socket Error!" in log.raw
+    finally:
+        filler.close()
+        listener.close()
 
 
 async def test_inbound_myevents_uuid_session(fake):

@@ -93,7 +93,12 @@ class Timings:
     media: dict[str, float] = field(default_factory=dict)  # per-file playback length
     record: float = 0.02  # record length when no limit is given
     dtmf_gap: float = 0.0  # between two DTMF digits
-    connect_timeout: float = 2.0  # the socket app's TCP connect timeout
+    # How long the ``socket`` application waits for its TCP connect before it gives up (logs
+    # "Socket Error!" and goes on with the dialplan). FreeSWITCH has no limit of its own (the OS
+    # gives up after its SYN retries); 30 s outlasts the 1+2+4+8 s retransmits of SYNs dropped by a
+    # full accept queue (hundreds of calls at once on a loaded machine) yet ends a test whose app
+    # never answers. A refused connection fails at once whatever this is.
+    connect_timeout: float = 30.0
     scale: float = 0.01
 
 
