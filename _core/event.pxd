@@ -1,5 +1,7 @@
 # The compiled Event: what parser.pyx and router.pyx may touch directly.
 
+from cpython.ref cimport PyObject
+
 cdef enum Fmt:
     FMT_NONE = 0
     FMT_PLAIN = 1
@@ -20,7 +22,10 @@ cdef class Event:
     cdef Py_ssize_t _app_s, _app_e, _sub_s, _sub_e, _seq_s, _seq_e
     cdef unsigned int _have     # which cached values below are computed
     cdef object _name, _uuid, _job, _app, _sub, _seq, _raw
-    cdef list _flat             # decoded headers: name, value, name, value...
+    cdef PyObject **_kv         # decoded headers: name, value, name, value... (owned), or NULL
+    cdef Py_ssize_t _nkv        # number of pairs in _kv
+    cdef Py_ssize_t _nuniq      # number of distinct names (len of the mapping)
+    cdef list _flat             # _kv as a list, for getall / items_all
     cdef dict _first
     cdef dict _lower
     cdef object _body
@@ -28,6 +33,8 @@ cdef class Event:
     cdef void _scan_plain(self) noexcept
     cdef object _key(self, int which)
     cdef int _plain_head(self, Py_ssize_t *hs, Py_ssize_t *he) except -1
+    cdef bint _uses_pairs(self) noexcept
+    cdef int _load_pairs(self) except -1
     cdef list _decode(self)
     cdef bytes _inner(self)
     cdef dict _first_map(self)

@@ -11,7 +11,7 @@ pure-Python twin ``esl._pycore.Event``, which the differential tests enforce.
 
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
-from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.ref cimport PyObject, Py_DECREF, Py_INCREF, Py_XDECREF
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdint cimport uint32_t, uint64_t
@@ -266,10 +266,6 @@ cdef uint32_t _line_fill(esl_line *slot, uint32_t h, const char *p, Py_ssize_t n
     return flags
 
 
-cdef inline esl_line *_line_get(const char *p, Py_ssize_t n) except NULL:
-    return _line_get_h(p, n, _hash(p, n))
-
-
 cdef esl_line *_line_get_h(const char *p, Py_ssize_t n, uint64_t h) except NULL:
     """The cache slot of header line p[:n] (n <= LINE_MAX, hash h), filled on a miss.
 
@@ -295,52 +291,6 @@ cdef esl_line *_line_get_h(const char *p, Py_ssize_t n, uint64_t h) except NULL:
     return a
 
 
-cdef Py_ssize_t _parse_block(const char *base, Py_ssize_t s, Py_ssize_t e,
-                             list flat, dict first) except -2:
-    """Decode the ``Name: value`` lines of base[s:e] into ``flat`` and/or ``first`` (either may be None).
-
-    As the twin's ``_codec.parse_header_block``: split at the first ``:``,
-    skip the spaces after it, ignore lines without ``:`` or with an empty
-    name. ``flat`` gets name, value, name, value... in wire order; ``first``
-    the first value of each name, except ``Event-Name`` where the last one
-    wins. Returns 2 * (number of exact ``Content-Length`` names) + 1 if the
-    last pair is one, so the caller can drop the line that frames a body.
-    """
-    cdef Py_ssize_t ls = s, le, colon, vs, cl_count = 0, k, n
-    cdef bint last_cl = False
-    cdef uint32_t flags, h32
-    cdef uint64_t h
-    cdef esl_line *slot
-    cdef PyObject *name
-    cdef PyObject *value
-    while ls < e:
-        le = ls + esl_find2(base + ls, e - ls, 10, 10)
-        n = le - ls
-        slot = NULL
-        if n <= LINE_MAX:
-            slot = _line_get(base + ls, n)
-            flags = slot.flags
-            name = slot.name
-            value = slot.value
-        else:
-            flags = _line_fill(&_big_line, 0, base + ls, n)
-            name = _big_line.name
-            value = _big_line.value
-        if not (flags & 1):
-            if flat is not None:
-                flat.append(<object>name)
-                flat.append(<object>value)
-            last_cl = (flags & 4) != 0
-            cl_count += last_cl
-            if first is not None:
-                if flags & 2:
-                    first[<object>name] = <object>value
-                else:
-                    PyDict_SetDefault(first, <object>name, <object>value)
-        ls = le + 1
-    return cl_count * 2 + last_cl
-
-
 cdef object _int_or_none(const char *p, Py_ssize_t n):
     """``int(raw)`` or ``None``, as the twin; digits-only values take a C path."""
     cdef Py_ssize_t i
@@ -358,140 +308,202 @@ cdef object _int_or_none(const char *p, Py_ssize_t n):
         return None
 
 
-# -- header maps by shape -------------------------------------------------------
+# -- decoded headers: a C array of pairs ----------------------------------------
 #
-# FreeSWITCH sends the same header names in the same order again and again
-# (98% of the events in the real capture repeat the name sequence of an
-# earlier event), and thanks to the line cache most values are the very same
-# str objects as last time. So the map of an event whose shape was seen is a
-# copy of the last map of that shape (a memcpy of the dict's table) with only
-# the changed values set, instead of ~70 dict insertions.
+# When a plain event's (or a reply's) headers are first touched, every header
+# line is decoded into one C array ``_kv``: name, value, name, value... in wire
+# order, owned references, mostly increfs of the strs in the line cache. The
+# mapping is served from it: a lookup scans for the name (names are interned,
+# so the scan is mostly pointer compares), the first match wins, the last for
+# Event-Name. A real dict is built only for what needs one (iteration,
+# ``.headers``, case-insensitive lookups).
+#
+# ``len()`` needs the number of distinct names. FreeSWITCH sends the same
+# header names in the same order again and again (98% of the events in the
+# real capture repeat the name sequence of an earlier event), so the count is
+# kept per sequence of name objects in a small shape cache; a new shape is
+# counted once with a dict.
 
-DEF MAX_SHAPED = 256   # events with more header lines take the plain path
+DEF BATCH = 16          # lines hashed and prefetched ahead of their lookups
 DEF SHAPE_SLOTS = 256
+DEF KV_PAIRS = 128      # capacity of a new pair array (grown past it when needed)
+DEF KV_SPARE = 32       # freed arrays of KV_PAIRS kept for reuse: no malloc per event
 
 cdef struct Shape:
     uint64_t h
     Py_ssize_t n
-    PyObject **names        # owned references
-    PyObject **values       # owned references
-    unsigned char *wins     # 1 where this line's value is the one the map holds
-    PyObject *map           # the last map built for this shape (owned; never mutated)
+    Py_ssize_t nuniq        # distinct names among the n
+    PyObject **names        # owned references; NULL when the slot is empty
 
 cdef Shape _shapes[SHAPE_SLOTS]
 
 
-cdef void _shape_clear(Shape *sh) noexcept:
+cdef PyObject **_kv_spare[KV_SPARE]
+cdef int _kv_nspare = 0
+
+
+cdef PyObject **_kv_new() noexcept:
+    """An array for KV_PAIRS pairs (NULL when out of memory)."""
+    global _kv_nspare
+    if _kv_nspare:
+        _kv_nspare -= 1
+        return _kv_spare[_kv_nspare]
+    return <PyObject **>PyMem_Malloc(2 * KV_PAIRS * sizeof(PyObject *))
+
+
+cdef void _release(PyObject **kv, Py_ssize_t n) noexcept:
+    """Drop the references of n pairs and free (or keep for reuse) the array."""
+    global _kv_nspare
     cdef Py_ssize_t i
-    for i in range(sh.n):
-        Py_XDECREF(sh.names[i])
-        Py_XDECREF(sh.values[i])
-    Py_XDECREF(sh.map)
-    PyMem_Free(sh.names)
-    PyMem_Free(sh.values)
-    PyMem_Free(sh.wins)
-    sh.names = sh.values = NULL
-    sh.wins = NULL
-    sh.map = NULL
-    sh.n = 0
-    sh.h = 0
+    for i in range(2 * n):
+        Py_DECREF(<object>kv[i])
+    if n <= KV_PAIRS and _kv_nspare < KV_SPARE:  # so it holds at least KV_PAIRS pairs
+        _kv_spare[_kv_nspare] = kv
+        _kv_nspare += 1
+    else:
+        PyMem_Free(kv)
 
 
-cdef object _shaped_map(const char *base, Py_ssize_t s, Py_ssize_t e, bint drop_last_cl):
-    """The first-occurrence map of the header lines base[s:e], built from the shape cache.
+cdef PyObject **_gather(const char *base, Py_ssize_t s, Py_ssize_t e, bint drop_last_cl,
+                        Py_ssize_t *count, uint64_t *shape) except NULL:
+    """The header lines of base[s:e] as a new array of (name, value) pairs.
 
-    Returns None when the block does not fit (the caller then builds it line by line).
-    ``drop_last_cl``: the last pair is dropped when it is a Content-Length
-    (it frames the body of a plain event).
+    Their number goes to ``count``, the hash of their name sequence (the key
+    of the shape cache) to ``shape``.
+
+    As the twin's ``_codec.parse_header_block``: split at the first ``:``,
+    skip the spaces after it, ignore lines without ``:`` or with an empty
+    name. ``drop_last_cl``: the last pair is dropped when it is an exact
+    ``Content-Length`` (it frames the body of a plain event).
     """
-    cdef PyObject *names[MAX_SHAPED]
-    cdef PyObject *values[MAX_SHAPED]
-    cdef unsigned char flags[MAX_SHAPED]
-    cdef Py_ssize_t n = 0, ls = s, le, i, last_en = -1, before
-    cdef uint64_t h = 0x9E3779B97F4A7C15ULL, lh
-    cdef uint32_t f
+    cdef Py_ssize_t cap = KV_PAIRS, n = 0, ls = s, le, nb, i
+    cdef Py_ssize_t starts[BATCH]
+    cdef Py_ssize_t lens[BATCH]
+    cdef uint64_t hashes[BATCH]
+    cdef uint32_t last_flags = 0
+    cdef uint64_t h = 0x9E3779B97F4A7C15ULL, prev_h = h
     cdef esl_line *slot
-    cdef Shape *sh
-    cdef dict d
-    cdef Py_ssize_t starts[MAX_SHAPED], ends[MAX_SHAPED]
-    cdef uint64_t hashes[MAX_SHAPED]
-    cdef Py_ssize_t nlines = 0, li
-    # Pass 1: line bounds and hashes; prefetch every line's cache slot so the
-    # lookups of pass 2 find them in cache.
-    while ls < e:
-        le = ls + esl_find2(base + ls, e - ls, 10, 10)
-        if le - ls > LINE_MAX or nlines == MAX_SHAPED:
-            return None
-        lh = _hash(base + ls, le - ls)
-        esl_prefetch(&esl_lines[lh & (LINE_SLOTS - 1)])
-        starts[nlines] = ls
-        ends[nlines] = le
-        hashes[nlines] = lh
-        nlines += 1
-        ls = le + 1
+    cdef PyObject **kv = _kv_new()
+    cdef PyObject **grown
+    if kv == NULL:
+        raise MemoryError()
     try:
-        for li in range(nlines):
-            slot = _line_get_h(base + starts[li], ends[li] - starts[li], hashes[li])
-            f = slot.flags
-            if f & 1:
-                continue
-            if n == MAX_SHAPED:
-                return None
-            names[n] = slot.name
-            values[n] = slot.value
-            Py_INCREF(<object>names[n])
-            Py_INCREF(<object>values[n])
-            flags[n] = <unsigned char>f
-            h = (h ^ <uint64_t>names[n]) * 0xFF51AFD7ED558CCDULL
-            n += 1
-        if drop_last_cl and n and (flags[n - 1] & 4):
-            n -= 1
-            Py_DECREF(<object>names[n])
-            Py_DECREF(<object>values[n])
-        h ^= <uint64_t>n
-        sh = &_shapes[(h ^ (h >> 33)) & (SHAPE_SLOTS - 1)]
-        if sh.map != NULL and sh.h == h and sh.n == n and memcmp(sh.names, names, n * sizeof(PyObject *)) == 0:
-            d = (<dict>sh.map).copy()
-            for i in range(n):
-                if sh.wins[i] and values[i] != sh.values[i]:
-                    d[<object>names[i]] = <object>values[i]
-                    Py_DECREF(<object>sh.values[i])
-                    sh.values[i] = values[i]
-                    Py_INCREF(<object>values[i])
-        else:
-            _shape_clear(sh)
-            d = __Pyx_PyDict_NewPresized(n)
-            sh.names = <PyObject **>PyMem_Malloc(n * sizeof(PyObject *) + 1)
-            sh.values = <PyObject **>PyMem_Malloc(n * sizeof(PyObject *) + 1)
-            sh.wins = <unsigned char *>PyMem_Malloc(n + 1)
-            if sh.names == NULL or sh.values == NULL or sh.wins == NULL:
-                _shape_clear(sh)
-                raise MemoryError()
-            for i in range(n):
-                if flags[i] & 2:
-                    last_en = i
-            for i in range(n):
-                if flags[i] & 2:
-                    d[<object>names[i]] = <object>values[i]
-                    sh.wins[i] = i == last_en  # Event-Name: the last one wins
+        while ls < e:
+            # Bounds and hashes of a batch of lines, prefetching their cache
+            # slots, so the lookups below find them in cache.
+            nb = 0
+            while ls < e and nb < BATCH:
+                le = ls + esl_find2(base + ls, e - ls, 10, 10)
+                starts[nb] = ls
+                lens[nb] = le - ls
+                if le - ls <= LINE_MAX:
+                    hashes[nb] = _hash(base + ls, le - ls)
+                    esl_prefetch(&esl_lines[hashes[nb] & (LINE_SLOTS - 1)])
+                nb += 1
+                ls = le + 1
+            for i in range(nb):
+                if lens[i] <= LINE_MAX:
+                    slot = _line_get_h(base + starts[i], lens[i], hashes[i])
                 else:
-                    before = len(d)
-                    PyDict_SetDefault(d, <object>names[i], <object>values[i])
-                    sh.wins[i] = len(d) != before  # first occurrence
-                sh.names[i] = names[i]
-                sh.values[i] = values[i]
-                Py_INCREF(<object>names[i])
-                Py_INCREF(<object>values[i])
-            sh.n = n
-            sh.h = h
-        Py_XDECREF(sh.map)
-        sh.map = <PyObject *>d
-        Py_INCREF(d)
-        return d
-    finally:
-        for i in range(n):
-            Py_DECREF(<object>names[i])
-            Py_DECREF(<object>values[i])
+                    _line_fill(&_big_line, 0, base + starts[i], lens[i])
+                    slot = &_big_line
+                if slot.flags & 1:
+                    continue  # not a header line
+                if n == cap:
+                    grown = <PyObject **>PyMem_Realloc(kv, 4 * cap * sizeof(PyObject *))
+                    if grown == NULL:
+                        raise MemoryError()
+                    kv = grown
+                    cap *= 2
+                Py_INCREF(<object>slot.name)
+                Py_INCREF(<object>slot.value)
+                kv[2 * n] = slot.name
+                kv[2 * n + 1] = slot.value
+                last_flags = slot.flags
+                prev_h = h
+                h = (h ^ <uint64_t>slot.name) * 0xFF51AFD7ED558CCDULL
+                n += 1
+    except BaseException:
+        _release(kv, n)
+        raise
+    if drop_last_cl and n and (last_flags & 4):
+        n -= 1
+        Py_DECREF(<object>kv[2 * n])
+        Py_DECREF(<object>kv[2 * n + 1])
+        h = prev_h
+    count[0] = n
+    shape[0] = h ^ <uint64_t>n
+    return kv
+
+
+cdef inline bint _is_event_name(str name):
+    return len(name) == 10 and name == _EVENT_NAME
+
+
+cdef Py_ssize_t _find(PyObject **kv, Py_ssize_t n, str key) except -2:
+    """The pair ``event[key]`` gives: the first whose name equals ``key``, the last for Event-Name; -1 if none."""
+    cdef PyObject *k = <PyObject *>key
+    cdef Py_ssize_t klen = len(key), i, found = -1
+    for i in range(n):
+        if kv[2 * i] == k or (len(<str>kv[2 * i]) == klen and <str>kv[2 * i] == key):
+            found = i
+            break
+    if found >= 0 and _is_event_name(key):
+        for i in range(found + 1, n):
+            if kv[2 * i] == k or <str>kv[2 * i] == key:
+                found = i
+    return found
+
+
+cdef dict _map_of(PyObject **kv, Py_ssize_t n):
+    """The first-occurrence dict of n pairs (Event-Name: the last, as libesl)."""
+    cdef dict first = __Pyx_PyDict_NewPresized(n)
+    cdef Py_ssize_t i
+    for i in range(n):
+        k = <object>kv[2 * i]
+        if _is_event_name(k):
+            first[k] = <object>kv[2 * i + 1]
+        else:
+            PyDict_SetDefault(first, k, <object>kv[2 * i + 1])
+    return first
+
+
+cdef inline Shape *_shape_of(uint64_t h) noexcept:
+    """The shape-cache slot for a name-sequence hash (see ``_gather``)."""
+    return &_shapes[(h ^ (h >> 33)) & (SHAPE_SLOTS - 1)]
+
+
+cdef Py_ssize_t _shape_uniq(PyObject **kv, Py_ssize_t n, uint64_t h) except -2:
+    """The number of distinct names among n pairs (name-sequence hash h) when their shape was seen, else -1."""
+    cdef Shape *sh = _shape_of(h)
+    cdef Py_ssize_t i
+    if sh.names == NULL or sh.h != h or sh.n != n:
+        return -1
+    for i in range(n):
+        if sh.names[i] != kv[2 * i]:
+            return -1
+    return sh.nuniq
+
+
+cdef int _shape_store(PyObject **kv, Py_ssize_t n, uint64_t h, Py_ssize_t nuniq) except -1:
+    """Remember that the name sequence of these n pairs (hash h) has ``nuniq`` distinct names."""
+    cdef Shape *sh = _shape_of(h)
+    cdef PyObject **names = <PyObject **>PyMem_Malloc(n * sizeof(PyObject *) + 1)
+    cdef Py_ssize_t i
+    if names == NULL:
+        raise MemoryError()
+    for i in range(n):
+        names[i] = kv[2 * i]
+        Py_INCREF(<object>names[i])
+    if sh.names != NULL:
+        for i in range(sh.n):
+            Py_DECREF(<object>sh.names[i])
+        PyMem_Free(sh.names)
+    sh.names = names
+    sh.n = n
+    sh.h = h
+    sh.nuniq = nuniq
+    return 0
 
 
 # -- the Event ----------------------------------------------------------------
@@ -690,6 +702,31 @@ cdef class Event:
         he[0] = self._ihead if self._ihead >= 0 else self._end
         return self._ihead >= 0 and self._end > self._ihead + 2
 
+    cdef bint _uses_pairs(self) noexcept:
+        """Whether the headers are read from plain header lines (plain events, replies)."""
+        return self._fmt == FMT_NONE or (self._fmt == FMT_PLAIN and self._has_inner)
+
+    cdef int _load_pairs(self) except -1:
+        """Decode every header line into ``_kv`` (see "decoded headers" above), once."""
+        cdef Py_ssize_t hs = 0, he = 0, n = 0, nuniq
+        cdef uint64_t shape = 0
+        if self._kv != NULL:
+            return 0
+        body = self._plain_head(&hs, &he)
+        self._kv = _gather(PyBytes_AS_STRING(self._buf), hs, he, body and self._fmt == FMT_PLAIN, &n, &shape)
+        self._nkv = n
+        nuniq = _shape_uniq(self._kv, n, shape)
+        if nuniq < 0:
+            nuniq = len(self._first_map())
+            _shape_store(self._kv, n, shape, nuniq)
+        self._nuniq = nuniq
+        return 0
+
+    def __dealloc__(self):
+        if self._kv != NULL:
+            _release(self._kv, self._nkv)
+            self._kv = NULL
+
     cdef list _decode(self):
         """Every header in wire order, decoded once: a flat list name, value, name, value...
 
@@ -698,14 +735,12 @@ cdef class Event:
         """
         if self._flat is not None:
             return self._flat
-        cdef Py_ssize_t hs = 0, he = 0, r
+        cdef Py_ssize_t i
         cdef list flat = []
-        if self._fmt == FMT_NONE or (self._fmt == FMT_PLAIN and self._has_inner):
-            body = self._plain_head(&hs, &he)
-            r = _parse_block(PyBytes_AS_STRING(self._buf), hs, he, flat, None)
-            if body and self._fmt == FMT_PLAIN and (r & 1):
-                # The Content-Length line just before the blank line frames the body.
-                del flat[len(flat) - 2:]
+        if self._uses_pairs():
+            self._load_pairs()
+            for i in range(2 * self._nkv):
+                flat.append(<object>self._kv[i])
         elif self._fmt != FMT_PLAIN:
             pairs, self._body = _parse_event(self._inner(), _FMT_NAMES[self._fmt])
             self._have |= 1u << K_BODY
@@ -723,20 +758,17 @@ cdef class Event:
                                          self._end - self._hend - 2)
 
     cdef dict _first_map(self):
-        """First value of each name (Event-Name: the last), decoded straight from the bytes."""
+        """First value of each name (Event-Name: the last), as a real dict."""
         cdef dict first = self._first
         cdef list flat
-        cdef Py_ssize_t i, hs = 0, he = 0, r
+        cdef Py_ssize_t i
         if first is not None:
             return first
-        if self._fmt == FMT_NONE or (self._fmt == FMT_PLAIN and self._has_inner):
-            body = self._plain_head(&hs, &he)
-            first = _shaped_map(PyBytes_AS_STRING(self._buf), hs, he, body and self._fmt == FMT_PLAIN)
-            if first is None:
-                first = __Pyx_PyDict_NewPresized((he - hs) // 24 + 1)  # ~36 bytes a line
-                r = _parse_block(PyBytes_AS_STRING(self._buf), hs, he, None, first)
-                if body and self._fmt == FMT_PLAIN and r == 3:
-                    del first[_CONTENT_LENGTH]  # it only framed the body
+        if self._uses_pairs():
+            self._load_pairs()
+            first = self._first
+            if first is None:  # _load_pairs builds it for a new shape
+                first = _map_of(self._kv, self._nkv)
         else:
             flat = self._decode()
             first = {}
@@ -751,16 +783,24 @@ cdef class Event:
         return first
 
     def __getitem__(self, name):
-        cdef dict first = self._first_map()
+        cdef dict first
         cdef dict lower
-        try:
-            return first[name]
-        except KeyError:
-            pass
+        cdef Py_ssize_t i
+        if type(name) is str and self._uses_pairs():
+            self._load_pairs()
+            i = _find(self._kv, self._nkv, <str>name)
+            if i >= 0:
+                return <object>self._kv[2 * i + 1]
+        else:
+            first = self._first_map()
+            try:
+                return first[name]
+            except KeyError:
+                pass
         lower = self._lower
         if lower is None:
             lower = {}
-            for k, v in first.items():
+            for k, v in self._first_map().items():
                 PyDict_SetDefault(lower, k.lower(), v)
             self._lower = lower
         return lower[name.lower()]
@@ -785,6 +825,9 @@ cdef class Event:
         return iter(self._first_map())
 
     def __len__(self):
+        if self._uses_pairs():
+            self._load_pairs()
+            return self._nuniq
         return len(self._first_map())
 
     def keys(self):
@@ -881,6 +924,13 @@ cdef inline int _init(Event ev, bytes buf, Py_ssize_t start, Py_ssize_t hend, Py
     ev._ihead = -1
     ev._name_s = ev._uuid_s = ev._job_s = ev._app_s = ev._sub_s = ev._seq_s = -1
     ev._have = 0
+    if ev._kv != NULL:  # __init__ called again
+        _release(ev._kv, ev._nkv)
+    ev._kv = NULL
+    ev._nkv = 0
+    ev._nuniq = -1
+    ev._flat = None
+    ev._first = ev._lower = None
     fmt = _FORMATS.get(content_type)
     ev._fmt = FMT_NONE if fmt is None else <int>fmt
     if ev._fmt == FMT_PLAIN and has_inner:
