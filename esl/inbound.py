@@ -26,9 +26,10 @@ from types import EllipsisType
 from typing import Any, Callable, Iterable, Mapping
 
 from esl.commands import check_line
+from esl.dispatch import Dispatcher, EventStream, FlowStats, Handler
 from esl.exceptions import AuthenticationError, ConnectionError, TimeoutError
 from esl.job import Job
-from esl.protocol import Dispatcher, ESLProtocol, EventStream, FlowStats, Handler
+from esl.protocol import ESLProtocol
 
 __all__ = ["Inbound"]
 
@@ -569,15 +570,7 @@ class Inbound:
 
         Registering a handler does not subscribe: call :meth:`subscribe` (or use :class:`esl.Consumer`).
         """
-        if handler is None:
-
-            def decorator(fn: Handler) -> Handler:
-                self.dispatcher.add_handler(name, fn)
-                return fn
-
-            return decorator
-        self.dispatcher.add_handler(name, handler)
-        return handler
+        return self.dispatcher.on(name, handler)
 
     def remove(self, name: str, handler: Handler) -> None:
         """Unregister a handler."""
