@@ -211,10 +211,10 @@ def _parse_xml(payload: bytes) -> tuple[Pairs, str | None]:
     if b_start >= 0:
         b_end = tail.rfind("</body>")
         raw_body = _xml_unescape(tail[b_start + len("<body>") : b_end if b_end >= 0 else len(tail)])
-        m = re.search(r"<Content-Length>(\d+)</Content-Length>", tail)
-        if m is not None:
+        length = re.search(r"<Content-Length>(\d+)</Content-Length>", tail)
+        if length is not None:
             # FreeSWITCH pretty-prints the closing tag; the length says where the body ends.
-            raw_bytes = to_bytes(raw_body)[: int(m.group(1))]
+            raw_bytes = to_bytes(raw_body)[: int(length.group(1))]
             raw_body = to_str(raw_bytes)
         body = raw_body
     return pairs, body

@@ -755,7 +755,7 @@ class Channel:
         digit = header(event, "DTMF-Digit")
         if not digit:
             return
-        for h in table.get(digit) or table.get(None, ()):
+        for h in table.get(digit) or table.get(None) or ():
             self._call(h, digit)
 
     # -- waiting -----------------------------------------------------------------
@@ -1076,7 +1076,7 @@ class Channel:
         if isinstance(other, str):
             check_line(other, "bridge dial string")
             return await self.execute("bridge", other, block=block, timeout=timeout)
-        peer = other.channel if _is_session(other) else other
+        peer: object = other.channel if _is_session(other) else other  # type: ignore[union-attr]
         if not isinstance(peer, Channel):
             raise TypeError(f"cannot bridge to {other!r}")
         if peer is self:
@@ -1137,6 +1137,7 @@ class Channel:
         _check_var(name)
         text = check_line(value if isinstance(value, str) else str(value), "variable value")
         self._check_alive()
+        result: Any
         if not _api_allowed(self.protocol):
             result = await self.execute("set", f"{name}={text}")
         else:
@@ -1156,6 +1157,7 @@ class Channel:
         if not items:
             return None
         self._check_alive()
+        result: Any
         if not _api_allowed(self.protocol):
             result = await self.execute("multiset", "^^;" + ";".join(items))
         else:
@@ -1179,6 +1181,7 @@ class Channel:
         """Unset channel variable ``name``."""
         _check_var(name)
         self._check_alive()
+        result: Any
         if not _api_allowed(self.protocol):
             result = await self.execute("unset", name)
         else:

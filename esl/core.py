@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from esl import _pycore
 
@@ -52,7 +53,10 @@ if _mod is None:
 else:
     BACKEND = "cython"
 
-Event = _mod.Event
-Parser = _mod.Parser
-Router = _mod.Router
-DEFAULT_MAX_SIZE: int = _mod.DEFAULT_MAX_SIZE
+if TYPE_CHECKING:  # both cores share the twin's interface; type checkers read it there
+    from esl._pycore import DEFAULT_MAX_SIZE, Event, Parser, Router
+else:
+    Event = _mod.Event
+    Parser = _mod.Parser
+    Router = _mod.Router
+    DEFAULT_MAX_SIZE: int = _mod.DEFAULT_MAX_SIZE

@@ -146,7 +146,7 @@ class Session(ESLProtocol):
         self.job_filter = True  # Job-Owner-UUID already lets this socket's BACKGROUND_JOBs through
         self.uses_filters = True
         names: tuple[str, ...] = ()
-        if events is not True:  # plus what blocking executes, hangup detection and bgapi rely on
+        if isinstance(events, (list, tuple)):  # plus what blocking executes, hangup detection and bgapi rely on
             names = tuple(dict.fromkeys(n.upper() for n in (*events, *_CONTROL_EVENTS)))
         steps = [self.filter("Unique-ID", uuid), self.filter("Job-Owner-UUID", uuid),
                  self.subscribe(*names, format="plain")]
@@ -200,7 +200,7 @@ class Session(ESLProtocol):
                                          headers=headers)
         hdrs: dict[str, str] = {"call-command": command}
         if command == "hangup":
-            hdrs["hangup-cause"] = HangupCause.parse(data if data is not None else "NORMAL_CLEARING").name
+            hdrs["hangup-cause"] = HangupCause.parse(str(data) if data is not None else "NORMAL_CLEARING").name
         if lock:
             hdrs["event-lock"] = "true"
         for name, value in (headers or {}).items():
