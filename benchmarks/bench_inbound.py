@@ -21,6 +21,9 @@ Run (with the package installed, e.g. ``pip install ".[bench]"``):
 ``python benchmarks/bench_inbound.py [--events 200000] [--peer-events 20000]``
 (peers are slower, so they get fewer events; rates are per second either way).
 ``ESL_BENCH_TREE=1`` runs the esl clients from the source tree instead.
+The same machinery runs under pytest-benchmark in ``benchmarks/test_inbound.py``:
+there the client subprocess connects and authenticates first, says ``READY``,
+and only the subscription and the event stream fall in the timed window.
 """
 
 from __future__ import annotations
@@ -33,12 +36,15 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 CAPTURES = [
+    *([Path(os.environ["ESL_CAPTURES"]) / "events-plain.raw.xz"] if os.environ.get("ESL_CAPTURES") else []),
     ROOT.parent / "shared" / "captures" / "events-plain.raw.xz",
     ROOT / "shared" / "captures" / "events-plain.raw.xz",
 ]
@@ -152,12 +158,38 @@ def serve(port_queue: multiprocessing.Queue, frames: list[bytes]) -> None:  # ty
 # -- clients (each in its own subprocess) -------------------------------------------
 
 
-def client_esl(port: int, count: int) -> tuple[float, float]:
+class Window:
+    """The timed window of one client run: ``start()`` before subscribing, ``stop()`` at the last event.
+
+    With ``handshake`` the client prints ``READY`` and waits for a line on stdin
+    before the window opens (so the parent times only the event stream); the
+    result is printed as one JSON line the moment the window closes, before the
+    client tears its connection down.
+    """
+
+    def __init__(self, name: str, count: int, handshake: bool) -> None:
+        self.name, self.count, self.handshake = name, count, handshake
+        self.t0 = self.cpu0 = 0.0
+
+    def start(self) -> None:
+        if self.handshake:
+            print("READY", flush=True)
+            sys.stdin.readline()
+        self.t0, self.cpu0 = time.perf_counter(), time.process_time()
+
+    def stop(self) -> None:
+        elapsed, cpu = time.perf_counter() - self.t0, time.process_time() - self.cpu0
+        print(json.dumps({"client": self.name, "events": self.count, "seconds": elapsed, "cpu_seconds": cpu,
+                          "events_per_s": self.count / elapsed, "events_per_cpu_s": self.count / max(cpu, 1e-9)}),
+              flush=True)
+
+
+def client_esl(port: int, count: int, window: Window) -> None:
     import asyncio
 
     import esl
 
-    async def run() -> tuple[float, float]:
+    async def run() -> None:
         done = asyncio.get_running_loop().create_future()
         seen = 0
         uuids = 0
@@ -173,18 +205,17 @@ def client_esl(port: int, count: int) -> tuple[float, float]:
         async with esl.Inbound("127.0.0.1", port, "ClueCon", timeout=60) as client:
             client.on("*", handler)
             await client.send(f"bench {count}")
-            start, cpu = time.perf_counter(), time.process_time()
+            window.start()
             await client.send("event plain ALL")
             await asyncio.wait_for(done, 600)
-            elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+            window.stop()
             client.protocol.close()  # type: ignore[union-attr]
         assert uuids > 0
-        return elapsed, cpu
 
-    return asyncio.run(run())
+    asyncio.run(run())
 
 
-def client_genesis(port: int, count: int) -> tuple[float, float]:
+def client_genesis(port: int, count: int, window: Window) -> None:
     import asyncio
     import logging
 
@@ -192,7 +223,7 @@ def client_genesis(port: int, count: int) -> tuple[float, float]:
 
     logging.disable(logging.CRITICAL)
 
-    async def run() -> tuple[float, float]:
+    async def run() -> None:
         done = asyncio.get_running_loop().create_future()
         seen = 0
 
@@ -207,15 +238,15 @@ def client_genesis(port: int, count: int) -> tuple[float, float]:
         async with client:
             client.on("*", handler)
             await client.send(f"bench {count}")
-            start, cpu = time.perf_counter(), time.process_time()
+            window.start()
             await client.send("event plain ALL")
             await asyncio.wait_for(done, 900)
-            return time.perf_counter() - start, time.process_time() - cpu
+            window.stop()
 
-    return asyncio.run(run())
+    asyncio.run(run())
 
 
-def client_greenswitch(port: int, count: int) -> tuple[float, float]:
+def client_greenswitch(port: int, count: int, window: Window) -> None:
     import gevent.monkey
 
     gevent.monkey.patch_all()
@@ -239,13 +270,12 @@ def client_greenswitch(port: int, count: int) -> tuple[float, float]:
     client.connect()
     client.register_handle("*", handler)
     client.send(f"bench {count}")
-    start, cpu = time.perf_counter(), time.process_time()
+    window.start()
     client.send("event plain ALL")
     if not done.wait(900):
         raise SystemExit("greenswitch: timed out")
-    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    window.stop()
     client.stop()
-    return elapsed, cpu
 
 
 CLIENTS = {
@@ -256,19 +286,85 @@ CLIENTS = {
 }
 
 
+class Client:
+    """One client subprocess, connected, authenticated and ``READY`` (see ``Window``).
+
+    ``Client(name, port, count)`` starts it (RuntimeError, with the client's last
+    stderr line, if it dies first); ``finish()`` runs the timed window and
+    returns the client's own figures; ``reap()`` waits for it to exit.
+    """
+
+    def __init__(self, name: str, port: int, count: int) -> None:
+        env = dict(os.environ)
+        if os.environ.get("ESL_BENCH_TREE"):  # measure the source tree instead of the installed package
+            env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+        if name == "esl-python":
+            env["ESL_NO_EXTENSIONS"] = "1"
+        else:
+            env.pop("ESL_NO_EXTENSIONS", None)
+        cmd = [sys.executable, __file__, "--client", name, "--port", str(port), "--count", str(count), "--handshake"]
+        self.name = name
+        self.err = tempfile.TemporaryFile("w+")  # a file, not a pipe: a chatty client can never block on it
+        self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err,
+                                     text=True)
+        if self._line().strip() != "READY":
+            self._fail()
+
+    def finish(self) -> dict[str, Any]:
+        """The timed window: tell the client to subscribe; its result once the last event is in."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+        line = self._line()
+        if not line.startswith("{"):
+            self._fail()
+        return json.loads(line)
+
+    def reap(self) -> None:
+        """Wait for the client to exit; RuntimeError if it failed (e.g. its check on Unique-ID). Idempotent."""
+        if self.err.closed:
+            return
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc.returncode != 0:
+            self._fail()
+        self.err.close()
+
+    def _line(self) -> str:
+        assert self.proc.stdout is not None
+        return self.proc.stdout.readline()
+
+    def _fail(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        code = self.proc.wait()
+        self.err.seek(0)
+        lines = self.err.read().strip().splitlines()
+        self.err.close()
+        raise RuntimeError(f"{self.name}: {lines[-1] if lines else f'exit status {code}'}")
+
+
 def run_client(name: str, port: int, count: int) -> dict[str, object]:
-    env = dict(os.environ)
-    if os.environ.get("ESL_BENCH_TREE"):  # measure the source tree instead of the installed package
-        env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    if name == "esl-python":
-        env["ESL_NO_EXTENSIONS"] = "1"
-    else:
-        env.pop("ESL_NO_EXTENSIONS", None)
-    cmd = [sys.executable, __file__, "--client", name, "--port", str(port), "--count", str(count)]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
-    if out.returncode != 0:
-        return {"client": name, "error": (out.stderr or out.stdout).strip().splitlines()[-1:]}
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    """One client run, start to end; ``{"client": name, "error": [...]}`` if it failed."""
+    try:
+        client = Client(name, port, count)
+        res = client.finish()
+        client.reap()
+    except RuntimeError as exc:
+        return {"client": name, "error": [str(exc)]}
+    return res
+
+
+def start_server(frames: list[bytes]) -> tuple[Any, int]:
+    """The replay server in a forked process: (process, port). ``process.terminate()`` when done."""
+    ctx = multiprocessing.get_context("fork")
+    ports: multiprocessing.Queue = ctx.Queue()  # type: ignore[type-arg]
+    server = ctx.Process(target=serve, args=(ports, frames), daemon=True)
+    server.start()
+    return server, ports.get(timeout=30)
 
 
 def main() -> None:
@@ -281,6 +377,7 @@ def main() -> None:
     ap.add_argument("--client", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--count", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--handshake", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     if args.client:  # subprocess mode
@@ -289,19 +386,13 @@ def main() -> None:
 
             if esl.core.BACKEND != "cython":
                 raise SystemExit("the compiled core is not built")
-        elapsed, cpu = CLIENTS[args.client](args.port, args.count)
-        print(json.dumps({"client": args.client, "events": args.count, "seconds": elapsed, "cpu_seconds": cpu,
-                          "events_per_s": args.count / elapsed, "events_per_cpu_s": args.count / max(cpu, 1e-9)}))
+        CLIENTS[args.client](args.port, args.count, Window(args.client, args.count, args.handshake))
         return
 
     frames = load_event_frames()
     size = sum(map(len, frames))
     print(f"capture: {len(frames)} plain events, {size / len(frames):.0f} bytes/event average", flush=True)
-    ctx = multiprocessing.get_context("fork")
-    ports: multiprocessing.Queue = ctx.Queue()  # type: ignore[type-arg]
-    server = ctx.Process(target=serve, args=(ports, frames), daemon=True)
-    server.start()
-    port = ports.get(timeout=30)
+    server, port = start_server(frames)
     results: dict[str, dict[str, object]] = {}
     names = args.clients.split(",")
     try:

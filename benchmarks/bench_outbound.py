@@ -19,7 +19,9 @@ its buffers, and the events kept per call).
 
 Run: ``python benchmarks/bench_outbound.py [--calls 2000] [--concurrency 50]
 [--sessions 1000] [--clients esl,genesis]``. Both clients always run in the
-same invocation so their figures are comparable.
+same invocation so their figures are comparable. The app subprocess runs the
+installed package; ``ESL_BENCH_TREE=1`` runs it from the source tree instead.
+The same machinery runs under pytest-benchmark in ``benchmarks/test_outbound.py``.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ import os
 import subprocess
 import sys
 import time
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, AsyncIterator
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -128,6 +131,12 @@ def _genesis_app(mode: str, target: int, report: Any) -> tuple[Any, Any]:
 def serve(client: str, mode: str, target: int) -> None:
     """Subprocess entry: run one app, print READY <port>, then MEM <json> in hold mode."""
 
+    if client == "esl-cython":
+        import esl.core
+
+        if esl.core.BACKEND != "cython":
+            raise SystemExit("the compiled core is not built")
+
     async def main() -> None:
         base: dict[str, int] = {}
 
@@ -153,9 +162,12 @@ def serve(client: str, mode: str, target: int) -> None:
 
 def _spawn(client: str, mode: str, target: int) -> tuple[subprocess.Popen[str], int]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    if os.environ.get("ESL_BENCH_TREE"):  # measure the source tree instead of the installed package
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     if client == "esl-python":
         env["ESL_NO_EXTENSIONS"] = "1"
+    else:
+        env.pop("ESL_NO_EXTENSIONS", None)
     proc = subprocess.Popen(
         [sys.executable, __file__, "--serve", client, "--mode", mode, "--sessions", str(target)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
@@ -184,41 +196,66 @@ def _child_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-async def _throughput(client: str, calls: int, concurrency: int) -> dict[str, Any]:
+def process_cpu(pid: int) -> float | None:
+    """CPU seconds (user + system) a running process has used so far; None where ``/proc`` is missing."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@asynccontextmanager
+async def switch(client: str) -> AsyncIterator[tuple[Any, subprocess.Popen[str]]]:
+    """A fake FreeSWITCH whose ``bench`` extension hands calls to a fresh ``client`` app subprocess (flow mode).
+
+    Yields (the fake, the app process).
+    """
     from esl.testing import FakeFreeSWITCH, Timings
 
-    cpu0 = _child_cpu()
     proc, port = _spawn(client, "calls", 0)
-    result: dict[str, Any] = {}
     try:
         async with FakeFreeSWITCH(timings=Timings(playback=0.0, connect_timeout=60.0)) as fake:
             fake.dialplan["bench"] = [("socket", f"127.0.0.1:{port} async full")]
-            sem = asyncio.Semaphore(concurrency)
-            failures = 0
-
-            async def one() -> None:
-                nonlocal failures
-                async with sem:
-                    ch = await fake.call("bench", caller_id_number="1000")
-                    await ch.wait_hangup(30)
-                    if not ch.answered:
-                        failures += 1
-
-            await asyncio.gather(*(one() for _ in range(min(20, calls))))  # warm-up
-            failures = 0
-            t0 = time.perf_counter()
-            await asyncio.gather(*(one() for _ in range(calls)))
-            elapsed = time.perf_counter() - t0
-        result = {"calls": calls, "seconds": round(elapsed, 3), "calls_per_s": round(calls / elapsed, 1),
-                  "unanswered": failures}
+            yield fake, proc
     finally:
         _stop(proc)
+
+
+async def place_calls(fake: Any, calls: int, concurrency: int) -> int:
+    """Place ``calls`` calls to ``bench``, at most ``concurrency`` at a time, each until hung up; unanswered count."""
+    sem = asyncio.Semaphore(concurrency)
+    failures = 0
+
+    async def one() -> None:
+        nonlocal failures
+        async with sem:
+            ch = await fake.call("bench", caller_id_number="1000")
+            await ch.wait_hangup(30)
+            if not ch.answered:
+                failures += 1
+
+    await asyncio.gather(*(one() for _ in range(calls)))
+    return failures
+
+
+async def _throughput(client: str, calls: int, concurrency: int) -> dict[str, Any]:
+    cpu0 = _child_cpu()
+    async with switch(client) as (fake, _):
+        await place_calls(fake, min(20, calls), concurrency)  # warm-up
+        t0 = time.perf_counter()
+        failures = await place_calls(fake, calls, concurrency)
+        elapsed = time.perf_counter() - t0
+    result = {"calls": calls, "seconds": round(elapsed, 3), "calls_per_s": round(calls / elapsed, 1),
+              "unanswered": failures}
     # CPU the app process spent in all (start-up and warm-up included): the cost per call on its side
     result["app_cpu_ms_per_call"] = round((_child_cpu() - cpu0) * 1000 / (calls + min(20, calls)), 2)
     return result
 
 
-async def _memory(client: str, sessions: int) -> dict[str, Any]:
+async def memory_per_session(client: str, sessions: int) -> dict[str, Any]:
+    """Hold ``sessions`` answered calls in a fresh ``client`` app; its RSS growth per session."""
     from esl.testing import FakeFreeSWITCH, Timings
 
     proc, port = _spawn(client, "hold", sessions)
@@ -248,7 +285,8 @@ async def _memory(client: str, sessions: int) -> dict[str, Any]:
         _stop(proc)
 
 
-def _available(client: str) -> bool:
+def available(client: str) -> bool:
+    """Whether ``client`` (esl, esl-cython, esl-python, genesis) can run here."""
     if client.startswith("esl"):
         if client == "esl-cython":
             try:
@@ -267,12 +305,12 @@ def run(clients: list[str], calls: int, concurrency: int, sessions: int) -> dict
     """Measure every available client; returns {client: {"throughput":..., "memory":...}}."""
     results: dict[str, Any] = {}
     for client in clients:
-        if not _available(client):
+        if not available(client):
             results[client] = {"skipped": "not installed"}
             continue
         results[client] = {
             "throughput": asyncio.run(_throughput(client, calls, concurrency)),
-            "memory": asyncio.run(_memory(client, sessions)),
+            "memory": asyncio.run(memory_per_session(client, sessions)),
         }
     return results
 

@@ -1,24 +1,48 @@
 """Shared set-up for the pytest-benchmark suites: the real captures, and a summary table.
 
 Run with ``pytest benchmarks/`` (the default test run only collects ``tests/``).
-Every benchmark records events/s and MB/s in ``benchmark.extra_info``; the
-table printed at the end puts the compiled core, the pure-Python twin and
-genesis side by side, with the ratios the core issue asks for.
+Every benchmark records its figures (events/s and MB/s for the core; events/s,
+calls/s, KiB/session end to end) in ``benchmark.extra_info``; the tables
+printed at the end put the compiled core, the pure-Python twin and the peers
+side by side, with the ratios the issues ask for. The captures are found via
+``ESL_CAPTURES`` if set, else ``<checkout>/../shared/captures``.
 """
 
 from __future__ import annotations
 
 import lzma
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-CAPTURES_DIR = Path(__file__).resolve().parents[2] / "shared" / "captures"
+CAPTURES_DIR = Path(os.environ.get("ESL_CAPTURES") or Path(__file__).resolve().parents[2] / "shared" / "captures")
 CHUNK = 65536  # what one socket read typically hands the parser
 
 _streams: dict[str, bytes] = {}
 RESULTS: dict[tuple[str, str, str], dict[str, float]] = {}
+
+
+@dataclass
+class Table:
+    """One end-to-end summary table: a row of figures per implementation, compared on ``key``."""
+
+    title: str
+    columns: list[tuple[str, str, str]]  # (extra_info key, heading, format spec)
+    key: str  # the figure the "x <baseline>" columns divide
+    baselines: tuple[str, ...] = ("genesis",)
+    rows: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+TABLES: dict[str, Table] = {}
+
+
+def add_row(table: Table, impl: str, benchmark: Any, figures: dict[str, float]) -> None:
+    """Put ``figures`` in ``benchmark.extra_info`` and in ``table`` (printed at the end of the session)."""
+    benchmark.extra_info.update(figures)
+    TABLES.setdefault(table.title, table).rows[impl] = figures
 
 
 def load_stream(fmt: str) -> bytes:
@@ -49,9 +73,11 @@ def record(benchmark: Any) -> Any:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    w = terminalreporter.write_line
+    for table in TABLES.values():
+        _write_table(w, table)
     if not RESULTS:
         return
-    w = terminalreporter.write_line
     w("")
     w("ESL core throughput (best round; cython/python fed in 64 KiB chunks, genesis per frame)")
     w(f"{'op':<8} {'fmt':<6} {'impl':<8} {'events/s':>12} {'MB/s':>9} {'x genesis':>10} {'x python':>9}")
@@ -67,3 +93,19 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         if route and decode:
             ratio = decode["events_per_s"] / route["events_per_s"]
             w(f"cython {fmt}: a routed-away event costs {ratio:.3f} of a fully decoded one")
+
+
+def _write_table(w: Any, table: Table) -> None:
+    head = f"{'impl':<12}" + "".join(f" {h:>{max(len(h), 10)}}" for _, h, _ in table.columns)
+    head += "".join(f" {'x ' + b:>{max(len(b) + 2, 10)}}" for b in table.baselines)
+    w("")
+    w(table.title)
+    w(head)
+    for impl, figs in sorted(table.rows.items()):
+        line = f"{impl:<12}" + "".join(
+            f" {format(figs[k], spec) if k in figs else '-':>{max(len(h), 10)}}" for k, h, spec in table.columns)
+        for b in table.baselines:
+            base = table.rows.get(b, {}).get(table.key)
+            ratio = f"{figs[table.key] / base:.2f}" if base and impl != b and table.key in figs else ""
+            line += f" {ratio:>{max(len(b) + 2, 10)}}"
+        w(line)
