@@ -12,7 +12,10 @@ hangup.
   time, each until the fake has seen its hangup. ``extra_info["calls_per_s"]``
   is calls / best round; ``app_cpu_ms_per_call`` is the app process's CPU time
   over all timed rounds per call (its own cost, which a busy machine and the
-  fake's speed disturb much less than the wall-clock rate).
+  fake's speed disturb much less than the wall-clock rate). The fake runs in
+  pure Python in this process and is the ceiling for the wall-clock rate of a
+  fast app (the compiled core and the twin then come out alike); the app's CPU
+  per call is where they differ.
 * ``test_outbound_memory``: a fresh app answers and holds ``SESSIONS`` calls at
   once and reports its RSS growth over its idle RSS; ``kib_per_session`` is that
   growth per session (lower is better). One round; its time (app start-up,
