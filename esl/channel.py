@@ -1048,6 +1048,11 @@ class Channel:
             if not f or " " in f:
                 raise ValueError(f"invalid play_and_get_digits field {f!r}")
         event = await self.execute("play_and_get_digits", " ".join(fields), lock=True, timeout=sendmsg_timeout)
+        if event.get("variable_read_result") == "failure":
+            # switch_ivr_read() stores even too few digits in var_name and sets
+            # read_result=failure; switch_play_and_get_digits() (switch_ivr_play_say.c)
+            # then gives up without clearing var_name, so its value is no answer.
+            return ""
         return _result_var(event, var)
 
     async def read_digits(self, minimal: int, maximum: int, file: str, *, timeout: int = 5000,

@@ -100,6 +100,26 @@ async def test_play_and_get_digits_returns_digits(freeswitch: FakeFreeSWITCH, es
     assert await asyncio.wait_for(task, 5) == "42"
 
 
+async def test_play_and_get_digits_too_few_digits_is_no_answer(freeswitch: FakeFreeSWITCH,
+                                                                esl_client: esl.Inbound) -> None:
+    """Real FreeSWITCH leaves too few digits in var_name after the last try.
+
+    switch_ivr_read() (src/switch_ivr_play_say.c) stores whatever was typed and
+    sets read_result=failure; switch_play_and_get_digits() then fails without
+    clearing the variable, so the client must look at read_result.
+    """
+    ch = await esl.Channel.create(esl_client, "user/1000")
+    await ch.wait("CHANNEL_ANSWER", timeout=5)
+    fake_ch = freeswitch.channels[ch.uuid]
+    started = asyncio.ensure_future(ch.wait("CHANNEL_EXECUTE", timeout=5))
+    task = asyncio.ensure_future(ch.play_and_get_digits(1, 3000, "#", "ivr/enter.wav", 3, 4))
+    await started
+    await fake_ch.send_dtmf("42#")
+    assert await asyncio.wait_for(task, 5) == ""
+    assert fake_ch.variables.get("esl_digits") == "42"  # as FreeSWITCH leaves it
+    assert fake_ch.variables.get("read_result") == "failure"
+
+
 async def test_click_to_call_bridge(freeswitch: FakeFreeSWITCH, esl_client: esl.Inbound) -> None:
     a = await esl.Channel.create(esl_client, "user/1000")
     b = await esl.Channel.create(esl_client, "user/2000")

@@ -239,14 +239,24 @@ async def play_and_get_digits(ch: FakeChannel, arg: str) -> str | None:
             timeout / 1000 * scale,
             digit_timeout / 1000 * scale,
         )
-        valid = len(digits) >= min_d and (not regexp or re.fullmatch(regexp, digits) is not None)
-        if digits and valid:
+        # like switch_ivr_read(): the variable is cleared, then holds whatever was
+        # typed (even too few digits), and read_result says success/timeout/failure
+        ch.variables.pop(var, None)
+        if digits:
             ch.variables[var] = digits
+        too_small = bool(min_d) and len(digits) < min_d
+        ch.variables["read_result"] = "failure" if too_small else ("success" if digits or _term else "timeout")
+        valid = not too_small and (not regexp or re.fullmatch(regexp, digits) is not None)
+        if digits and valid:
             ch.variables[var + "_terminator"] = _term
             return digits
+        if digits and not too_small:  # regexp mismatch: switch_play_and_get_digits() unsets var
+            ch.variables.pop(var, None)
+            ch.variables[var + "_invalid"] = digits
         if invalid and not ch.down:
             await playback(ch, invalid)
-    ch.variables[var] = ""
+    # switch_play_and_get_digits() does not clear var after the last failed try:
+    # too few digits on that try stay in it (with read_result=failure)
     return None
 
 
