@@ -1065,6 +1065,8 @@ class Channel:
             if not f or " " in f:
                 raise ValueError(f"invalid read field {f!r}")
         event = await self.execute("read", " ".join(fields), lock=True, timeout=sendmsg_timeout)
+        if event.get("variable_read_result") == "failure":
+            return ""  # too few digits: switch_ivr_read() still stores them in var_name
         return _result_var(event, var_name)
 
     async def bridge(self, other: "Channel | Any | str", *, block: bool = True,

@@ -55,6 +55,20 @@ async def test_read_digits_inbound(freeswitch: FakeFreeSWITCH, esl_client: esl.I
     await ch.hangup()
 
 
+async def test_read_digits_too_few_is_no_answer(freeswitch: FakeFreeSWITCH, esl_client: esl.Inbound) -> None:
+    """switch_ivr_read() (src/switch_ivr_play_say.c) keeps too few digits in var_name
+    and sets read_result=failure; read_digits answers "" then."""
+    ch = await esl.Channel.create(esl_client, "user/1000")
+    await ch.wait("CHANNEL_ANSWER", timeout=5)
+    started = asyncio.ensure_future(ch.wait("CHANNEL_EXECUTE", timeout=5))
+    task = asyncio.ensure_future(ch.read_digits(4, 4, "ivr/pin.wav", timeout=3000))
+    await started
+    await freeswitch.channels[ch.uuid].send_dtmf("12#")
+    assert await asyncio.wait_for(task, 5) == ""
+    assert freeswitch.channels[ch.uuid].variables.get("esl_read") == "12"
+    await ch.hangup()
+
+
 async def test_session_verbs_use_sendmsg(freeswitch: FakeFreeSWITCH) -> None:
     got: dict[str, Any] = {}
     conns: list[Any] = []

@@ -273,8 +273,11 @@ async def read(ch: FakeChannel, arg: str) -> str | None:
         await playback(ch, file)
     digits, term = await ch.collect_digits(max_d, terminators, timeout / 1000 * ch.timings.scale)
     ok = len(digits) >= min_d
-    ch.variables[var] = digits if ok else ""
-    ch.variables["read_result"] = "success" if ok else "timeout"
+    # switch_ivr_read(): var holds whatever was typed, even too few digits (then read_result=failure)
+    ch.variables.pop(var, None)
+    if digits:
+        ch.variables[var] = digits
+    ch.variables["read_result"] = ("success" if digits or term else "timeout") if ok else "failure"
     ch.variables["read_terminator_used"] = term
     return digits if ok else None
 
