@@ -1246,7 +1246,10 @@ class Channel:
         """Stop the playback (``all``: and everything queued) running on the channel."""
         self._check_alive()
         if not _api_allowed(self.protocol):
-            return await self.execute("break", "all" if all else None, block=False)
+            # mod_dptools break_function flushes the queued messages only when its
+            # argument is present and *not* "all" (the reverse of uuid_break), so
+            # "break all" would leave them queued; any other word flushes.
+            return await self.execute("break", "flush" if all else None, block=False)
         return await self._api(f"uuid_break {self.uuid}{' all' if all else ''}")
 
 

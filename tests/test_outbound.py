@@ -304,3 +304,24 @@ def test_outbound_arguments_validated() -> None:
         esl.Outbound("not callable")  # type: ignore[arg-type]
     assert esl.Outbound(handler, linger=True).linger == 10
     assert esl.Outbound(handler, linger=False).linger is None
+
+
+async def test_break_all_without_full_control_flushes(freeswitch: FakeFreeSWITCH) -> None:
+    """mod_dptools.c break_function flushes queued messages only for an argument
+    that is present and not "all"; break_media(all=True) must not send "break all"."""
+    seen: dict[str, Any] = {}
+
+    async def handler(session: esl.Session) -> None:
+        assert not session.full_control
+        done = asyncio.ensure_future(session.channel.wait("CHANNEL_EXECUTE_COMPLETE", timeout=5))
+        await session.channel.break_media(all=True)
+        seen["event"] = await done
+
+    async with esl.Outbound(handler, "127.0.0.1", 0) as app:
+        call = await freeswitch.call(_socket_app(freeswitch, app, mode="async"))
+        await _until(lambda: "event" in seen)
+        flushed = call.variables.get("esl_fake_break_flushed")
+        await _until(lambda: not app.sessions)
+    assert seen["event"]["Application"] == "break"
+    assert seen["event"]["Application-Data"] != "all"
+    assert flushed == "true"

@@ -400,6 +400,8 @@ def set_hold(ch: FakeChannel, on: bool) -> None:
 
 
 async def break_(ch: FakeChannel, arg: str) -> str | None:
+    # mod_dptools break_function: flushes queued messages only when arg is set and not "all"
+    ch.variables["esl_fake_break_flushed"] = "true" if arg and arg.lower() != "all" else "false"
     ch.interrupt(only_breakable=True)
     return None
 
