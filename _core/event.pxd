@@ -16,11 +16,12 @@ cdef class Event:
     cdef Py_ssize_t _end        # frame end; the body is [_hend + 2, _end) when _has_inner
     cdef bint _has_inner
     cdef int _fmt
-    # routing keys of a plain event: absolute [start, end) in _buf, start -1 when absent
+    # routing keys: absolute [start, end) in _buf, start -1 when absent, -2 when only
+    # the full decode knows (json/xml); valid when _have has the bit KEYS_SCANNED
     cdef Py_ssize_t _ihead      # end of the inner header block (first "\n\n"), -1 if none
     cdef Py_ssize_t _name_s, _name_e, _uuid_s, _uuid_e, _job_s, _job_e
     cdef Py_ssize_t _app_s, _app_e, _sub_s, _sub_e, _seq_s, _seq_e
-    cdef unsigned int _have     # which cached values below are computed
+    cdef unsigned int _have     # which cached values below are computed, and KEYS_SCANNED
     cdef object _name, _uuid, _job, _app, _sub, _seq, _raw
     cdef PyObject **_kv         # decoded headers: name, value, name, value... (owned), or NULL
     cdef Py_ssize_t _nkv        # number of pairs in _kv
@@ -30,7 +31,7 @@ cdef class Event:
     cdef dict _lower
     cdef object _body
 
-    cdef void _scan_plain(self) noexcept
+    cdef void _scan_keys(self) noexcept
     cdef object _key(self, int which)
     cdef int _plain_head(self, Py_ssize_t *hs, Py_ssize_t *he) except -1
     cdef bint _uses_pairs(self) noexcept

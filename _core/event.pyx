@@ -2,9 +2,11 @@
 """The compiled ``Event``: one message read from FreeSWITCH.
 
 An event keeps a reference to the bytes it was framed from plus offsets, so
-framing copies nothing. The routing keys of a plain event (Event-Name,
+framing copies nothing. The routing keys of an event (Event-Name,
 Unique-ID, Job-UUID, Application-UUID, Event-Subclass, Event-Sequence) are
-located in C when the frame is read; strings are made only when asked for.
+located in C when the frame is read, for json and xml too (the full decode
+answers where the byte scan cannot be sure); strings are made only when
+asked for.
 The full header mapping is decoded on first use. Behaviour is that of the
 pure-Python twin ``esl._pycore.Event``, which the differential tests enforce.
 """
@@ -37,6 +39,7 @@ cdef enum:
     K_SUB = 4
     K_SEQ = 5
     K_BODY = 6
+    KEYS_SCANNED = 1 << 7   # in _have: the key offsets are valid
 
 cdef dict _FORMATS = {"text/event-plain": FMT_PLAIN, "text/event-json": FMT_JSON,
                       "text/event-xml": FMT_XML}
@@ -122,13 +125,15 @@ cdef extern from "scan.h" nogil:
     esl_slot esl_names[1024]
     esl_slot esl_values[4096]
     esl_line esl_lines[8192]
-    # routing keys of a plain header block: [s, e) per key, -1 when absent
+    # routing keys: [s, e) per key, -1 when absent, -2 when unsure (json/xml)
     ctypedef struct esl_keys:
         Py_ssize_t s[6]
         Py_ssize_t e[6]
         Py_ssize_t ihead
     Py_ssize_t esl_find2(const char *p, Py_ssize_t n, char a, char b)
     void esl_scan_plain(const char *base, Py_ssize_t bs, Py_ssize_t e, esl_keys *k)
+    int esl_scan_json(const char *p, Py_ssize_t i, Py_ssize_t n, esl_keys *k)
+    int esl_scan_xml(const char *p, Py_ssize_t i, Py_ssize_t n, esl_keys *k)
     void esl_prefetch(const void *p)
 
 DEF SLOT_MAX = 48
@@ -563,16 +568,26 @@ cdef class Event:
 
     # -- routing keys -------------------------------------------------------
 
-    cdef void _scan_plain(self) noexcept:
-        """Locate the routing keys and the end of the inner header block, in one pass.
+    cdef void _scan_keys(self) noexcept:
+        """Locate the routing keys (and, for plain, the end of the inner header block) in one pass.
 
-        A key is the value of the first line whose name is exactly the key
-        (the last one for Event-Name), else of the first line whose name
+        A key is the value of the first header whose name is exactly the key
+        (the last one for Event-Name), else of the first one whose name
         matches it case-insensitively: the same answer as ``event.get(key)``.
+        The json and xml scans give up (no ``KEYS_SCANNED``) or mark a key -2
+        where only the full decode can answer as the twin does.
         """
         cdef esl_keys k
-        esl_scan_plain(PyBytes_AS_STRING(self._buf), self._hend + 2, self._end, &k)
-        self._ihead = k.ihead
+        cdef const char *base = PyBytes_AS_STRING(self._buf)
+        if self._fmt == FMT_PLAIN:
+            esl_scan_plain(base, self._hend + 2, self._end, &k)
+            self._ihead = k.ihead
+        elif self._fmt == FMT_JSON:
+            if esl_scan_json(base, self._hend + 2, self._end, &k) < 0:
+                return
+        elif esl_scan_xml(base, self._hend + 2, self._end, &k) < 0:
+            return
+        self._have |= KEYS_SCANNED
         self._name_s, self._name_e = k.s[K_NAME], k.e[K_NAME]
         self._uuid_s, self._uuid_e = k.s[K_UUID], k.e[K_UUID]
         self._job_s, self._job_e = k.s[K_JOB], k.e[K_JOB]
@@ -583,7 +598,7 @@ cdef class Event:
     cdef object _key(self, int which):
         """Routing key ``which`` as a Python object, computed once."""
         cdef unsigned int bit = 1u << which
-        cdef Py_ssize_t s, e
+        cdef Py_ssize_t s = -2, e = -2
         cdef const char *base
         if self._have & bit:
             if which == K_NAME:
@@ -597,8 +612,7 @@ cdef class Event:
             if which == K_SUB:
                 return self._sub
             return self._seq
-        if self._fmt == FMT_PLAIN and self._has_inner:
-            base = PyBytes_AS_STRING(self._buf)
+        if self._have & KEYS_SCANNED:
             if which == K_NAME:
                 s, e = self._name_s, self._name_e
             elif which == K_UUID:
@@ -611,27 +625,31 @@ cdef class Event:
                 s, e = self._sub_s, self._sub_e
             else:
                 s, e = self._seq_s, self._seq_e
-            if s < 0:
-                value = None
-            elif which == K_SEQ:
-                if memchr(base + s, 37, e - s) == NULL:
+        if s == -1:
+            value = None
+        elif s >= 0:
+            # json values are not percent-encoded: the raw bytes as they are
+            base = PyBytes_AS_STRING(self._buf)
+            if which == K_SEQ:
+                if self._fmt == FMT_JSON or memchr(base + s, 37, e - s) == NULL:
                     value = _int_or_none(base + s, e - s)
                 else:
                     raw = (<str>_decode_value(base + s, e - s)).encode("utf-8", "surrogateescape")
                     value = _int_or_none(PyBytes_AS_STRING(raw), len(raw))
+            elif self._fmt == FMT_JSON and memchr(base + s, 37, e - s) != NULL:
+                value = _to_str(base + s, e - s)  # the value cache percent-decodes
             else:
                 value = _value_str(base + s, e - s)  # UUIDs repeat: shared strings
-        else:
-            if which == K_SEQ:
-                text = self.get("Event-Sequence")
-                if text is None:
-                    value = None
-                else:
-                    raw = (<str>text).encode("utf-8", "surrogateescape")
-                    value = _int_or_none(PyBytes_AS_STRING(raw), len(raw))
+        elif which == K_SEQ:
+            text = self.get("Event-Sequence")
+            if text is None:
+                value = None
             else:
-                value = self.get(("Event-Name", "Unique-ID", "Job-UUID", "Application-UUID",
-                                  "Event-Subclass")[which])
+                raw = (<str>text).encode("utf-8", "surrogateescape")
+                value = _int_or_none(PyBytes_AS_STRING(raw), len(raw))
+        else:
+            value = self.get(("Event-Name", "Unique-ID", "Job-UUID", "Application-UUID",
+                              "Event-Subclass")[which])
         if which == K_NAME:
             self._name = value
         elif which == K_UUID:
@@ -651,13 +669,14 @@ cdef class Event:
         """Whether the event name equals ``lit``, on the raw bytes when they need no decoding."""
         cdef const char *raw
         cdef Py_ssize_t k
-        if self._fmt == FMT_PLAIN and self._has_inner and not (self._have & 1u):
-            if self._name_s < 0:
+        if (self._have & (KEYS_SCANNED | 1u)) == KEYS_SCANNED:
+            if self._name_s == -1:
                 return False
-            raw = PyBytes_AS_STRING(self._buf) + self._name_s
-            k = self._name_e - self._name_s
-            if memchr(raw, 37, k) == NULL:
-                return k == n and memcmp(raw, lit, n) == 0
+            if self._name_s >= 0:
+                raw = PyBytes_AS_STRING(self._buf) + self._name_s
+                k = self._name_e - self._name_s
+                if self._fmt == FMT_JSON or memchr(raw, 37, k) == NULL:
+                    return k == n and memcmp(raw, lit, n) == 0
         name = self._key(K_NAME)
         return name is not None and name == lit[:n].decode("utf-8", "surrogateescape")
 
@@ -933,8 +952,8 @@ cdef inline int _init(Event ev, bytes buf, Py_ssize_t start, Py_ssize_t hend, Py
     ev._first = ev._lower = None
     fmt = _FORMATS.get(content_type)
     ev._fmt = FMT_NONE if fmt is None else <int>fmt
-    if ev._fmt == FMT_PLAIN and has_inner:
-        ev._scan_plain()
+    if ev._fmt != FMT_NONE and has_inner:
+        ev._scan_keys()
     return 0
 
 

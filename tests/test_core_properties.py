@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -111,3 +112,131 @@ def test_raw_values_decode_alike(raw: bytes, cuts: list[int]) -> None:
         )
         seen.append((ev.items_all(), ev.uuid))
     assert all(s == seen[0] for s in seen)
+
+
+# -- routing keys of json and xml events: the compiled core's byte scan against the twin's full decode --
+
+def frame(payload: bytes, fmt: str) -> bytes:
+    return b"Content-Length: %d\nContent-Type: text/event-%s\n\n" % (len(payload), fmt.encode()) + payload
+
+
+ROUTING = ("name", "uuid", "job_uuid", "application_uuid", "subclass", "sequence")
+
+
+def routing_keys(core: Any, data: bytes) -> list[list[str]]:
+    """Each routing key (or the exception it raises) and the Router's answer, per event."""
+    out = []
+    for ev in core.Parser().feed(data):
+        row = []
+        for attr in ROUTING:
+            try:
+                row.append(repr(getattr(ev, attr)))
+            except Exception as exc:  # a malformed payload: both cores must fail alike
+                row.append(type(exc).__name__)
+        try:
+            row.append(repr(core.Router(None).lookup(ev)))
+        except Exception as exc:
+            row.append(type(exc).__name__)
+        out.append(row)
+    return out
+
+
+def xml_event(*elements: bytes, tail: bytes = b"</event>\n") -> bytes:
+    return b"<event>\n  <headers>\n" + b"".join(b"    %s\n" % e for e in elements) + b"  </headers>\n" + tail
+
+
+KEY_CASES = {
+    "json": [
+        b'{"Event-Name":"A","Unique-ID":"u1","Event-Name":"B","Unique-ID":"u2","Event-Sequence":"7"}',
+        b'{"x":"\\"Unique-ID\\":\\"fake","Unique-ID":"real"}',
+        b'{"Event-Name":"A\\u0042","Unique-ID":"u\\"1","Event-Name":"C\\n"}',
+        b'{"Unique\\u002dID":"escaped-key","Event-Name":"X"}',
+        b'{"unique-id":"lower","Event-Name":"X"}',
+        b'{"unique-id":"lower","Unique-ID":"exact"}',
+        b'{"Unique-ID":["a","b"],"Event-Sequence":"12","Event-Name":["A"],"Event-Name":"B"}',
+        b'{"Event-Name":"B","Event-Name":["A"]}',
+        b'{"Unique-ID":[],"Event-Sequence":" 12"}',
+        b' {"Unique-ID" : "spaced" , "Event-Name":\t"X"}\n',
+        b'{"Unique-ID":"a%20b","Event-Sequence":"1%32","Event-Name":"BACKGROUND_JOB","Job-UUID":"j%41"}',
+        b'{"Unique-ID":"\xc3\xa9\xff","Event-Name":"CHANNEL_UUID","Application-UUID":"a\x00b\nc"}',
+        b'{"Event-Name":"CUSTOM","Event-Subclass":"x::y","_body":"hi\\n","Content-Length":"3"}',
+        b"{}",
+        b"{}}",
+        b"[]",
+        b'["a"]',
+        b"",
+        b'{"Unique-ID":"a",}',
+        b'{"Unique-ID":"a"} x',
+        b'{"Unique-ID":"a","n":1}',
+        b'{"a":{"Unique-ID":"nested"}}',
+        b'{"Unique-ID":"a\\q"}',
+        b'{"Unique-ID":"a\\u12"}',
+        b'{"Unique-ID":"a"',
+        b'\xef\xbb\xbf{"Unique-ID":"bom"}',
+        b'{"Event-Sequence":"99999999999999999999999"}',
+    ],
+    "xml": [
+        xml_event(b"<Event-Name>A</Event-Name>", b"<Unique-ID>u</Unique-ID>", b"<Event-Name>B</Event-Name>"),
+        xml_event(b"<Unique-ID>a</Unique-ID>", b"<Unique-ID>b</Unique-ID>"),
+        xml_event(b"<Unique-ID>a</Unique-ID>", b"<X>1</X>", b"<Unique-ID>b</Unique-ID>", b"<Unique-ID>c</Unique-ID>"),
+        xml_event(b"<Event-Name>A</Event-Name>", b"<Event-Name>B</Event-Name>"),
+        xml_event(b"<Event-Name>A</Event-Name>", b"<Event-Name>B</Event-Name>", b"<X>1</X>",
+                  b"<Event-Name>C</Event-Name>"),
+        xml_event(b"<Unique-ID>a&amp;b%20c</Unique-ID>", b"<Event-Name>&lt;</Event-Name>"),
+        xml_event(b"<Unique-ID>a%20b</Unique-ID>", b"<Event-Sequence>1%32</Event-Sequence>",
+                  b"<Job-UUID>%zz</Job-UUID>"),
+        xml_event(b"<Unique-ID>\xc3%A9</Unique-ID>", b"<Event-Name>\xc3\xa9\xff</Event-Name>"),
+        xml_event(b"<unique-id>lower</unique-id>"),
+        xml_event(b"<Unique-ID >spaced</Unique-ID>"),
+        xml_event(b"<Unique-ID/>", b"<Event-Name></Event-Name>"),
+        xml_event(b"<Unique-ID>x</Unique-IDx>"),
+        xml_event(b"junk <Unique-ID>x</Unique-ID>"),
+        xml_event(tail=b"  <Unique-ID>after</Unique-ID>\n</event>\n"),
+        xml_event(b"<Event-Name>BACKGROUND_JOB</Event-Name>", b"<Job-UUID>j</Job-UUID>",
+                  tail=b"  <Content-Length>3</Content-Length>\n  <body>abc</body>\n</event>\n"),
+        xml_event(b"<Event-Name>CHANNEL_UUID</Event-Name>", b"<Unique-ID>new</Unique-ID>"),
+        b"<event>\n  <headers>\n    <Unique-ID>x</Unique-ID>\n",
+        b"<headers><Unique-ID>no-event</Unique-ID></headers>",
+        b"",
+    ],
+}
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+def test_json_xml_routing_keys_agree(fmt: str) -> None:
+    """Duplicates, escapes, entities, case variants, arrays and malformed payloads: the same keys in both cores."""
+    data = b"".join(frame(p, fmt) for p in KEY_CASES[fmt])
+    results = [routing_keys(core, data) for core in CORES.values()]
+    assert all(r == results[0] for r in results)
+    first = results[0][0]
+    assert first[0] == "'B'" and first[1] == ("'u1'" if fmt == "json" else "'u'")
+
+
+TOKENS = {
+    "json": [b'"', b"\\", b",", b":", b"{", b"}", b"[", b"]", b" ", b"\\u0041", b'"Unique-ID":"', b'"Event-Name":"',
+             b'"unique-id":"', b'"Job-UUID":"', b'"Event-Sequence":"', b"%", b"\xff"],
+    "xml": [b"<", b">", b"/", b"&", b"&amp;", b"%", b"%41", b"\xff", b" ", b"\n", b"<Unique-ID>", b"</Unique-ID>",
+            b"<Event-Name>", b"</Event-Name>", b"<unique-id>", b"</headers>"],
+}
+KEY_HEADERS = [("Event-Name", "BACKGROUND_JOB"), ("Unique-ID", "u-1"), ("Job-UUID", "j-1"),
+               ("Event-Sequence", "42"), ("Event-Name", "CHANNEL_UUID"), ("Application-UUID", "a-1"),
+               ("Event-Subclass", "s::t"), ("X", "y")]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    fmt=st.sampled_from(["json", "xml"]),
+    pairs=st.lists(st.sampled_from(KEY_HEADERS), min_size=1, max_size=6),
+    edits=st.lists(st.tuples(st.integers(0), st.integers(0, 16), st.integers(0, 3)), max_size=3),
+)
+def test_mangled_json_xml_routing_keys_agree(
+    fmt: str, pairs: list[tuple[str, str]], edits: list[tuple[int, int, int]]
+) -> None:
+    """FreeSWITCH-shaped events with tokens put in or bytes cut: the same keys (or errors) in both cores."""
+    payload = bytearray(_codec.serialize(pairs, None, fmt))
+    for pos, token, cut in edits:
+        pos %= len(payload) + 1
+        payload[pos : pos + cut] = TOKENS[fmt][token % len(TOKENS[fmt])]
+    data = frame(bytes(payload), fmt)
+    results = [routing_keys(core, data) for core in CORES.values()]
+    assert all(r == results[0] for r in results)
