@@ -9,8 +9,36 @@ compared, ordered and validated before they are sent back in a command.
 from __future__ import annotations
 
 import enum
+from typing import TypeVar
 
 __all__ = ["ChannelState", "CallState", "HangupCause"]
+
+_E = TypeVar("_E", bound=enum.Enum)
+
+
+def _parse_member(cls: type[_E], value: object, prefix: str, what: str, *, numeric: bool) -> _E:
+    """``value`` as a member of ``cls``: a member, its name in any case with or without
+    FreeSWITCH's ``prefix``, or (when ``numeric``) its number as int or digits; ValueError otherwise."""
+    if isinstance(value, cls):
+        return value
+    number: int | None = None
+    if isinstance(value, str):
+        text = value.strip().upper()
+        if text.startswith(prefix):
+            text = text[len(prefix):]
+        member = cls.__members__.get(text)
+        if member is not None:
+            return member
+        if text.isdigit():
+            number = int(text)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    if numeric and number is not None:
+        try:
+            return cls(number)
+        except ValueError:
+            pass
+    raise ValueError(f"not a FreeSWITCH {what}: {value!r}")
 
 
 class ChannelState(enum.IntEnum):
@@ -43,20 +71,7 @@ class ChannelState(enum.IntEnum):
 
         Raises ValueError for anything else.
         """
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, int):
-            return cls(value)
-        if isinstance(value, str):
-            text = value.strip().upper()
-            if text.startswith("CS_"):
-                text = text[3:]
-            member = cls.__members__.get(text)
-            if member is not None:
-                return member
-            if text.isdigit():
-                return cls(int(text))
-        raise ValueError(f"not a FreeSWITCH channel state: {value!r}")
+        return _parse_member(cls, value, "CS_", "channel state", numeric=True)
 
     # genesis spells it this way
     from_freeswitch = parse
@@ -87,16 +102,7 @@ class CallState(str, enum.Enum):
     @classmethod
     def parse(cls, value: "str | CallState") -> "CallState":
         """The call state named ``value`` (any case, optional ``CCS_`` prefix); ValueError otherwise."""
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, str):
-            text = value.strip().upper()
-            if text.startswith("CCS_"):
-                text = text[4:]
-            member = cls.__members__.get(text)
-            if member is not None:
-                return member
-        raise ValueError(f"not a FreeSWITCH call state: {value!r}")
+        return _parse_member(cls, value, "CCS_", "call state", numeric=False)
 
     def __str__(self) -> str:
         return self.value
@@ -200,26 +206,7 @@ class HangupCause(enum.IntEnum):
         Raises ValueError for a name or number FreeSWITCH does not know; this is
         what validates a cause before it is put in a command.
         """
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, int) and not isinstance(value, bool):
-            try:
-                return cls(value)
-            except ValueError:
-                pass
-        elif isinstance(value, str):
-            text = value.strip().upper()
-            if text.startswith("SWITCH_CAUSE_"):
-                text = text[13:]
-            member = cls.__members__.get(text)
-            if member is not None:
-                return member
-            if text.isdigit():
-                try:
-                    return cls(int(text))
-                except ValueError:
-                    pass
-        raise ValueError(f"not a FreeSWITCH hangup cause: {value!r}")
+        return _parse_member(cls, value, "SWITCH_CAUSE_", "hangup cause", numeric=True)
 
     @property
     def q850(self) -> int | None:

@@ -26,7 +26,7 @@ def test_channel_state_parse(text: object, expected: ChannelState) -> None:
     assert ChannelState.from_freeswitch(text) is expected  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("bad", ["CS_BOGUS", "", 99, None])
+@pytest.mark.parametrize("bad", ["CS_BOGUS", "", 99, None, True])
 def test_channel_state_parse_rejects(bad: object) -> None:
     with pytest.raises(ValueError):
         ChannelState.parse(bad)  # type: ignore[arg-type]
@@ -41,8 +41,9 @@ def test_call_state_parse_and_str() -> None:
     assert CallState.parse("ccs_ring_wait") is CallState.RING_WAIT
     assert str(CallState.HELD) == "HELD"
     assert CallState.EARLY == "EARLY"
-    with pytest.raises(ValueError):
-        CallState.parse("SINGING")
+    for bad in ("SINGING", "", 3, None):
+        with pytest.raises(ValueError):
+            CallState.parse(bad)  # type: ignore[arg-type]
 
 
 def test_hangup_cause_values_are_freeswitch_codes() -> None:
