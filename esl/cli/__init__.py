@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import click
 
+from esl.cli._common import OneLineErrors
 from esl.cli.apps import consumer_group, outbound_group
 from esl.cli.bench import bench_cmd
 from esl.cli.live import api_cmd, events_cmd, record_cmd
@@ -17,7 +18,7 @@ from esl.cli.serve import fake_cmd, replay_cmd
 __all__ = ["main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="esl", prog_name="esl")
 def main() -> None:
     """esl: a fast, complete FreeSWITCH Event Socket library, and its tools.

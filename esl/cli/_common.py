@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
@@ -45,11 +47,33 @@ def quiet_logging() -> Iterator[None]:
         logging.disable(previous)
 
 
+def _refused(exc: BaseException) -> bool:
+    """True when ``exc`` or an exception it was raised from is a refused TCP connection."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return False
+        if isinstance(seen, ConnectionRefusedError) or (
+            isinstance(seen, OSError) and seen.errno == errno.ECONNREFUSED
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def refused_message(where: str) -> str:
+    """What a refused connection to ``where`` (host:port) says."""
+    return f"connection refused by {where} (is FreeSWITCH running, with mod_event_socket listening there?)"
+
+
 def describe(exc: BaseException) -> str:
     """One readable line for an exception raised while talking to FreeSWITCH or reading a file."""
     from esl import exceptions as ex
 
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if _refused(exc):
+        match = re.search(r"connect to (\S+?):? ", text)
+        return refused_message(match.group(1)) if match else "connection refused"
     if isinstance(exc, ex.AuthenticationError):
         return f"authentication failed: {text or 'FreeSWITCH refused the password'}"
     if isinstance(exc, ex.TimeoutError) or isinstance(exc, asyncio.TimeoutError):
@@ -131,6 +155,45 @@ def connection_options(func: F) -> F:
         help="FreeSWITCH host.",
     )(func)
     return func
+
+
+class UsageLine(click.UsageError):
+    """A usage error (unknown option, missing argument...) shown as one ``esl: error:`` line."""
+
+    def __init__(self, error: click.UsageError) -> None:
+        super().__init__(error.format_message(), error.ctx)
+        self.exit_code = error.exit_code
+
+    def show(self, file: Any = None) -> None:
+        hint = f" (see '{self.ctx.command_path} --help')" if self.ctx is not None else ""
+        message = self.format_message().rstrip(".")
+        click.echo(f"esl: error: {message}{hint}", err=True)
+
+
+class OneLineErrors(click.Group):
+    """A click group whose usage errors, its own and its subcommands', print one line.
+
+    The plain help a group shows when run without a subcommand is left as it is.
+    """
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
+
+
+def _one_line(exc: click.UsageError) -> click.UsageError:
+    if isinstance(exc, UsageLine) or type(exc).__name__ == "NoArgsIsHelpError":
+        return exc
+    return UsageLine(exc)
 
 
 T = TypeVar("T")

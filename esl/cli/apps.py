@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import inspect
 import logging
 import os
 import sys
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import click
@@ -37,6 +40,63 @@ def load_app(spec: str) -> Any:
         except AttributeError:
             raise CLIError(f"module {module_name!r} has no attribute {attr!r}") from None
     return obj
+
+
+def a_type(obj: object) -> str:
+    """``"an int"``, ``"a str"``: the type of ``obj`` with its article, for error messages."""
+    name = type(obj).__name__
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
+def is_async_handler(obj: object) -> bool:
+    """True for an ``async def`` function (or an object whose ``__call__`` is one, or a partial of one)."""
+    while isinstance(obj, functools.partial):
+        obj = obj.func
+    if inspect.iscoroutinefunction(obj):
+        return True
+    call = getattr(obj, "__call__", None)  # noqa: B004 - callable objects with an async __call__
+    return not inspect.isfunction(obj) and not inspect.ismethod(obj) and inspect.iscoroutinefunction(call)
+
+
+def _require_async(handler: object, what: str) -> None:
+    """Refuse a handler that is not a coroutine function: it would fail on every call."""
+    if not is_async_handler(handler):
+        name = getattr(handler, "__name__", "handler")
+        raise CLIError(
+            f"{what} is a plain function, not a coroutine function: write 'async def {name}(session): ...'"
+        )
+
+
+call_log = logging.getLogger("esl.cli.outbound")
+
+
+def logged_calls(handler: Callable[[Any], Awaitable[None]]) -> Callable[[Any], Awaitable[None]]:
+    """``handler`` logging each call as it starts (caller, destination) and ends (duration, cause)."""
+
+    @functools.wraps(handler)
+    async def run_call(session: Any) -> None:
+        context = getattr(session, "context", None)
+        get = context.get if context is not None else (lambda key, default=None: default)
+        uuid = getattr(session, "uuid", None) or "?"
+        call_log.info("call %s started: from %s to %s", uuid, get("Caller-Caller-ID-Number", "?"),
+                      get("Caller-Destination-Number", "?"))
+        started = time.monotonic()
+        outcome = "ended"
+        try:
+            await handler(session)
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        except BaseException as exc:
+            outcome = f"failed ({type(exc).__name__})"
+            raise
+        finally:
+            channel = getattr(session, "channel", None)
+            cause = getattr(channel, "hangup_cause", None)
+            call_log.info("call %s %s after %.1f s%s", uuid, outcome, time.monotonic() - started,
+                          f", hangup cause {getattr(cause, 'name', cause)}" if cause else "")
+
+    return run_call
 
 
 def _logging(level: str) -> None:
@@ -96,9 +156,13 @@ def outbound_run(app: str, host: str | None, port: int | None, log_level: str) -
                 raise CLIError(f"{app!r} is already listening; --port cannot move it")
             server.port = port
     elif callable(obj) and not inspect.isclass(obj):
+        _require_async(obj, repr(app))
         server = Outbound(obj, host or "127.0.0.1", port or 9000)
     else:
-        raise CLIError(f"{app!r} is a {type(obj).__name__}, not an esl.Outbound or a handler function")
+        raise CLIError(f"{app!r} is {a_type(obj)}, not an esl.Outbound or an async handler function")
+    if isinstance(obj, Outbound):
+        _require_async(server.handler, f"the handler of {app!r}")
+    server.handler = logged_calls(server.handler)
     _serve_outbound(server, app)
 
 
@@ -137,6 +201,6 @@ def consumer_run(app: str, log_level: str) -> None:
         raise CLIError("this build of esl has no Consumer yet")
     obj = load_app(app)
     if not isinstance(obj, Consumer):
-        raise CLIError(f"{app!r} is a {type(obj).__name__}, not an esl.Consumer")
+        raise CLIError(f"{app!r} is {a_type(obj)}, not an esl.Consumer")
     _logging(log_level)
     run(_run_consumer(obj, f"consumer {app}"))

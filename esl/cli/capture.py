@@ -10,6 +10,7 @@ input is recognised by its magic bytes whatever its name.
 from __future__ import annotations
 
 import lzma
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -67,11 +68,25 @@ def read_bytes(path: str | Path) -> bytes:
         raise CLIError(f"cannot read capture {str(p)!r}: {exc.strerror or exc}") from None
 
 
+#: The first line of an ESL message: a header (``Content-Type: command/reply``).
+_HEADER_LINE = re.compile(rb"[A-Za-z][A-Za-z0-9_.-]*: [^\x00\r\n]*\r?\n")
+
+
+def looks_like_esl(data: bytes) -> bool:
+    """True when ``data`` starts as an ESL stream does: a header line, and no NUL byte early on."""
+    return bool(_HEADER_LINE.match(data, 0, 4096)) and b"\x00" not in data[:4096]
+
+
 def check(data: bytes, path: str) -> Capture:
     """Frame ``data`` with the core parser; ``CLIError`` on a truncated or malformed capture."""
     from esl.core import Parser
     from esl.exceptions import ProtocolError
 
+    if not data:
+        raise CLIError(f"capture {path!r} is empty")
+    if not looks_like_esl(data):
+        kind = "binary data" if b"\x00" in data[:4096] or not _mostly_text(data[:4096]) else "text"
+        raise CLIError(f"{path!r} is not an ESL capture: it starts with {kind}, not an ESL header line")
     parser = Parser()
     try:
         messages = parser.feed(data)
@@ -93,6 +108,11 @@ def check(data: bytes, path: str) -> Capture:
     if not events:
         raise CLIError(f"capture {path!r} holds no events")
     return Capture(path=path, data=data, format=fmt or "plain", events=events, messages=len(messages), names=names)
+
+
+def _mostly_text(head: bytes) -> bool:
+    printable = sum(1 for b in head if b in (9, 10, 13) or 32 <= b < 127)
+    return printable >= 0.95 * len(head)
 
 
 def load(path: str | Path | None) -> Capture:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import errno
 import json
 import signal
 import sys
@@ -13,11 +14,42 @@ from typing import Any
 import click
 
 from esl.cli import capture as captures
-from esl.cli._common import CLIError, clean_errors, connection_options, run
+from esl.cli._common import CLIError, clean_errors, connection_options, refused_message, run
 
 FORMATS = click.Choice(["plain", "json", "xml"])
 
-#: Headers shown, when present, after the name and UUID of an event line.
+#: Headers shown, when present, after the name and UUID of an event line, by event name: what
+#: tells that event apart comes first (a hangup's cause, a DTMF's digit, an execute's application).
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "CHANNEL_HANGUP": ("Hangup-Cause", "Channel-Name", "Caller-Caller-ID-Number", "Caller-Destination-Number"),
+    "CHANNEL_HANGUP_COMPLETE": ("Hangup-Cause", "variable_billsec", "Channel-Name", "Caller-Caller-ID-Number"),
+    "DTMF": ("DTMF-Digit", "DTMF-Duration", "DTMF-Source", "Channel-Name"),
+    "CHANNEL_EXECUTE": ("Application", "Application-Data", "Channel-Name"),
+    "CHANNEL_EXECUTE_COMPLETE": ("Application", "Application-Data", "Application-Response", "Channel-Name"),
+    "CHANNEL_STATE": ("Channel-State", "Channel-Call-State", "Channel-Name"),
+    "CHANNEL_CALLSTATE": ("Channel-Call-State", "Original-Channel-Call-State", "Channel-Name"),
+    "CHANNEL_CREATE": ("Channel-Name", "Call-Direction", "Caller-Caller-ID-Number", "Caller-Destination-Number"),
+    "CHANNEL_ANSWER": ("Answer-State", "Channel-Name", "Caller-Caller-ID-Number", "Caller-Destination-Number"),
+    "CHANNEL_PROGRESS": ("Answer-State", "Channel-Name", "Caller-Caller-ID-Number", "Caller-Destination-Number"),
+    "CHANNEL_PROGRESS_MEDIA": ("Answer-State", "Channel-Name", "Caller-Caller-ID-Number",
+                               "Caller-Destination-Number"),
+    "CHANNEL_BRIDGE": ("Other-Leg-Unique-ID", "Channel-Name", "Other-Leg-Channel-Name"),
+    "CHANNEL_UNBRIDGE": ("Other-Leg-Unique-ID", "Channel-Name", "Other-Leg-Channel-Name"),
+    "CHANNEL_PARK": ("Channel-Name", "Caller-Destination-Number"),
+    "CHANNEL_HOLD": ("Channel-Name",),
+    "CHANNEL_UNHOLD": ("Channel-Name",),
+    "PLAYBACK_START": ("Playback-File-Path", "Channel-Name"),
+    "PLAYBACK_STOP": ("Playback-File-Path", "Playback-Status", "Channel-Name"),
+    "RECORD_START": ("Record-File-Path", "Channel-Name"),
+    "RECORD_STOP": ("Record-File-Path", "Record-Completion-Cause", "Channel-Name"),
+    "BACKGROUND_JOB": ("Job-Command", "Job-Command-Arg"),
+    "API": ("API-Command", "API-Command-Argument"),
+    "HEARTBEAT": ("Event-Info", "Session-Count", "Idle-CPU"),
+    "RE_SCHEDULE": ("Task-Desc", "Task-Runtime"),
+    "CUSTOM": ("Event-Subclass", "Channel-Name", "from-user", "username"),
+}
+
+#: Headers shown for events without their own entry in COLUMNS.
 KEY_HEADERS = (
     "Event-Subclass",
     "Channel-State",
@@ -35,6 +67,9 @@ KEY_HEADERS = (
     "API-Command",
     "Task-Desc",
 )
+
+#: Most headers shown on one line.
+MAX_COLUMNS = 4
 
 
 def _install_stop(stop: asyncio.Event) -> list[signal.Signals]:
@@ -105,11 +140,11 @@ def event_line(event: Any, color: bool = False) -> str:
     name = event.name or event.content_type
     uuid = event.uuid or event.job_uuid or "-"
     extras = []
-    for key in KEY_HEADERS:
+    for key in COLUMNS.get(name, KEY_HEADERS):
         value = event.get(key)
         if value and not (key == "Job-UUID" and value == uuid):
             extras.append(f"{key}={value}")
-        if len(extras) == 4:
+        if len(extras) == MAX_COLUMNS:
             break
     if color:
         name = click.style(f"{name:<24}", fg="cyan", bold=True)
@@ -131,7 +166,9 @@ def event_json(event: Any) -> str:
 @click.option("--format", "fmt", type=FORMATS, default="plain", show_default=True,
               help="Format FreeSWITCH sends the events in (the output is the same).")
 @click.option("--filter", "filters", type=(str, str), multiple=True, metavar="HEADER VALUE",
-              help="Server-side filter (repeatable): only events whose HEADER equals VALUE.")
+              help="Server-side filter (repeatable): events whose HEADER equals VALUE (any case). With several, "
+              "FreeSWITCH sends events matching ANY of them (OR, not AND); '-VALUE' excludes, "
+              "'/regex/' matches a pattern.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of readable lines.")
 @click.option("--count", "-n", type=click.IntRange(1), default=None, help="Stop after N events.")
 @connection_options
@@ -231,6 +268,8 @@ class _Recorder:
         except asyncio.TimeoutError:
             raise CLIError(f"timed out connecting to {host}:{port}") from None
         except OSError as exc:
+            if exc.errno == errno.ECONNREFUSED:
+                raise CLIError(refused_message(f"{host}:{port}")) from None
             raise CLIError(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from None
         first = await self.message(timeout)
         if first.content_type == "text/rude-rejection":
