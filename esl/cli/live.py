@@ -322,7 +322,12 @@ class _Recorder:
                 await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
                 if not reader.done():
                     reader.cancel()
-                    break
+                    # wait for the read to unwind: until it has, the StreamReader still counts it as
+                    # waiting, and the next read (exit's reply) fails with RuntimeError on 3.12+
+                    await asyncio.wait({reader})
+                    if reader.cancelled():
+                        break
+                    # it completed before the cancel landed: keep what it read
                 data = reader.result()
                 if not data:
                     ended = "closed"
