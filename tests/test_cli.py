@@ -533,6 +533,8 @@ def test_outbound_run_handles_a_call_and_stops_on_sigterm(spec: str, tmp_path: P
     assert (tmp_path / "handled.txt").read_text() == uuid
     assert code == 0, err
     assert "Traceback" not in err
+    assert f"call {uuid} started" in err  # each call logged as it arrives and as it ends
+    assert f"call {uuid} ended after" in err
 
 
 CONSUMER_APP = """

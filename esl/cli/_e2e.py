@@ -122,6 +122,16 @@ def _run_greenswitch(host: str, port: int, password: str, target: int, max_secon
         return counter.result("greenswitch")
 
 
+def describe_failure(exc: BaseException, max_seconds: float) -> str:
+    """One line saying why a client failed; never an exception name with nothing after it."""
+    text = str(exc).strip()
+    if text:
+        return f"{type(exc).__name__}: {text}"
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        return f"timed out: the stream was not handled within {max_seconds + 20:g} s"
+    return f"{type(exc).__name__} (no message)"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run one client and print its JSON result line."""
     args = sys.argv[1:] if argv is None else argv
@@ -138,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             raise ValueError(f"unknown client {client!r}")
     except Exception as exc:  # reported to the parent as data, never a traceback
-        print(json.dumps({"client": client, "error": f"{type(exc).__name__}: {exc}"}), flush=True)
+        print(json.dumps({"client": client, "error": describe_failure(exc, max_seconds)}), flush=True)
         return 1
     print(json.dumps(result), flush=True)
     return 0

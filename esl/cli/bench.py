@@ -281,6 +281,28 @@ async def _e2e(cap: captures.Capture, label: str, client: str, env: dict[str, st
 # -- the command ---------------------------------------------------------------------------------
 
 
+def measured_events(cap: captures.Capture, events: int | None) -> bytes:
+    """The event bytes a run measures: every event of the capture, or its first ``events``."""
+    from esl.core import Parser
+
+    data = cap.event_bytes()
+    if events is not None and events < cap.events:
+        data = b"".join(ev.raw for ev in Parser().feed(data)[:events])
+    return data
+
+
+#: Event formats each peer decodes (genesis and greenswitch read text/event-plain only).
+PEER_FORMATS = {"genesis": ("plain",), "greenswitch": ("plain",)}
+
+
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (None where the system has none)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):  # pragma: no cover - not on this platform
+        return None
+
+
 def measure(
     cap: captures.Capture,
     backends: list[str],
@@ -296,12 +318,9 @@ def measure(
     warn: Callable[[str], None],
 ) -> list[Result]:
     """Run every measurement; ``progress`` is told what runs next."""
-    from esl.core import Parser, load
+    from esl.core import load
 
-    data = cap.event_bytes()
-    if events is not None and events < cap.events:
-        evs = Parser().feed(data)[:events]
-        data = b"".join(ev.raw for ev in evs)
+    data = measured_events(cap, events)
     pieces = _pieces(data)
     nbytes = len(data)
     keys = route_keys(data)
@@ -383,11 +402,18 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
         "system": f"{platform.system()} {platform.release()}",
+        "load_average": load_average(),
     }
 
 
-def report(cap: captures.Capture, results: list[Result], backend_default: str) -> dict[str, Any]:
-    """The machine-readable form of a run (``--json``)."""
+def report(cap: captures.Capture, results: list[Result], backend_default: str, *,
+           measured_bytes: int | None = None, total: tuple[int, int] | None = None,
+           load_before: list[float] | None = None) -> dict[str, Any]:
+    """The machine-readable form of a run (``--json``).
+
+    ``capture.events`` and ``capture.bytes`` are what was measured (the first N events with
+    ``--events N``); ``total`` is the whole capture's (events, event bytes).
+    """
     rat = ratios(results)
     rows = []
     for r in results:
@@ -396,12 +422,22 @@ def report(cap: captures.Capture, results: list[Result], backend_default: str) -
         rows.append(d)
     from esl import __version__
 
+    mach = machine()
+    mach["load_average_before"] = load_before
+    capture: dict[str, Any] = {
+        "path": cap.path,
+        "events": cap.events,
+        "format": cap.format,
+        "bytes": len(cap.event_bytes()) if measured_bytes is None else measured_bytes,
+    }
+    if total is not None:
+        capture["total_events"], capture["total_bytes"] = total
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "esl": __version__,
         "default_backend": backend_default,
-        "machine": machine(),
-        "capture": {"path": cap.path, "events": cap.events, "format": cap.format, "bytes": len(cap.data)},
+        "machine": mach,
+        "capture": capture,
         "measures": MEASURES,
         "results": rows,
     }
@@ -411,28 +447,53 @@ def _fmt_rate(x: float) -> str:
     return f"{x:,.0f}"
 
 
-def table(cap: captures.Capture, results: list[Result]) -> Any:
-    """The rich table printed for people."""
+def caption(results: list[Result], mach: dict[str, Any] | None = None) -> str:
+    """What the table's figures are, for the peers actually measured, and where they were measured."""
+    m = mach or machine()
+    load = m.get("load_average")
+    where = f"{m['cpu']}, {m['cores']} cores, Python {m['python']}" + (f", load {load[0]:.2f}" if load else "")
+    measures = {r.measure for r in results}
+    parts = []
+    if "parse" in measures:
+        parts.append("parse + keys: framing and routing keys")
+    if "decode" in measures:
+        parts.append("full decode: every header and body")
+    if "route" in measures:
+        parts.append("routed away: Router with 10,000 routes, 1% of events matching")
+    if "e2e" in measures:
+        parts.append("end to end: replay server -> client with one '*' handler reading Unique-ID, over loopback")
+    text = f"{where}. " + "; ".join(parts) + "."
+    peers = [p for p in PEERS if any(r.subject == p for r in results)]
+    cores = {r.subject for r in results if r.subject.startswith("esl-")}
+    if peers:
+        text += (" Ratios: this row's events/s over the other's; the peers' parsers always decode everything, "
+                 "so their one figure is the reference for the three in-process rows.")
+    elif len(cores) > 1:
+        text += " Ratio: this row's events/s over the other core's on the same job."
+    return text
+
+
+def table(cap: captures.Capture, results: list[Result], mach: dict[str, Any] | None = None) -> Any:
+    """The rich table printed for people; subject names and figures never wrap, even at 80 columns."""
+    from rich import box
     from rich.table import Table
 
     rat = ratios(results)
     subjects_peers = [p for p in PEERS if any(r.subject == p for r in results)]
-    m = machine()
+    cores = {r.subject for r in results if r.subject.startswith("esl-")}
     t = Table(
         title=f"esl bench: {cap.path} ({cap.events:,} {cap.format} events)",
-        caption=f"{m['cpu']}, {m['cores']} cores, Python {m['python']}. parse + keys: framing and routing keys; "
-        "full decode: every header and body; routed away: Router with 10,000 routes, 1% of events matching; "
-        "end to end: replay server -> client with one '*' handler reading Unique-ID, over loopback. "
-        "Ratios: this row's events/s over the other's (peers' parsers, which always decode everything, "
-        "for the in-process rows).",
+        caption=caption(results, mach),
+        box=box.SIMPLE_HEAD,
+        padding=(0, 0),
+        pad_edge=False,
+        show_edge=False,
     )
-    t.add_column("measure")
-    t.add_column("subject")
-    t.add_column("events/s", justify="right")
-    t.add_column("MB/s", justify="right")
-    t.add_column("vs other backend", justify="right")
-    for p in subjects_peers:
-        t.add_column(f"vs {p}", justify="right")
+    headers = ["measure", "subject", "events/s", "MB/s"]
+    if len(cores) > 1:
+        headers.append("vs other\ncore")
+    headers += [f"vs\n{p}" for p in subjects_peers]
+    rows: list[list[str]] = []
     last = None
     for r in sorted(results, key=lambda r: (list(MEASURES).index(r.measure), r.subject)):
         row = rat.get((r.measure, r.subject), {})
@@ -442,11 +503,18 @@ def table(cap: captures.Capture, results: list[Result]) -> Any:
             r.subject,
             _fmt_rate(r.rate),
             f"{r.bytes / r.seconds / 1e6:,.1f}" if r.seconds else "",
-            f"{other[0]:.2f}x" if other else "",
         ]
+        if len(cores) > 1:
+            cells.append(f"{other[0]:.2f}x" if other else "")
         cells += [f"{row[p]:.1f}x" if p in row else "" for p in subjects_peers]
-        t.add_row(*cells, end_section=False)
+        rows.append(cells)
         last = r.measure
+    for i, header in enumerate(headers):
+        # cells never wrap or get cut; a header may wrap between its words
+        width = max([len(row[i]) for row in rows] + [len(line) for line in header.splitlines()])
+        t.add_column(header, justify="left" if i < 2 else "right", no_wrap=True, min_width=width + 1)
+    for cells in rows:
+        t.add_row(*cells)
     return t
 
 
@@ -460,8 +528,14 @@ def _compact(x: float) -> str:
     return f"{x:.0f}"
 
 
-def plot(results: list[Result], path: str, title: str) -> None:
-    """A bar chart of events/s per measure and subject (matplotlib imported here, lazily)."""
+def chart(results: list[Result], title: str, mach: dict[str, Any] | None = None, date: str | None = None) -> Any:
+    """A matplotlib figure: a bar chart of events/s per measure and subject (matplotlib imported lazily).
+
+    Log scale with every bar starting at 1 event/s, so bar heights compare as orders of
+    magnitude from a fixed origin; each measure has slots only for the subjects measured on
+    it, and a footnote says why the peers have none under parse and routed away. The
+    machine, load and date are written under the chart.
+    """
     try:
         import matplotlib
 
@@ -471,26 +545,47 @@ def plot(results: list[Result], path: str, title: str) -> None:
         raise CLIError("--plot needs matplotlib: pip install matplotlib (or pip install 'esl[bench]')") from None
     measures = [m for m in MEASURES if any(r.measure == m for r in results)]
     subjects = sorted({r.subject for r in results})
-    fig, ax = plt.subplots(figsize=(max(6, 2.2 * len(measures)), 4.5))
-    width = 0.8 / max(1, len(subjects))
-    for i, subject in enumerate(subjects):
-        xs, ys = [], []
-        for j, m in enumerate(measures):
-            r = next((r for r in results if r.measure == m and r.subject == subject), None)
-            if r is not None:
-                xs.append(j + (i - (len(subjects) - 1) / 2) * width)
-                ys.append(r.rate)
-        bars = ax.bar(xs, ys, width, label=subject)
-        ax.bar_label(bars, labels=[_compact(y) for y in ys], fontsize=7, padding=2)
+    colors = {s: f"C{i}" for i, s in enumerate(subjects)}
+    fig, ax = plt.subplots(figsize=(max(7, 2.4 * len(measures)), 5.2))
+    slot = 0.8 / max(1, max(sum(1 for r in results if r.measure == m) for m in measures))
+    labelled: set[str] = set()
+    for j, m in enumerate(measures):
+        here = sorted((r for r in results if r.measure == m), key=lambda r: subjects.index(r.subject))
+        for i, r in enumerate(here):
+            x = j + (i - (len(here) - 1) / 2) * slot
+            bar = ax.bar([x], [r.rate], slot, bottom=0, color=colors[r.subject],
+                         label=r.subject if r.subject not in labelled else None)
+            labelled.add(r.subject)
+            ax.bar_label(bar, labels=[_compact(r.rate)], fontsize=7, padding=2)
     ax.set_xticks(range(len(measures)), [SHORT[m] for m in measures], fontsize=9)
     ax.set_yscale("log")
     rates = [r.rate for r in results if r.rate > 0]
-    if rates:
-        ax.set_ylim(min(rates) / 4, max(rates) * 6)  # every bar visible, room for labels and legend
-    ax.set_ylabel("events per second (log scale)")
+    top = max(rates) if rates else 10.0
+    ax.set_ylim(1, top * 8)  # bars start at 1 event/s; room above for labels and the legend
+    ax.set_ylabel("events per second (log scale, bars from 1)")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8, ncols=len(subjects), loc="upper center")
-    fig.tight_layout()
+    ax.legend(fontsize=8, ncols=min(4, len(subjects)), loc="upper center")
+    notes = []
+    peers = [p for p in PEERS if p in subjects]
+    if peers and any(m in measures for m in ("parse", "route")):
+        notes.append(f"{' and '.join(peers)} decode every header: one parser figure, shown under full decode; "
+                     "they have no parse + keys or routed away figure.")
+    m = mach or machine()
+    load = m.get("load_average")
+    notes.append(f"{m['cpu']}, {m['cores']} cores, {m['system']}, {m['implementation']} {m['python']}"
+                 + (f", load {load[0]:.2f}" if load else "")
+                 + f"; {date or datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
+    fig.text(0.01, 0.01, "\n".join(notes), fontsize=7, ha="left", va="bottom", wrap=True)
+    fig.tight_layout(rect=(0, 0.04 * len(notes) + 0.02, 1, 1))
+    return fig
+
+
+def plot(results: list[Result], path: str, title: str, mach: dict[str, Any] | None = None,
+         date: str | None = None) -> None:
+    """Draw :func:`chart` into ``path`` (PNG, SVG, PDF: by its extension)."""
+    import matplotlib.pyplot as plt
+
+    fig = chart(results, title, mach, date)
     try:
         fig.savefig(path, dpi=120)
     except OSError as exc:
@@ -562,11 +657,18 @@ def bench_cmd(capture: str | None, backend: str, compare: str | None, events: in
                 peers.append(name)
 
     cap = captures.load(capture)
+    for name in list(peers):
+        if cap.format not in PEER_FORMATS[name]:
+            peers.remove(name)
+            if compare is not None:  # asked for by name: say why it is not there
+                click.echo(f"esl: warning: {name} does not decode {cap.format} events; left out "
+                           f"(its figures would not be comparable)", err=True)
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     err = Console(stderr=True, highlight=False)
     warnings: list[str] = []
+    load_before = load_average()
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
                   transient=True, disable=as_json or not err.is_terminal) as prog:
         task = prog.add_task("starting", total=None)
@@ -577,16 +679,22 @@ def bench_cmd(capture: str | None, backend: str, compare: str | None, events: in
         )
     for w in warnings:
         click.echo(f"esl: warning: {w}", err=True)
+    total = (cap.events, len(cap.event_bytes()))
+    measured_bytes = len(measured_events(cap, events))
     if events is not None and events < cap.events:
         cap = captures.Capture(cap.path, cap.data, cap.format, events, cap.messages, cap.names)
+    mach = machine()
+    date = datetime.datetime.now(datetime.timezone.utc)
     if as_json:
-        click.echo(json.dumps(report(cap, results, BACKEND), indent=2))
+        click.echo(json.dumps(report(cap, results, BACKEND, measured_bytes=measured_bytes, total=total,
+                                     load_before=load_before), indent=2))
     else:
         out = Console(highlight=False)
         if not out.is_terminal:
             out = Console(highlight=False, width=120)
-        out.print(table(cap, results))
+        out.print(table(cap, results, mach))
     if plot_path is not None:
-        plot(results, plot_path, f"esl bench: {cap.path} ({cap.events:,} events)")
+        plot(results, plot_path, f"esl bench: {cap.path} ({cap.events:,} {cap.format} events)", mach,
+             date.strftime("%Y-%m-%d %H:%M UTC"))
         if not as_json:
             click.echo(f"chart written to {plot_path}", err=True)
