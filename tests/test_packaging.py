@@ -1,0 +1,104 @@
+"""What a user installs: the license and changelog ship, the project URLs are set, a build
+without a C compiler (or with ESL_NO_EXTENSIONS=1) gives the pure-Python package and says so,
+and the README's pytest example runs in a new project that installs the wheel.
+
+The builds are marked ``slow`` and run only with ``ESL_SLOW_TESTS=1`` (they make virtual
+environments): ``ESL_SLOW_TESTS=1 pytest -m slow tests/test_packaging.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tarfile
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+
+#: Builds run only when asked for (ESL_SLOW_TESTS=1), as the other slow tests of this suite.
+slow = pytest.mark.skipif(os.environ.get("ESL_SLOW_TESTS") != "1", reason="builds virtual environments: "
+                          "ESL_SLOW_TESTS=1")
+
+
+def test_license_is_mit_with_the_copyright_line() -> None:
+    text = (ROOT / "LICENSE").read_text()
+    assert text.startswith("MIT License\n")
+    assert "Copyright (c) 2026 the esl authors" in text
+    assert "THE SOFTWARE IS PROVIDED \"AS IS\"" in text
+
+
+def test_changelog_and_project_urls() -> None:
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    assert changelog.startswith("# Changelog")
+    assert "## 0.1.0" in changelog
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    section = pyproject.split("[project.urls]\n", 1)[1].split("\n\n", 1)[0]
+    urls = dict(line.split(" = ", 1) for line in section.splitlines())
+    for key in ("Homepage", "Documentation", "Source", "Changelog", "Issues"):
+        assert urls[key].startswith('"https://'), key
+
+
+def _venv(where: Path) -> Path:
+    subprocess.run([sys.executable, "-m", "venv", str(where)], check=True, timeout=120)
+    return where / "bin" / "python"
+
+
+def _run(cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = None,
+         timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(cmd, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+    assert proc.returncode == 0, f"{cmd}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def no_compiler_build(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    """A wheel built with CC pointing at a compiler that does not exist, and the build's output."""
+    tmp = tmp_path_factory.mktemp("nocc")
+    python = _venv(tmp / "venv")
+    proc = _run([str(python), "-m", "pip", "wheel", "--no-deps", "-v", "-w", str(tmp / "dist"), str(ROOT)],
+                env={"CC": str(tmp / "no-such-compiler" / "cc"), "ESL_NO_EXTENSIONS": ""})
+    (wheel,) = (tmp / "dist").glob("esl-*.whl")
+    yield wheel, proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+@slow
+def test_build_without_a_c_compiler_is_pure_python_and_says_so(no_compiler_build: tuple[Path, str],
+                                                                tmp_path: Path) -> None:
+    wheel, output = no_compiler_build
+    assert "no working C compiler found: building the pure-Python package" in " ".join(output.split())
+    names = zipfile.ZipFile(wheel).namelist()
+    assert not [n for n in names if n.endswith((".so", ".pyd"))]
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
+    assert any(n.endswith(".dist-info/CHANGELOG.md") for n in names)
+    python = _venv(tmp_path / "venv")
+    _run([str(python), "-m", "pip", "install", "-q", str(wheel)])
+    proc = _run([str(python), "-c", "import esl.core; print(esl.core.BACKEND)"], cwd=tmp_path)
+    assert proc.stdout.strip() == "python"
+    proc = _run([str(tmp_path / "venv" / "bin" / "esl"), "--version"], cwd=tmp_path)
+    assert "core: python" in proc.stdout
+
+
+@pytest.mark.slow
+@slow
+def test_esl_no_extensions_at_build_time_gives_a_pure_wheel_and_the_sdist_ships_the_notices(
+        tmp_path: Path) -> None:
+    python = _venv(tmp_path / "venv")
+    proc = _run([str(python), "-m", "pip", "wheel", "--no-deps", "-v", "-w", str(tmp_path / "dist"), str(ROOT)],
+                env={"ESL_NO_EXTENSIONS": "1"})
+    assert "ESL_NO_EXTENSIONS is set: building the pure-Python package" in " ".join(
+        (proc.stdout + proc.stderr).split())
+    (wheel,) = (tmp_path / "dist").glob("esl-*.whl")
+    assert wheel.name.endswith("-py3-none-any.whl")
+    _run([str(python), "-m", "pip", "install", "-q", "scikit-build-core>=0.10"])
+    _run([str(python), "-c", f"from scikit_build_core.build import build_sdist; build_sdist({str(tmp_path)!r})"],
+         cwd=ROOT)
+    (sdist,) = tmp_path.glob("esl-*.tar.gz")
+    names = {n.split("/", 1)[1] for n in tarfile.open(sdist).getnames() if "/" in n}
+    assert {"LICENSE", "CHANGELOG.md", "pyproject.toml", "CMakeLists.txt"} <= names
