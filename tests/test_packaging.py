@@ -102,3 +102,23 @@ def test_esl_no_extensions_at_build_time_gives_a_pure_wheel_and_the_sdist_ships_
     (sdist,) = tmp_path.glob("esl-*.tar.gz")
     names = {n.split("/", 1)[1] for n in tarfile.open(sdist).getnames() if "/" in n}
     assert {"LICENSE", "CHANGELOG.md", "pyproject.toml", "CMakeLists.txt"} <= names
+
+
+@pytest.mark.slow
+@slow
+def test_readme_pytest_example_in_a_new_project(no_compiler_build: tuple[Path, str], tmp_path: Path) -> None:
+    """A new project: a venv with the wheel and pytest-asyncio, the README's IVR as myivr.py and
+    its test file as test_myivr.py, no configuration at all; pytest passes."""
+    import re
+
+    wheel, _ = no_compiler_build
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
+    project = tmp_path / "myproject"
+    project.mkdir()
+    (project / "myivr.py").write_text(next(b for b in blocks if "async def ivr(" in b))
+    (project / "test_myivr.py").write_text(next(b for b in blocks if "from myivr import ivr" in b))
+    python = _venv(tmp_path / "venv")
+    _run([str(python), "-m", "pip", "install", "-q", f"esl[testing] @ {wheel.as_uri()}"])
+    proc = _run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=project)
+    assert "2 passed" in proc.stdout

@@ -29,7 +29,8 @@ connection: command parsing and replies), ``events`` (names, standard headers,
 subscription and filter rules), ``capture`` (load, frame and replay captures),
 ``calls`` (FakeChannel), ``originate`` (dial strings, originate, bridging),
 ``apps`` (dialplan applications), ``callapi`` (uuid_* api commands), ``outbound``
-(the ``socket`` application), ``builtins`` (status, eval, global_getvar...).
+(the ``socket`` application), ``builtins`` (status, eval, global_getvar...), ``helpers``
+(``serve`` an Outbound app, ``place_call`` into it, press digits, assert on what it did).
 """
 
 from esl.testing import capture
@@ -38,10 +39,15 @@ from esl.testing.capture import events as capture_events
 from esl.testing.capture import frames as capture_frames
 from esl.testing.capture import load as load_capture
 from esl.testing.connection import GOODBYE, FakeConnection
+from esl.testing.helpers import AppUnderTest, PlacedCall, place_call, serve
 from esl.testing.server import FakeFreeSWITCH
 
 __all__ = [
     "GOODBYE",
+    "AppUnderTest",
+    "PlacedCall",
+    "place_call",
+    "serve",
     "Endpoint",
     "FakeChannel",
     "FakeConnection",
