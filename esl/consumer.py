@@ -51,7 +51,7 @@ def filtrate(key: str, value: str | None = None, regex: bool = False) -> Callabl
             content = content[0] if content else ""
         if pattern is not None:
             return pattern.match(str(content)) is not None
-        return content == value
+        return bool(content == value)
 
     def decorator(function: Handler) -> Handler:
         if inspect.iscoroutinefunction(function):

@@ -13,6 +13,7 @@ Job before the command is written, so the result can never arrive "too early".
 from __future__ import annotations
 
 import asyncio
+from types import EllipsisType
 from typing import Any, Callable, Generator
 
 from esl.exceptions import CommandError, TimeoutError
@@ -118,7 +119,7 @@ class Job:
             raise CommandError(text, self.command)
         return text
 
-    async def wait(self, timeout: float | None = ...) -> str:  # type: ignore[assignment]
+    async def wait(self, timeout: float | None | EllipsisType = ...) -> str:
         """The output text; ``CommandError`` on ``-ERR``, ``esl.exceptions.TimeoutError`` after ``timeout``.
 
         ``timeout`` defaults to ``job.timeout``; ``None`` waits without limit

@@ -23,7 +23,7 @@ from test_cli import (  # the CliRunner helpers and fixtures of the main CLI tes
 )
 
 import esl
-from esl.cli import bench, main
+from esl.cli import bench, bench_report, main
 from esl.cli import capture as captures
 from esl.cli._e2e import describe_failure
 from esl.cli.live import event_line
@@ -227,9 +227,9 @@ def test_outbound_run_refuses_a_plain_function(tmp_path: Path, monkeypatch: pyte
     assert "async def handler(session)" in line
     line = one_error_line(runner().invoke(main, ["outbound", "run", "plain_handler:app"]))
     assert "the handler of 'plain_handler:app' is a plain function" in line
-    from esl.cli.apps import is_async_handler
-
     import plain_handler  # type: ignore[import-not-found]
+
+    from esl.cli.apps import is_async_handler
 
     assert is_async_handler(plain_handler.Handler())
     assert not is_async_handler(plain_handler.handler)
@@ -292,7 +292,7 @@ def test_bench_caption_without_peers_speaks_of_none() -> None:
     if len(esl.core.backends()) == 2:
         assert "over the other core's on the same job" in text
     results = [bench.Result("parse", "esl-python", 10, 1.0, 100)]
-    assert "Ratio" not in bench.caption(results, bench.machine())  # one subject: nothing to compare
+    assert "Ratio" not in bench_report.caption(results, bench_report.machine())  # one subject: nothing to compare
 
 
 def test_bench_json_bytes_and_load_average_are_what_was_measured() -> None:
@@ -326,7 +326,7 @@ def test_bench_table_keeps_names_whole_at_80_columns() -> None:
         bench.Result("e2e", "greenswitch", 5_453, 1.0, 11_500_000),
     ]
     console = Console(width=80, record=True, highlight=False)
-    console.print(bench.table(cap, results, bench.machine()))
+    console.print(bench_report.table(cap, results, bench_report.machine()))
     text = console.export_text()
     assert "…" not in text
     assert max(len(line) for line in text.splitlines()) <= 80
@@ -342,8 +342,8 @@ def test_bench_chart_baseline_footnotes_and_machine() -> None:
         bench.Result("decode", "genesis", 5_000, 1.0, 1),
         bench.Result("route", "esl-cython", 900_000, 1.0, 1),
     ]
-    mach = bench.machine()
-    fig = bench.chart(results, "t", mach, "2026-11-30 05:00 UTC")
+    mach = bench_report.machine()
+    fig = bench_report.chart(results, "t", mach, "2026-11-30 05:00 UTC")
     try:
         (ax,) = fig.axes
         assert ax.get_ylim()[0] == 1  # bars start at 1 event/s, not at a figure picked from the data

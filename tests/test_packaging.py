@@ -100,7 +100,8 @@ def test_esl_no_extensions_at_build_time_gives_a_pure_wheel_and_the_sdist_ships_
     _run([str(python), "-c", f"from scikit_build_core.build import build_sdist; build_sdist({str(tmp_path)!r})"],
          cwd=ROOT)
     (sdist,) = tmp_path.glob("esl-*.tar.gz")
-    names = {n.split("/", 1)[1] for n in tarfile.open(sdist).getnames() if "/" in n}
+    with tarfile.open(sdist) as tar:
+        names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
     assert {"LICENSE", "CHANGELOG.md", "pyproject.toml", "CMakeLists.txt"} <= names
 
 

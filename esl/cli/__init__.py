@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import click
 
-from esl.core import BACKEND
-
 from esl.cli._common import OneLineErrors
 from esl.cli.apps import consumer_group, outbound_group
 from esl.cli.bench import bench_cmd
 from esl.cli.live import api_cmd, events_cmd, record_cmd
 from esl.cli.serve import fake_cmd, replay_cmd
+from esl.core import BACKEND
 
 __all__ = ["main"]
 
 
-@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=OneLineErrors,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="esl", prog_name="esl", message=f"%(prog)s %(version)s (core: {BACKEND})")
 def main() -> None:
     """esl: a fast, complete FreeSWITCH Event Socket library, and its tools.

@@ -16,6 +16,11 @@ from typing import Any, TypeVar
 
 import click
 
+__all__ = [
+    "CLIError", "OneLineErrors", "UsageLine", "clean_errors", "connection_options", "describe",
+    "is_tty", "quiet_logging", "refused_message", "run", "run_until_signal", "stderr_console",
+]
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_HOST = "127.0.0.1"
@@ -162,7 +167,6 @@ class UsageLine(click.UsageError):
 
     def __init__(self, error: click.UsageError) -> None:
         super().__init__(error.format_message(), error.ctx)
-        self.exit_code = error.exit_code
 
     def show(self, file: Any = None) -> None:
         hint = f" (see '{self.ctx.command_path} --help')" if self.ctx is not None else ""

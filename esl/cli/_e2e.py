@@ -22,6 +22,8 @@ from typing import Any
 
 from esl.cli._common import quiet_logging
 
+__all__ = ["describe_failure", "main"]
+
 
 class _Counter:
     """Counts events, timestamps the first and the last, and says when to stop."""

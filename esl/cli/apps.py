@@ -17,6 +17,8 @@ import click
 
 from esl.cli._common import CLIError, clean_errors, run, run_until_signal
 
+__all__ = ["a_type", "consumer_group", "is_async_handler", "load_app", "logged_calls", "outbound_group"]
+
 
 def load_app(spec: str) -> Any:
     """The object named by ``MODULE:APP`` (``APP`` may be dotted); the current directory is importable."""

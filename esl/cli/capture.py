@@ -18,6 +18,11 @@ from typing import BinaryIO
 
 from esl.cli._common import CLIError
 
+__all__ = [
+    "BUNDLED_NAME", "Capture", "CaptureWriter", "bundled_path", "check", "load", "looks_like_esl",
+    "read_bytes",
+]
+
 XZ_MAGIC = b"\xfd7zXZ\x00"
 BUNDLED_NAME = "events-plain.raw.xz"
 

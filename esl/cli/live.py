@@ -16,6 +16,11 @@ import click
 from esl.cli import capture as captures
 from esl.cli._common import CLIError, clean_errors, connection_options, refused_message, run
 
+__all__ = [
+    "COLUMNS", "KEY_HEADERS", "api_cmd", "event_json", "event_line", "event_time", "events_cmd",
+    "record_cmd",
+]
+
 FORMATS = click.Choice(["plain", "json", "xml"])
 
 #: Headers shown, when present, after the name and UUID of an event line, by event name: what

@@ -13,6 +13,8 @@ import click
 from esl.cli import capture as captures
 from esl.cli._common import CLIError, clean_errors, run, run_until_signal
 
+__all__ = ["ReplayServer", "fake_cmd", "replay_cmd"]
+
 #: Bytes queued in a client's socket before the replay waits for it to read (TCP backpressure).
 HIGH_WATER = 4 * 1024 * 1024
 #: Target size of one write when replaying as fast as possible.
