@@ -174,3 +174,30 @@ def test_docs_build_strict(tmp_path: Path) -> None:
         assert (site / page).exists(), page
     reference = (site / "reference" / "esl.inbound" / "index.html").read_text()
     assert "bgapi" in reference and "Inbound" in reference  # rendered from the docstrings
+
+
+pytest_plugins = ["pytester"]
+
+
+def test_the_test_examples_of_the_docs_pass(pytester: pytest.Pytester) -> None:
+    """Every block of the docs that is a pytest test file runs, beside the modules of its page, in
+    a project of its own (pytest-asyncio's strict mode): what the testing guide shows works."""
+    written = 0
+    for path in SOURCES:
+        blocks = python_blocks(path)
+        modules = {b.module: b.code for b in blocks if b.module}
+        tests = [b for b in blocks if b.checked and "@pytest.mark.asyncio" in b.code]
+        for block in tests:
+            folder = pytester.path / re.sub(r"\W", "_", f"{path.stem}_{block.line}")
+            folder.mkdir()
+            for name, code in modules.items():
+                (folder / f"{name}.py").write_text(code)
+            (folder / f"test_{folder.name}.py").write_text(block.code)
+            written += 1
+    assert written >= 3
+    pytester.makeini("[pytest]\n")
+    result = pytester.runpytest_subprocess("-p", "asyncio", "-o", "asyncio_mode=strict", "-q",
+                                           "-p", "no:cacheprovider")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("failed", 0) == 0 and outcomes.get("errors", 0) == 0, result.stdout.str()[-4000:]
+    assert outcomes.get("passed", 0) >= 5
