@@ -258,14 +258,16 @@ async def test_sendmsg_execute_playback_and_hangup(fake):
         "FILE PLAYED",
     )
     assert done["variable_current_application_response"] == "FILE PLAYED"
+    await c.until(lambda e: e.name == "PRIVATE_COMMAND")
     tail = names_for(c.events, "u1")
     i = tail.index("CHANNEL_PARK")
+    # PRIVATE_COMMAND fires once the message has run (switch_ivr_parse_next_event; as captured)
     assert tail[i + 1 : i + 6] == [
-        "PRIVATE_COMMAND",
         "CHANNEL_EXECUTE",
         "PLAYBACK_START",
         "PLAYBACK_STOP",
         "CHANNEL_EXECUTE_COMPLETE",
+        "PRIVATE_COMMAND",
     ]
     private = next(e for e in c.events if e.name == "PRIVATE_COMMAND")
     assert [k for k, _ in private.items_all()][:3] == ["Command", "call-command", "execute-app-name"]

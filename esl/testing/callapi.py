@@ -181,13 +181,23 @@ def install(fake: FakeFreeSWITCH) -> None:
         return "+OK Success\n"
 
     def uuid_break(arg: str, conn: FakeConnection | None) -> str:
-        parts = arg.split()
-        if not parts:
+        """``<uuid> [all] [both]``: ``all`` drops the queued sendmsg messages too, ``both`` does
+        the same to the bridged leg; a running sendmsg execute is stopped (loops and all),
+        else the current media is broken (CF_BREAK). Goes around the event lock."""
+        uuid, _, flag = arg.partition(" ")
+        if not uuid:
             return "-USAGE: <uuid> [all]\n"
-        ch = find(parts[0])
+        ch = find(uuid)
         if ch is None:
             return NO_CHANNEL
-        ch.interrupt(only_breakable=True)
+        legs = [ch]
+        if "both" in flag and ch.other_leg is not None:
+            legs.append(ch.other_leg)
+        for leg in legs:
+            if "all" in flag:
+                leg.flush_messages()
+            if not leg.stop_broadcast():
+                leg.interrupt(only_breakable=True)
         return "+OK\n"
 
     def uuid_broadcast(arg: str, conn: FakeConnection | None) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import math
 import re
 import time
 import uuid as uuidlib
@@ -190,15 +191,21 @@ class FakeChannel:
         self.transfer_to: tuple[str, str, str] | None = None
         self.on_answer: list[Callable[[FakeChannel], Any]] = []
         self.on_hangup: list[Callable[[FakeChannel], Any]] = []
+        # the session's private event queue (sendmsg) and the flags that gate it
         self._messages: collections.deque[Command] = collections.deque()
         self._msg_waiter: asyncio.Future[None] | None = None
-        self._waiters: dict[asyncio.Future[bool], bool] = {}  # future -> interruptible by break
+        self._event_lock = 0  # CF_EVENT_LOCK (set recursively by each event-locked message running)
+        self._broadcast = False  # CF_BROADCAST: a sendmsg execute is running
+        self._stop_broadcast = False  # CF_STOP_BROADCAST
+        self._break_flag = False  # CF_BREAK set while no media loop was there to take it
+        # future -> interruptible by break; a None result means "a message was queued"
+        self._waiters: dict[asyncio.Future[bool | None], bool] = {}
+        self._parse_waiters: set[asyncio.Future[bool | None]] = set()
         self._dtmf: list[str] = []
         self._dtmf_waiter: asyncio.Future[None] | None = None
         self._event_waiters: list[tuple[str, asyncio.Future[Event]]] = []
         self._task: asyncio.Task[None] | None = None
         self._unpark = False
-        self._msg_app: str | None = None
         # set by originate: what runs once answered, and the go-ahead to run it
         self.after_answer: tuple[str, str] = ("", "default")
         self._go: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -407,39 +414,97 @@ class FakeChannel:
 
     # -- waiting -----------------------------------------------------------------------
 
-    async def pause(self, seconds: float, *, breakable: bool = True) -> bool:
-        """Wait ``seconds`` of simulated media time; False when cut short by hangup
-        (or by uuid_break when ``breakable``)."""
+    async def pause(
+        self,
+        seconds: float,
+        *,
+        breakable: bool = True,
+        parse: bool = False,
+        until: asyncio.Future[Any] | None = None,
+    ) -> bool:
+        """Wait ``seconds`` of simulated media time (``math.inf``: until cut short); False when
+        cut short by hangup (or by uuid_break / the break app when ``breakable``).
+
+        ``parse``: this is a media loop of the session (playback, sleep, bridge...), which runs
+        the queued sendmsg messages as they arrive, nested inside it, as
+        switch_ivr_parse_all_events does, unless an event-locked message is running
+        (CF_EVENT_LOCK): then they wait until it ends. Time spent in a nested message does not
+        count. ``until``: also return True once that future is done.
+        """
         if self.down:
             return False
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[bool] = loop.create_future()
-        self._waiters[fut] = breakable
+        remaining = max(seconds, 0.0)
+        while True:
+            if parse and self._messages and not self._event_lock:
+                await self.parse_all_events()
+                if self.down:
+                    return False
+            if breakable and self._break_flag:
+                self._break_flag = False
+                return False
+            if until is not None and until.done():
+                return True
+            fut: asyncio.Future[bool | None] = loop.create_future()
+            self._waiters[fut] = breakable
+            if parse:
+                self._parse_waiters.add(fut)
 
-        def elapsed() -> None:
-            if not fut.done():
-                fut.set_result(True)
+            def elapsed(_: object = None, fut: asyncio.Future[bool | None] = fut) -> None:
+                if not fut.done():
+                    fut.set_result(True)
 
-        handle = loop.call_later(max(seconds, 0.0), elapsed)
-        try:
-            return await fut
-        finally:
-            handle.cancel()
-            self._waiters.pop(fut, None)
+            handle = loop.call_later(remaining, elapsed) if remaining != math.inf else None
+            if until is not None:
+                until.add_done_callback(elapsed)
+            started = loop.time()
+            try:
+                result = await fut
+            finally:
+                if handle is not None:
+                    handle.cancel()
+                if until is not None:
+                    until.remove_done_callback(elapsed)
+                self._waiters.pop(fut, None)
+                self._parse_waiters.discard(fut)
+            if result is None:  # a message was queued: run it (or keep waiting) and go on
+                remaining = max(remaining - (loop.time() - started), 0.0)
+                continue
+            return result
 
     async def step(self) -> None:
         """One state-machine step: yield to the loop (and wait Timings.step if set)."""
         await asyncio.sleep(self.timings.step)
 
     def interrupt(self, *, only_breakable: bool = False) -> None:
-        """Cut every pending media wait short (hangup), or only the breakable ones (uuid_break)."""
+        """Cut every pending media wait short (hangup), or only the breakable ones (CF_BREAK:
+        uuid_break, the break app; kept for the next media loop when none is running)."""
+        hit = False
         for fut, breakable in list(self._waiters.items()):
             if not fut.done() and (breakable or not only_breakable):
                 fut.set_result(False)
+                hit = True
+        if only_breakable and not hit:
+            self._break_flag = True
         if not only_breakable:
             self._wake_messages()
             if self._dtmf_waiter is not None and not self._dtmf_waiter.done():
                 self._dtmf_waiter.set_result(None)
+
+    def stop_broadcast(self) -> bool:
+        """switch_channel_stop_broadcast: end the running sendmsg execute (and its loops) and
+        break its media; False when no sendmsg execute is running."""
+        if not self._broadcast:
+            return False
+        self._stop_broadcast = True
+        self.interrupt(only_breakable=True)
+        return True
+
+    def flush_messages(self) -> int:
+        """switch_core_session_flush_private_events: drop every queued message; returns how many."""
+        count = len(self._messages)
+        self._messages.clear()
+        return count
 
     async def wait_hangup(self, timeout: float | None = 5.0) -> None:
         """Until the channel is destroyed."""
@@ -513,13 +578,14 @@ class FakeChannel:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
-            self._dtmf_waiter = loop.create_future()
+            waiter = self._dtmf_waiter = loop.create_future()
             try:
-                await asyncio.wait_for(asyncio.shield(self._dtmf_waiter), remaining)
-            except asyncio.TimeoutError:
-                break
+                # a media loop: queued messages run meanwhile (switch_ivr_collect_digits_count)
+                await self.pause(remaining, breakable=False, parse=True, until=waiter)
             finally:
                 self._dtmf_waiter = None
+            if not waiter.done():
+                break
         return "".join(got), ""
 
     # -- answer / hangup -----------------------------------------------------------------
@@ -676,6 +742,7 @@ class FakeChannel:
                 calling=("switch_channel.c", "switch_channel_perform_set_running_state", 2409),
             )
         finally:
+            self._messages.clear()
             self.fake.channels.pop(self.uuid, None)
             if not self.destroyed.done():
                 self.destroyed.set_result(None)
@@ -715,46 +782,52 @@ class FakeChannel:
     # -- messages (sendmsg) ----------------------------------------------------------------
 
     def queue_message(self, cmd: Command) -> None:
-        """A sendmsg for this channel (async mode): queued and run in order by the park loop or
-        between dialplan applications. A hangup sent while a message's application runs
-        without ``event-lock`` runs at once (FreeSWITCH would run it nested in that app)."""
-        if (
-            (cmd.get("call-command") or "").lower() == "hangup"
-            and not self._messages
-            and self.current_app is not None
-            and self._msg_app != "locked"
-        ):
-            self.hangup(cmd.get("hangup-cause") or "NORMAL_CLEARING")
-            return
+        """switch_core_session_queue_private_event: a sendmsg for this channel (async mode).
+
+        The session runs it the next time it parses its queue: at once when parked, between
+        two dialplan applications, or nested inside the media application running now
+        (playback, sleep, bridge...). While an event-locked message runs (``event-lock:
+        true``, CF_EVENT_LOCK) nothing more is taken off the queue: later messages, a
+        ``call-command: hangup`` included, wait until that application ends. ``uuid_kill``
+        and ``uuid_break`` (api) go around the queue.
+        """
+        if self.down:
+            return  # accepted, never run (the session is going away)
         self._messages.append(cmd)
         self._wake_messages()
 
     def _wake_messages(self) -> None:
         if self._msg_waiter is not None and not self._msg_waiter.done():
             self._msg_waiter.set_result(None)
+        for fut in list(self._parse_waiters):
+            if not fut.done():
+                fut.set_result(None)
 
-    async def next_message(self) -> Command | None:
-        """The next queued message, or None when the channel goes down / is unparked."""
-        while not self._messages:
-            if self.down or self._unpark or self.transfer_to is not None:
-                return None
-            self._msg_waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._msg_waiter
-            finally:
-                self._msg_waiter = None
-        return self._messages.popleft()
+    @property
+    def event_locked(self) -> bool:
+        """CF_EVENT_LOCK: an event-locked message is running, the queue is held."""
+        return self._event_lock > 0
+
+    @property
+    def queued_messages(self) -> int:
+        """How many sendmsg messages wait in the session's queue."""
+        return len(self._messages)
+
+    async def parse_all_events(self) -> None:
+        """switch_ivr_parse_all_events: run queued messages in order while none holds the lock;
+        PRIVATE_COMMAND fires after each one has run (switch_ivr_parse_next_event)."""
+        while self._messages and not self._event_lock and not self.down:
+            msg = self._messages.popleft()
+            await self.run_message(msg)
+            self.fire_private_command(msg)
 
     async def run_pending_messages(self) -> None:
-        """Run every queued message now (switch_ivr_parse_all_events)."""
-        while self._messages and not self.down:
-            msg = self._messages.popleft()
-            self.fire_private_command(msg)
-            await self.run_message(msg)
+        """Run every queued message now (between dialplan applications)."""
+        await self.parse_all_events()
 
     def fire_private_command(self, cmd: Command) -> None:
-        """PRIVATE_COMMAND, fired when a queued message is taken off the session's queue: the
-        message's own headers first, then the standard headers and the channel data."""
+        """PRIVATE_COMMAND, fired once a queued message has run: the message's own headers
+        first, then the standard headers and the channel data."""
         text = cmd.line + "\n" + "".join(f"{k}: {v}\n" for k, v in cmd.headers) + "\n"
         pairs = [("Command", text), *cmd.headers]
         pairs += self.fake.factory.standard(
@@ -767,43 +840,62 @@ class FakeChannel:
         self.fake.fire_nowait(event)
 
     async def run_message(self, cmd: Command) -> None:
-        """Run one sendmsg: execute (``loops`` times), hangup, or the other call-commands."""
+        """switch_ivr_parse_event: run one sendmsg (execute ``loops`` times, hangup, xferext...),
+        holding the queue while it runs when it says ``event-lock: true``."""
         command = (cmd.get("call-command") or "").lower()
-        if command == "execute":
-            app = cmd.get("execute-app-name") or ""
-            arg = cmd.get("execute-app-arg")
-            if arg is None and (cmd.get("content-type") or "").lower() == "text/plain":
-                arg = cmd.body
-            try:
-                loops = int(cmd.get("loops") or 1)
-            except ValueError:
-                loops = 1
-            event_uuid = cmd.get("Event-UUID")
-            name = cmd.get("event-uuid-name")
-            locked = (cmd.get("event-lock") or cmd.get("event-lock-pri") or "").lower() in (
-                "true",
-                "yes",
-                "on",
-                "1",
-            )
-            count = 0
-            self._msg_app = "locked" if locked else "nested"
-            try:
-                while not self.down and (loops < 0 or count < loops):
-                    await self.execute(app, arg or "", app_uuid=event_uuid, app_uuid_name=name)
-                    count += 1
-            finally:
-                self._msg_app = None
-        elif command == "hangup":
-            self.hangup(cmd.get("hangup-cause") or "NORMAL_CLEARING")
-        elif command == "xferext":
-            for _, value in [h for h in cmd.headers if h[0].lower() == "application"]:
-                app, _, arg = value.partition(" ")
-                if self.down:
-                    break
-                await self.execute(app, arg)
-        elif command == "unicast" or command == "nomedia":
-            pass  # accepted, nothing to simulate
+        locked = _true(cmd.get("event-lock"))
+        if locked:
+            self._event_lock += 1
+        try:
+            if command == "execute":
+                await self._run_execute(cmd)
+            elif command == "hangup":
+                self.hangup(cmd.get("hangup-cause") or "NORMAL_CLEARING")
+            elif command == "xferext":
+                for _, value in [h for h in cmd.headers if h[0].lower() == "application"]:
+                    app, _, arg = value.partition(" ")
+                    if self.down:
+                        break
+                    await self.execute(app, arg)
+            # unicast, nomedia: accepted, nothing to simulate
+        finally:
+            if locked:
+                self._event_lock -= 1
+
+    async def _run_execute(self, cmd: Command) -> None:
+        app = cmd.get("execute-app-name") or ""
+        arg = cmd.get("execute-app-arg")
+        if not arg and (cmd.get("content-type") or "").lower() == "text/plain":
+            arg = cmd.body
+        try:
+            loops = int(cmd.get("loops") or 1)
+        except ValueError:
+            loops = 1
+        if not app:
+            return
+        event_uuid = cmd.get("Event-UUID")
+        name = cmd.get("event-uuid-name")
+        self._stop_broadcast = False
+        owner = not self._broadcast
+        self._broadcast = True
+        count = 0
+        try:
+            while not self.down and (loops < 0 or count < loops) and not self._stop_broadcast:
+                if loops != 1:
+                    self.variables["current_loop"] = str(count + 1)
+                    self.variables["total_loops"] = str(loops)
+                await self.execute(app, arg or "", app_uuid=event_uuid, app_uuid_name=name)
+                count += 1
+        finally:
+            self.variables.pop("current_loop", None)
+            self.variables.pop("total_loops", None)
+            if owner:
+                self._broadcast = False
+            if self._stop_broadcast:
+                # a stopped broadcast also breaks the media loop it ran inside (CF_BREAK)
+                self._broadcast = False
+                self._stop_broadcast = False
+                self._break_flag = True
 
     # -- applications ------------------------------------------------------------------------
 
@@ -851,12 +943,19 @@ class FakeChannel:
         """switch_ivr_park: CHANNEL_PARK, run queued messages until hangup/unpark, CHANNEL_UNPARK."""
         self._unpark = False
         self.fire("CHANNEL_PARK", extended=True, calling=("switch_ivr.c", "switch_ivr_park", 1002))
+        loop = asyncio.get_running_loop()
         while True:
-            msg = await self.next_message()
-            if msg is None:
+            self._break_flag = False  # the park loop takes a stray CF_BREAK
+            if self._messages and not self._event_lock and not self.down:
+                await self.parse_all_events()
+                continue
+            if self.down or self._unpark or self.transfer_to is not None:
                 break
-            self.fire_private_command(msg)
-            await self.run_message(msg)
+            self._msg_waiter = loop.create_future()
+            try:
+                await self._msg_waiter
+            finally:
+                self._msg_waiter = None
         self.fire("CHANNEL_UNPARK", extended=True, calling=("switch_ivr.c", "switch_ivr_park", 1213))
 
     async def run_extension(self, extension: str, context: str | None = None) -> None:
@@ -944,6 +1043,16 @@ class _HangupResult(int):
 
     def __await__(self) -> Generator[Any, None, None]:
         return asyncio.shield(self.channel.destroyed).__await__()
+
+
+def _true(value: str | None) -> bool:
+    """switch_true: yes/on/true/t/enabled/active/allow or a non-zero number."""
+    if not value:
+        return False
+    low = value.strip().lower()
+    if low in ("yes", "on", "true", "t", "enabled", "active", "allow"):
+        return True
+    return low.lstrip("-").isdigit() and int(low) != 0
 
 
 def _app_list(apps: Any) -> list[tuple[str, str]]:

@@ -9,6 +9,7 @@ leg then runs ``&app(arg)`` or an extension of ``fake.dialplan``.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import time
 import uuid as uuidlib
@@ -261,7 +262,7 @@ class CallEngine:
         if other is not None or not exten:
             # a bridge's B leg: held in CS_EXCHANGE_MEDIA until hangup
             ch.set_state("CS_EXCHANGE_MEDIA")
-            await ch.pause(1e9, breakable=False)
+            await ch.pause(math.inf, breakable=False, parse=True)
             return
         if exten.startswith("&"):
             app, _, arg = exten[1:].partition("(")
