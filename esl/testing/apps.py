@@ -107,7 +107,8 @@ async def playback(ch: FakeChannel, arg: str) -> str | None:
     ch.variables["playback_seconds"] = str(ms // 1000)
     ch.variables["playback_ms"] = str(ms)
     ch.variables["playback_samples"] = str(ms * 8)
-    status = "done" if done else "break"
+    # cut short by hangup still says "done" (as FreeSWITCH reports it); "break" is uuid_break / break
+    status = "done" if done or ch.down else "break"
     ch.fire(
         "PLAYBACK_STOP",
         extended=True,
@@ -181,37 +182,34 @@ async def export(ch: FakeChannel, arg: str) -> str | None:
 
 
 async def bridge(ch: FakeChannel, arg: str) -> str | None:
-    """Dial a B leg; once it answers, CHANNEL_BRIDGE, then wait until either side hangs up."""
-    import asyncio
-
-    from esl.testing.originate import parse_dialstring
-
-    variables, target = parse_dialstring(arg)
+    """Dial the B leg(s) (``,`` together, ``|`` in turn); once one answers, CHANNEL_BRIDGE,
+    then wait until either side hangs up. The A leg's queue is parsed meanwhile."""
+    inherit = {}
     for name in (ch.variables.get("export_vars") or "").split(","):
         if name and name in ch.variables:
-            variables.setdefault(name, ch.variables[name])
+            inherit[name] = ch.variables[name]
     try:
-        timeout = int(ch.variables.get("call_timeout") or variables.get("originate_timeout") or 60)
+        timeout = int(ch.variables.get("call_timeout") or 60)
     except ValueError:
         timeout = 60
-    b = ch.fake.calls.place(
-        target, variables, cid_name=ch.caller_id_name, cid_num=ch.caller_id_number, timeout=timeout, other=ch
+    task = ch.fake.spawn(
+        ch.fake.calls.dial(
+            arg, cid_name=ch.caller_id_name, cid_num=ch.caller_id_number, timeout=timeout, other=ch,
+            inherit=inherit,
+        )
     )
-    if isinstance(b, str):
-        ch.variables["originate_disposition"] = b
-        ch.variables["last_bridge_hangup_cause"] = b
+    await ch.pause(math.inf, breakable=False, parse=True, until=task)
+    if ch.down or not task.done():
+        task.cancel()
+        await asyncio.wait([task])
         return None
+    result = task.result()
+    if isinstance(result, str):
+        ch.variables["originate_disposition"] = result
+        ch.variables["last_bridge_hangup_cause"] = result
+        return None
+    b = result
     b.variables["call_uuid"] = ch.variables.get("call_uuid", ch.uuid)
-    # ringing: the A leg's own queue is parsed meanwhile (switch_ivr_originate's loop)
-    await ch.pause(math.inf, breakable=False, parse=True, until=b.answered_future)
-    if ch.down:
-        if not b.down:
-            b.hangup("ORIGINATOR_CANCEL")
-        return None
-    if not b.answered_future.result():
-        ch.variables["originate_disposition"] = b.hangup_cause or "NORMAL_CLEARING"
-        ch.variables["last_bridge_hangup_cause"] = b.hangup_cause or "NORMAL_CLEARING"
-        return None
     ch.answer()
     ch.variables["originate_disposition"] = "SUCCESS"
     ch.fake.calls.bridge(ch, b)
@@ -219,6 +217,8 @@ async def bridge(ch: FakeChannel, arg: str) -> str | None:
     # bridged: messages still run nested (uuid_broadcast / sendmsg to a bridged leg)
     await ch.pause(math.inf, breakable=False, parse=True, until=ch._bridge_waiter)
     ch._bridge_waiter = None
+    if ch._uuid_bridge is not None:
+        return None  # taken away by uuid_bridge
     if not ch.down and (ch.variables.get("hangup_after_bridge", "true").lower() == "true"):
         ch.hangup(ch.variables.get("bridge_hangup_cause", "NORMAL_CLEARING"))
     return None

@@ -48,16 +48,13 @@ def install(fake: FakeFreeSWITCH) -> None:
         return "+OK\n" if ch.answer() else "-ERROR\n"
 
     def uuid_bridge(arg: str, conn: FakeConnection | None) -> str:
+        """``<uuid> <other_uuid> [<fallback_uuid>]``: switch_ivr_uuid_bridge; refused when
+        neither leg has media (answered or early), a ringing peer is waited for."""
         parts = arg.split()
         if len(parts) < 2:
             return "-USAGE: <uuid> <other_uuid>\n"
-        a = find(parts[0])
         for who in parts[1:3]:
-            b = find(who)
-            if a is not None and b is not None and a is not b:
-                a.answer()
-                b.answer()
-                fake.calls.bridge(a, b)
+            if fake.calls.uuid_bridge(parts[0], who):
                 return f"+OK {who}\n"
         return "-ERR Invalid uuid\n"
 

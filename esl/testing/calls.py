@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from esl.core import Event
 from esl.testing.events import build_plain
+from esl.testing.sqldb import WATCHED
 
 if TYPE_CHECKING:  # pragma: no cover
     from esl.testing.server import Command, FakeConnection, FakeFreeSWITCH
@@ -167,6 +168,9 @@ class FakeChannel:
         self.caller_id_number = caller_id_number or "0000000000"
         self.callee_id_name = ""
         self.callee_id_number = ""
+        self.dialplan = "XML"
+        #: Caller-Network-Addr (the signalling peer of a SIP leg; empty for loopback/originated legs)
+        self.network_addr = ""
         self.state = "CS_NEW"
         self.running_state = "CS_NONE"
         self.call_state = "DOWN"
@@ -211,6 +215,8 @@ class FakeChannel:
         self._go: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         # set by the bridge application while this leg is bridged
         self._bridge_waiter: asyncio.Future[None] | None = None
+        # set by uuid_bridge: (peer, originator?) until the leg has left its application
+        self._uuid_bridge: tuple[FakeChannel, bool] | None = None
         self.recordings: set[str] = set()  # "locked" / "nested" while a sendmsg application runs
         base = {
             "direction": direction,
@@ -250,15 +256,20 @@ class FakeChannel:
         """Counted by ``show calls``: a leg that is not the originatee of a bridge."""
         return self.other_type != "originatee"
 
+    @property
+    def read_codec(self) -> tuple[str, str, str]:
+        """(name, rate, bit rate) of the read codec (``read_codec`` / ``read_rate`` variables)."""
+        return _codec_of(self.variables, "read")
+
+    @property
+    def write_codec(self) -> tuple[str, str, str]:
+        """(name, rate, bit rate) of the write codec."""
+        return _codec_of(self.variables, "write")
+
     def show_row(self) -> dict[str, str]:
-        """A row of ``show channels`` (first columns only)."""
-        return {
-            "uuid": self.uuid, "direction": self.direction,
-            "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.created)),
-            "created_epoch": str(int(self.created)), "name": self.name, "state": self.state,
-            "cid_name": self.caller_id_name, "cid_num": self.caller_id_number,
-            "dest": self.destination, "application": self.current_app or "",
-        }  # fmt: skip
+        """This channel's row of ``show channels`` (the 38 columns of the channels table)."""
+        row = self.fake.coredb.channels.get(self.uuid)
+        return dict(row) if row is not None else {}
 
     # -- event building --------------------------------------------------------------
 
@@ -277,6 +288,7 @@ class FakeChannel:
             (f"{p}-Orig-Caller-ID-Number", self.caller_id_number),
             (f"{p}-Callee-ID-Name", self.callee_id_name or "Outbound Call"),
             (f"{p}-Callee-ID-Number", self.callee_id_number or self.destination),
+            *([(f"{p}-Network-Addr", self.network_addr)] if self.network_addr else []),
             (f"{p}-ANI", self.caller_id_number),
             (f"{p}-Destination-Number", self.destination),
             (f"{p}-Unique-ID", self.uuid),
@@ -317,13 +329,14 @@ class FakeChannel:
         ]
         if self.hangup_cause is not None:
             pairs.append(("Hangup-Cause", self.hangup_cause))
+        rc, wc = self.read_codec, self.write_codec
         pairs += [
-            ("Channel-Read-Codec-Name", "PCMU"),
-            ("Channel-Read-Codec-Rate", "8000"),
-            ("Channel-Read-Codec-Bit-Rate", "64000"),
-            ("Channel-Write-Codec-Name", "PCMU"),
-            ("Channel-Write-Codec-Rate", "8000"),
-            ("Channel-Write-Codec-Bit-Rate", "64000"),
+            ("Channel-Read-Codec-Name", rc[0]),
+            ("Channel-Read-Codec-Rate", rc[1]),
+            ("Channel-Read-Codec-Bit-Rate", rc[2]),
+            ("Channel-Write-Codec-Name", wc[0]),
+            ("Channel-Write-Codec-Rate", wc[1]),
+            ("Channel-Write-Codec-Bit-Rate", wc[2]),
         ]
         pairs += self._profile("Caller")
         other = self.other_leg
@@ -359,9 +372,12 @@ class FakeChannel:
         pairs = list(pre) + self.basic_data(state)
         if extended:
             pairs += [(f"variable_{k}", v) for k, v in self.variables.items()]
-        pairs += list(post)
+        post = list(post)
+        pairs += post
         event = self.fake.factory.make_trusted(name, pairs, subclass, calling)
         self.events_fired.append(event)
+        if name in WATCHED:
+            self.fake.coredb.channel_event(self, name, post)
         self.fake.fire_nowait(event, {"event-name": name, "event-subclass": subclass, "unique-id": self.uuid})
         if self._event_waiters:
             for wanted, fut in list(self._event_waiters):
@@ -972,7 +988,7 @@ class FakeChannel:
             if self.state != "CS_EXECUTE":
                 self.set_state("CS_EXECUTE")
             for app, arg in _app_list(apps):
-                if self.down or self.transfer_to is not None:
+                if self.down or self.transfer_to is not None or self._uuid_bridge is not None:
                     break
                 await self.execute(app, arg)
                 await self.run_pending_messages()
@@ -982,7 +998,7 @@ class FakeChannel:
                 self.set_state("CS_ROUTING")
                 continue
             break
-        if not self.down:
+        if not self.down and self._uuid_bridge is None:
             self.hangup("NORMAL_CLEARING")
 
     def transfer(self, extension: str, dialplan: str = "XML", context: str = "default") -> None:
@@ -993,6 +1009,58 @@ class FakeChannel:
         )
         self.interrupt()
 
+    # -- uuid_bridge ---------------------------------------------------------------------------
+
+    @property
+    def media_up(self) -> bool:
+        """switch_channel_media_up: answered or in early media."""
+        return self.answered or self.answer_state == "early"
+
+    def start_uuid_bridge(self, peer: FakeChannel, originator: bool) -> None:
+        """switch_ivr_uuid_bridge on this leg: leave the running application (a ringing leg
+        goes on ringing) and, once out of it, bridge to ``peer`` (see stay_uuid_bridged)."""
+        self._uuid_bridge = (peer, originator)
+        self._unpark = True
+        self.transfer_to = None
+        if self.media_up:
+            self.interrupt()
+
+    async def stay_uuid_bridged(self) -> None:
+        """The uuid_bridge state handlers: the originator (CS_SOFT_EXECUTE) waits for the peer
+        to answer, then bridges; the originatee waits in CS_EXCHANGE_MEDIA. When the bridge
+        ends the leg hangs up (or parks with ``park_after_bridge``). The outbound socket that
+        controlled the leg no longer matters: closing it only clears CF_CONTROLLED."""
+        assert self._uuid_bridge is not None
+        peer, originator = self._uuid_bridge
+        self._uuid_bridge = None
+        loop = asyncio.get_running_loop()
+        waiter = self._bridge_waiter = loop.create_future()
+        self.set_state("CS_SOFT_EXECUTE" if originator else "CS_EXCHANGE_MEDIA")
+        self.fire(
+            "CHANNEL_EXECUTE",
+            extended=True,
+            post=[("Application", "uuid_bridge"), ("Application-Data", peer.uuid)],
+            calling=("switch_ivr_bridge.c", "uuid_bridge_on_soft_execute", 872),
+        )
+        try:
+            if originator:
+                await self.pause(math.inf, breakable=False, parse=True, until=peer.answered_future)
+                if self.down or self._uuid_bridge is not None:
+                    return
+                if peer.down or not peer.answered_future.result():
+                    self.hangup("ORIGINATOR_CANCEL")
+                    return
+                self.fake.calls.bridge(self, peer)
+            await self.pause(math.inf, breakable=False, parse=True, until=waiter)
+        finally:
+            self._bridge_waiter = None
+        if self.down or self._uuid_bridge is not None:
+            return
+        if self.variables.get("park_after_bridge", "").lower() == "true":
+            await self.park()
+        else:
+            self.hangup("NORMAL_CLEARING")
+
     # -- lifecycles ---------------------------------------------------------------------------
 
     def start(self, coro: Awaitable[None]) -> None:
@@ -1001,6 +1069,8 @@ class FakeChannel:
         async def life() -> None:
             try:
                 await coro
+                while self._uuid_bridge is not None and not self.down:
+                    await self.stay_uuid_bridged()
             finally:
                 if not self.down:
                     self.hangup("NORMAL_CLEARING")
@@ -1043,6 +1113,18 @@ class _HangupResult(int):
 
     def __await__(self) -> Generator[Any, None, None]:
         return asyncio.shield(self.channel.destroyed).__await__()
+
+
+_BIT_RATES = {"PCMU": 64000, "PCMA": 64000, "G722": 64000, "G729": 8000, "L16": 128000}
+
+
+def _codec_of(variables: dict[str, str], side: str) -> tuple[str, str, str]:
+    name = variables.get(f"{side}_codec") or "PCMU"
+    rate = variables.get(f"{side}_rate") or "8000"
+    bits = _BIT_RATES.get(name.upper())
+    if name.upper() == "L16" and rate.isdigit():
+        bits = int(rate) * 16
+    return name, rate, str(bits if bits is not None else 0)
 
 
 def _true(value: str | None) -> bool:
