@@ -15,66 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 import esl
-from esl.core import Parser
 from esl.testing import FakeFreeSWITCH
 from esl.testing.apps import media_length
+from fake_raw import Raw, until
 
 ENDLESS = "tone_stream://%(1000,0,440);loops=-1"
-
-
-class Raw:
-    """A raw inbound ESL client: one command at a time, events kept aside."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer, self.parser = reader, writer, Parser()
-        self.queue: list[Any] = []
-        self.events: list[Any] = []
-
-    @classmethod
-    async def connect(cls, fake: FakeFreeSWITCH) -> Raw:
-        c = cls(*await asyncio.open_connection(fake.host, fake.port))
-        await c._next()
-        assert (await c.cmd("auth ClueCon")) == "+OK accepted"
-        assert (await c.cmd("event plain ALL")).startswith("+OK")
-        return c
-
-    async def _next(self) -> Any:
-        while not self.queue:
-            data = await asyncio.wait_for(self.reader.read(1 << 16), 3.0)
-            if not data:
-                raise EOFError
-            self.queue.extend(self.parser.feed(data))
-        return self.queue.pop(0)
-
-    async def cmd(self, text: str) -> str:
-        self.writer.write(text.encode() + b"\n\n")
-        while True:
-            m = await self._next()
-            if m.is_event:
-                self.events.append(m)
-                continue
-            return str(m.body if m.content_type == "api/response" else m["Reply-Text"])
-
-    async def sendmsg(self, uuid: str, **headers: str) -> str:
-        lines = "".join(f"{k.replace('_', '-')}: {v}\n" for k, v in headers.items())
-        return await self.cmd(f"sendmsg {uuid}\n{lines.rstrip()}")
-
-    def close(self) -> None:
-        self.writer.close()
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 3.0) -> None:
-    async def poll() -> None:
-        while not predicate():
-            await asyncio.sleep(0.002)
-
-    await asyncio.wait_for(poll(), timeout)
 
 
 def names(ch: Any) -> list[str]:

@@ -965,7 +965,7 @@ class FakeChannel:
             if self._messages and not self._event_lock and not self.down:
                 await self.parse_all_events()
                 continue
-            if self.down or self._unpark or self.transfer_to is not None:
+            if self.down or self._unpark or self.transfer_to is not None or self._uuid_bridge is not None:
                 break
             self._msg_waiter = loop.create_future()
             try:

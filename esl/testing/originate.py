@@ -268,6 +268,8 @@ class CallEngine:
                 go.set_result(None)
         if endpoint.dtmf or endpoint.hangup_after is not None:
             self.fake.spawn(self._far_end(ch, endpoint))
+        if ch._uuid_bridge is not None:
+            return  # uuid_bridge took the leg while it rang
         exten, context = ch.after_answer
         if other is not None or not exten:
             # a bridge's B leg: held in CS_EXCHANGE_MEDIA until hangup
