@@ -217,6 +217,7 @@ class FakeChannel:
         self._bridge_waiter: asyncio.Future[None] | None = None
         # set by uuid_bridge: (peer, originator?) until the leg has left its application
         self._uuid_bridge: tuple[FakeChannel, bool] | None = None
+        self._uuid_bridged = False  # in the uuid_bridge state handlers
         self.recordings: set[str] = set()  # "locked" / "nested" while a sendmsg application runs
         base = {
             "direction": direction,
@@ -709,6 +710,8 @@ class FakeChannel:
         waiter = self._bridge_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+            if self._uuid_bridged and self.variables.get("park_after_bridge") != "true":
+                self.hangup("NORMAL_CLEARING")  # at once, as the bridge thread does
         elif self.variables.get("park_after_bridge") != "true":
             self.hangup(self.variables.get("bridge_hangup_cause", "NORMAL_CLEARING"))
         else:
@@ -1042,6 +1045,7 @@ class FakeChannel:
             post=[("Application", "uuid_bridge"), ("Application-Data", peer.uuid)],
             calling=("switch_ivr_bridge.c", "uuid_bridge_on_soft_execute", 872),
         )
+        self._uuid_bridged = True
         try:
             if originator:
                 await self.pause(math.inf, breakable=False, parse=True, until=peer.answered_future)
@@ -1054,6 +1058,7 @@ class FakeChannel:
             await self.pause(math.inf, breakable=False, parse=True, until=waiter)
         finally:
             self._bridge_waiter = None
+            self._uuid_bridged = False
         if self.down or self._uuid_bridge is not None:
             return
         if self.variables.get("park_after_bridge", "").lower() == "true":
