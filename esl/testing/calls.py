@@ -169,6 +169,10 @@ class FakeChannel:
         self.callee_id_name = ""
         self.callee_id_number = ""
         self.dialplan = "XML"
+        self.orig_caller_id_name = self.caller_id_name
+        self.orig_caller_id_number = self.caller_id_number
+        self._read_codec: tuple[str, str, str] | None = None  # set with the media (CODEC events)
+        self._write_codec: tuple[str, str, str] | None = None
         #: Caller-Network-Addr (the signalling peer of a SIP leg; empty for loopback/originated legs)
         self.network_addr = ""
         self.state = "CS_NEW"
@@ -224,10 +228,6 @@ class FakeChannel:
             "uuid": self.uuid,
             "session_id": str(fake.sessions_since_startup + 1),
             "channel_name": name,
-            "read_codec": "PCMU",
-            "read_rate": "8000",
-            "write_codec": "PCMU",
-            "write_rate": "8000",
         }
         if direction == "outbound":
             base["is_outbound"] = "true"
@@ -259,13 +259,54 @@ class FakeChannel:
 
     @property
     def read_codec(self) -> tuple[str, str, str]:
-        """(name, rate, bit rate) of the read codec (``read_codec`` / ``read_rate`` variables)."""
-        return _codec_of(self.variables, "read")
+        """(name, rate, bit rate) of the read codec; empty strings before the media is set up."""
+        return self._read_codec or ("", "", "")
 
     @property
     def write_codec(self) -> tuple[str, str, str]:
-        """(name, rate, bit rate) of the write codec."""
-        return _codec_of(self.variables, "write")
+        """(name, rate, bit rate) of the write codec; empty strings before the media is set up."""
+        return self._write_codec or ("", "", "")
+
+    def set_codecs(self, name: str = "PCMU", rate: str = "8000", *, fire: bool = True) -> None:
+        """The media is set up: read codec then write codec, a CODEC event for each (as
+        switch_core_session_set_read_codec / set_write_codec fire them)."""
+        bits = _bit_rate(name, rate)
+        self._read_codec = (name, rate, bits)
+        self.variables["read_codec"], self.variables["read_rate"] = name, rate
+        sofia = self.source == "mod_sofia"
+        if fire:
+            self.fire(
+                "CODEC",
+                post=[("channel-read-codec-name", name), ("channel-read-codec-rate", rate),
+                      ("channel-read-codec-bit-rate", bits)],
+                calling=("switch_core_codec.c", "switch_core_session_set_real_read_codec", 189) if sofia
+                else ("switch_core_codec.c", "switch_core_session_set_read_codec", 300),
+            )  # fmt: skip
+        self._write_codec = (name, rate, bits)
+        self.variables["write_codec"], self.variables["write_rate"] = name, rate
+        if fire:
+            self.fire(
+                "CODEC",
+                post=[("Channel-Write-Codec-Name", name), ("Channel-Write-Codec-Rate", rate),
+                      ("Channel-Write-codec-bit-rate", bits)],
+                calling=("switch_core_codec.c", "switch_core_session_set_write_codec", 471),
+            )  # fmt: skip
+
+    def flip_cid(self) -> None:
+        """switch_channel_flip_cid (an originated leg once answered): caller and callee id
+        swap, then CALL_UPDATE with ``Direction: RECV``."""
+        self.variables["pre_transfer_caller_id_name"] = self.caller_id_name
+        self.variables["pre_transfer_caller_id_number"] = self.caller_id_number
+        name, number = self.caller_id_name, self.caller_id_number
+        self.caller_id_name = self.callee_id_name or "Outbound Call"
+        self.caller_id_number = self.callee_id_number or self.destination
+        self.callee_id_name, self.callee_id_number = name, number
+        self.variables["channel_cid_flipped"] = "yes"
+        self.hit_dialplan = True  # CF_DIALPLAN, set as the leg is handed its application
+        pre = [("Direction", "RECV")]
+        if self.other_leg is not None:
+            pre.append(("Bridged-To", self.other_leg.uuid))
+        self.fire("CALL_UPDATE", pre=pre, extended=True, calling=("switch_channel.c", "switch_channel_flip_cid", 3279))
 
     def show_row(self) -> dict[str, str]:
         """This channel's row of ``show channels`` (the 38 columns of the channels table)."""
@@ -285,8 +326,8 @@ class FakeChannel:
             (f"{p}-Dialplan", "XML"),
             (f"{p}-Caller-ID-Name", self.caller_id_name),
             (f"{p}-Caller-ID-Number", self.caller_id_number),
-            (f"{p}-Orig-Caller-ID-Name", self.caller_id_name),
-            (f"{p}-Orig-Caller-ID-Number", self.caller_id_number),
+            (f"{p}-Orig-Caller-ID-Name", self.orig_caller_id_name),
+            (f"{p}-Orig-Caller-ID-Number", self.orig_caller_id_number),
             (f"{p}-Callee-ID-Name", self.callee_id_name or "Outbound Call"),
             (f"{p}-Callee-ID-Number", self.callee_id_number or self.destination),
             *([(f"{p}-Network-Addr", self.network_addr)] if self.network_addr else []),
@@ -330,15 +371,19 @@ class FakeChannel:
         ]
         if self.hangup_cause is not None:
             pairs.append(("Hangup-Cause", self.hangup_cause))
-        rc, wc = self.read_codec, self.write_codec
-        pairs += [
-            ("Channel-Read-Codec-Name", rc[0]),
-            ("Channel-Read-Codec-Rate", rc[1]),
-            ("Channel-Read-Codec-Bit-Rate", rc[2]),
-            ("Channel-Write-Codec-Name", wc[0]),
-            ("Channel-Write-Codec-Rate", wc[1]),
-            ("Channel-Write-Codec-Bit-Rate", wc[2]),
-        ]
+        rc, wc = self._read_codec, self._write_codec
+        if rc is not None:
+            pairs += [
+                ("Channel-Read-Codec-Name", rc[0]),
+                ("Channel-Read-Codec-Rate", rc[1]),
+                ("Channel-Read-Codec-Bit-Rate", rc[2]),
+            ]
+        if wc is not None:
+            pairs += [
+                ("Channel-Write-Codec-Name", wc[0]),
+                ("Channel-Write-Codec-Rate", wc[1]),
+                ("Channel-Write-Codec-Bit-Rate", wc[2]),
+            ]
         pairs += self._profile("Caller")
         other = self.other_leg
         if other is not None:
@@ -370,7 +415,8 @@ class FakeChannel:
     ) -> Event:
         """Fire a channel event: ``pre`` headers, the basic data, the ``variable_*`` headers
         when ``extended``, then ``post`` headers; deliver it on the fake's bus."""
-        pairs = list(pre) + self.basic_data(state)
+        pre = list(pre)
+        pairs = pre + self.basic_data(state)
         if extended:
             pairs += [(f"variable_{k}", v) for k, v in self.variables.items()]
         post = list(post)
@@ -378,7 +424,7 @@ class FakeChannel:
         event = self.fake.factory.make_trusted(name, pairs, subclass, calling)
         self.events_fired.append(event)
         if name in WATCHED:
-            self.fake.coredb.channel_event(self, name, post)
+            self.fake.coredb.channel_event(self, name, pre + post if pre else post)
         self.fake.fire_nowait(event, {"event-name": name, "event-subclass": subclass, "unique-id": self.uuid})
         if self._event_waiters:
             for wanted, fut in list(self._event_waiters):
@@ -611,6 +657,8 @@ class FakeChannel:
         """Early media: CHANNEL_PROGRESS_MEDIA and call state EARLY."""
         if self.answered or self.down or self.answer_state == "early":
             return
+        if self._read_codec is None:
+            self.set_codecs()
         self.answer_state = "early"
         self.fire(
             "CHANNEL_PROGRESS_MEDIA",
@@ -636,6 +684,8 @@ class FakeChannel:
             return False
         if self.answered:
             return True
+        if self._read_codec is None:
+            self.set_codecs()
         self.answered = True
         self.answered_at = time.time()
         self.answer_state = "answered"
@@ -1123,13 +1173,10 @@ class _HangupResult(int):
 _BIT_RATES = {"PCMU": 64000, "PCMA": 64000, "G722": 64000, "G729": 8000, "L16": 128000}
 
 
-def _codec_of(variables: dict[str, str], side: str) -> tuple[str, str, str]:
-    name = variables.get(f"{side}_codec") or "PCMU"
-    rate = variables.get(f"{side}_rate") or "8000"
-    bits = _BIT_RATES.get(name.upper())
+def _bit_rate(name: str, rate: str) -> str:
     if name.upper() == "L16" and rate.isdigit():
-        bits = int(rate) * 16
-    return name, rate, str(bits if bits is not None else 0)
+        return str(int(rate) * 16)
+    return str(_BIT_RATES.get(name.upper(), 0))
 
 
 def _true(value: str | None) -> bool:

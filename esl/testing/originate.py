@@ -230,6 +230,10 @@ class CallEngine:
         other: FakeChannel | None,
     ) -> None:
         outgoing = ("switch_core_session.c", "switch_core_session_outgoing_channel", 768)
+        if target.startswith("loopback/"):
+            # loopback sets L16 up as it creates the channel (under the uuid it had before
+            # origination_uuid renamed it: nobody filtering on the final uuid sees those CODEC events)
+            ch.set_codecs("L16", "8000", fire=not had_uuid)
         if had_uuid:
             ch.fire(
                 "CHANNEL_UUID",
@@ -270,6 +274,8 @@ class CallEngine:
             self.fake.spawn(self._far_end(ch, endpoint))
         if ch._uuid_bridge is not None:
             return  # uuid_bridge took the leg while it rang
+        if other is None:
+            ch.flip_cid()  # an originated leg about to run its application
         exten, context = ch.after_answer
         if other is not None or not exten:
             # a bridge's B leg: held in CS_EXCHANGE_MEDIA until hangup
@@ -334,6 +340,7 @@ class CallEngine:
         b.variables["loopback_leg"] = "B"
         b.variables["call_uuid"] = b.uuid
         a.partner, b.partner = b, a
+        b.set_codecs("L16", "8000")
         b.on_answer.append(lambda _b: a.answer())
         b.start(b.run_incoming())
         ok = await asyncio.wait_for(asyncio.shield(a.answered_future), None)
@@ -387,3 +394,13 @@ class CallEngine:
             post=[("Bridge-A-Unique-ID", a.uuid), ("Bridge-B-Unique-ID", b.uuid)],
             calling=("switch_ivr_bridge.c", "audio_bridge_on_exchange_media", 725),
         )
+        for leg, peer in ((a, b), (b, a)):
+            if leg.source == "mod_sofia":
+                # mod_sofia tells the phone who it is now talking to
+                leg.fire(
+                    "CALL_UPDATE",
+                    pre=[("Direction", "SEND"), ("Sent-Callee-ID-Name", peer.caller_id_name),
+                         ("Sent-Callee-ID-Number", peer.caller_id_number), ("Bridged-To", peer.uuid)],
+                    extended=True,
+                    calling=("mod_sofia.c", "sofia_receive_message", 2133),
+                )  # fmt: skip
