@@ -199,7 +199,7 @@ class ChannelCore:
         "connection", "uuid", "dial_path", "created", "context", "answered", "hangup_cause",
         "failure", "job", "other_uuid", "events", "created_at", "answered_at", "hungup_at",
         "_state", "_top_state", "_visited", "_call_state", "_state_event", "_var_event", "_vars",
-        "_waiters", "_apps", "_dtmf", "_handlers", "_filtered", "_gone", "_destroyed", "_group", "_seen",
+        "_waiters", "_apps", "_locked", "_dtmf", "_handlers", "_filtered", "_gone", "_destroyed", "_group", "_seen",
         "__weakref__",
     )
 
@@ -230,6 +230,7 @@ class ChannelCore:
         self._vars: dict[str, str] | None = None
         self._waiters: list[tuple[Any, asyncio.Future[Any]]] | None = None
         self._apps: dict[str, asyncio.Future[Any]] | None = None
+        self._locked: set[str] | None = None  # Event-UUIDs of event-locked executes still running
         self._dtmf: dict[str | None, list[Callable[..., Any]]] | None = None
         self._handlers: dict[str, list[Callable[..., Any]]] | None = None
         self._filtered = False
@@ -260,8 +261,14 @@ class ChannelCore:
             self._filtered = False
             conn.release_channel_events(self.uuid)
 
+    @property
+    def busy_locked(self) -> bool:
+        """True while an application sent with ``event-lock`` still runs (later messages queue behind it)."""
+        return bool(self._locked)
+
     def _detach(self) -> None:
         """The connection is over: drop what ties this object to it (the state stays readable)."""
+        self._locked = None
         self._waiters = None
         self._apps = None
         self._dtmf = None
@@ -284,6 +291,8 @@ class ChannelCore:
                 fut = apps.pop(event.application_uuid or "", None)
                 if fut is not None and not fut.done():
                     fut.set_result(event)
+            if self._locked:
+                self._locked.discard(event.application_uuid or "")
         elif name == "DTMF":
             self._dispatch_dtmf(event)
         if name in _EXTENDED:
@@ -420,6 +429,7 @@ class ChannelCore:
         if self.created and not self.answered:
             self._fail_originate(cause)
         self._gone = self.failure or ChannelError(f"channel {self.uuid} hung up ({cause})", self.uuid, str(cause))
+        self._locked = None
         apps = self._apps
         if apps:
             self._apps = None

@@ -85,6 +85,10 @@ class CallControl(ChannelCore):
         hdrs["Event-UUID"] = app_uuid
         if lock:
             hdrs["event-lock"] = "true"
+            locked = self._locked
+            if locked is None:
+                locked = self._locked = set()
+            locked.add(app_uuid)
         if loops is not None:
             hdrs["loops"] = str(int(loops))
         for name, value in (headers or {}).items():
@@ -149,12 +153,17 @@ class CallControl(ChannelCore):
         """Hang up with ``cause`` (validated against :class:`~esl.types.HangupCause`).
 
         Blocking waits for the channel's CHANNEL_HANGUP. Hanging up a channel
-        that is already gone does nothing and returns ``None``.
+        that is already gone does nothing and returns ``None``. Wherever
+        ``api`` is allowed this is ``uuid_kill``, which takes effect at once:
+        a ``sendmsg`` hangup would queue behind an event-locked application
+        still running (an endless playback, hold music) and wait for it to end.
+        On an outbound socket without ``full`` control only the queued
+        ``sendmsg`` exists.
         """
         reason = HangupCause.parse(cause)
         if self.gone:
             return None
-        if self._own():
+        if self._own() and not self.connection.full_control:
             await self.connection.sendmsg_raw(None, {"call-command": "hangup", "hangup-cause": reason.name})
         else:
             await self._api(f"uuid_kill {self.uuid} {reason.name}")
@@ -165,11 +174,19 @@ class CallControl(ChannelCore):
         except OriginateError:
             return self._state_event
 
-    async def playback(self, path: str, *, block: bool = True, lock: bool = True,
+    async def playback(self, path: str, *, block: bool = True, lock: bool | None = None,
                        timeout: float | None = None) -> "Event":
-        """Play a file, tone stream or any FreeSWITCH playable (``playback``)."""
+        """Play a file, tone stream or any FreeSWITCH playable (``playback``).
+
+        ``lock`` (default: the same as ``block``) sends ``event-lock: true``:
+        FreeSWITCH then holds every later message for the channel until the
+        playback ends. A non-blocking playback (barge-in menus, hold music) is
+        not locked by default, so what follows — DTMF handling, a hangup, the
+        next prompt — is not stuck behind it; ``break_media()`` stops it.
+        """
         check_line(path, "playback path")
-        return await self.execute("playback", path, block=block, lock=lock, timeout=timeout)
+        return await self.execute("playback", path, block=block, lock=block if lock is None else lock,
+                                  timeout=timeout)
 
     async def say(self, text: str, module: str = "en", lang: str | None = None, kind: str = "NUMBER",
                   method: str = "pronounced", gender: str = "FEMININE", *, block: bool = True,
@@ -182,7 +199,7 @@ class CallControl(ChannelCore):
                 raise ValueError(f"invalid say argument {part!r}")
         mod = f"{module}:{lang}" if lang else module
         return await self.execute("say", f"{mod} {kind} {method} {gender} {text}", block=block,
-                                  lock=True, timeout=timeout)
+                                  lock=block, timeout=timeout)
 
     async def speak(self, text: str, engine: str = "flite", voice: str = "kal", *, block: bool = True,
                     timeout: float | None = None) -> "Event":
@@ -191,7 +208,7 @@ class CallControl(ChannelCore):
         check_line(voice, "speak voice")
         if "|" in engine or "|" in voice:
             raise ValueError("engine and voice must not contain '|'")
-        return await self.execute("speak", f"{engine}|{voice}|{text}", block=block, lock=True, timeout=timeout)
+        return await self.execute("speak", f"{engine}|{voice}|{text}", block=block, lock=block, timeout=timeout)
 
     async def play_and_get_digits(
         self,
