@@ -22,6 +22,16 @@ dropped unless ``origination_nested_vars=true`` appears in the dial string.
 The functions here build text that comes out of all these steps as the exact
 value given, or refuse with :class:`ValueError` what cannot come out literally.
 They are checked against a port of the C parsers in ``tests/fsparse.py``.
+
+>>> originate_vars({"origination_caller_id_name": "Smith, John", "x": "}evil"})
+'{{,origination_caller_id_name=Smith\\\\,\\\\sJohn,x=}evil}'
+>>> setvar_value(" it's ")
+"\\\\sit\\\\'s\\\\s"
+>>> app_arg("${x}")
+'\\\\${x}'
+
+(In the first, the leading ``{,`` is an ignored piece that balances the ``}`` of
+the value: FreeSWITCH counts braces without regard to escapes.)
 """
 
 from __future__ import annotations
@@ -36,9 +46,12 @@ __all__ = [
     "setvar_value",
     "app_arg",
     "set_app_arg",
+    "originate_app",
+    "originate_arg",
 ]
 
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
+_APP = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-]*")
 # Characters that form an escape when they follow a backslash in cleanup_separated_string.
 _ESCAPES = frozenset("\\'\"nrts")
 _ENTERPRISE = ":_:"
@@ -92,7 +105,7 @@ def _escape(text: str, delim: str, breaks: frozenset[int] = frozenset()) -> str:
     """Text that ``switch_separate_string(delim)`` keeps in one piece and cleans back to ``text``.
 
     ``delim`` ``" "`` is the blank split (its cleanup has no delimiter escape, so
-    spaces are written ``\\s``). Quotes are always escaped, edge spaces written
+    spaces are written ``\\s``, and tabs ``\\t``). Quotes are always escaped, edge spaces written
     ``\\s``, a backslash doubled only where it would start an escape or end the
     piece. ``breaks``: indexes before which an empty quote pair ``''`` is put
     (it vanishes in the cleanup and splits a substring FreeSWITCH looks for).
@@ -106,6 +119,8 @@ def _escape(text: str, delim: str, breaks: frozenset[int] = frozenset()) -> str:
             piece = "\\'"
         elif ch == " " and (delim == " " or i < lead or i >= trail):
             piece = "\\s"
+        elif ch == "\t" and delim == " ":
+            piece = "\\t"  # the api argument loses edge tabs
         elif ch == delim:
             piece = "\\" + ch
         else:
@@ -313,3 +328,49 @@ def set_app_arg(name: str, value: object) -> str:
     check_variable_name(name)
     text = _stored(_text(value, f"value of {name!r}"), f"value of {name!r}")
     return app_arg(f"{name}={_expand_escape(text)}")
+
+
+def originate_app(app: str, arg: str | None = None) -> str:
+    """The ``&app(arg)`` argument of ``originate <dial> &app(arg)``: what the new leg runs.
+
+    mod_commands cuts the text at its first ``)`` and splits it at its first
+    ``(``, after the api argument's space split and cleanup; the argument is
+    then expanded like any application argument (see :func:`app_arg`). The
+    result is one space-free piece whose application gets exactly ``arg``.
+    ``app``: letters, digits, ``_``, ``-``. :class:`ValueError` for a ``)``
+    in ``arg`` (it cannot be carried there), for ``\\'`` (backslash then
+    quote: ``switch_caller_extension_add_application`` refuses such data and
+    the leg runs nothing), CR/LF/NUL, and what :func:`app_arg` refuses. Such
+    arguments can be sent with ``sendmsg`` once the call is up.
+    """
+    if not isinstance(app, str) or not _APP.fullmatch(app):
+        raise ValueError(f"invalid application name {app!r}")
+    if arg is None:
+        return "&" + app
+    if not isinstance(arg, str):
+        raise TypeError(f"application argument must be str, not {type(arg).__name__}")
+    _text(arg, f"argument of {app!r}")
+    if ")" in arg:
+        raise ValueError(f"argument of {app!r} holds ')': originate's &app(arg) ends at the first ')'")
+    if "\\'" in arg:
+        raise ValueError(f"argument of {app!r} holds a backslash before a quote: FreeSWITCH refuses to add the "
+                         "application (\"Invalid character sequence in data string\")")
+    return _escape(f"&{app}({app_arg(arg)})", " ")
+
+
+def originate_arg(text: str) -> str:
+    """One space-separated argument of the ``originate`` api (extension, dialplan, context, caller id...).
+
+    The result is one piece of mod_commands' space split that cleans back to
+    exactly ``text`` (quotes, backslashes, spaces kept). :class:`ValueError` for
+    CR/LF/NUL, an empty text, and ``undef`` in any case (originate reads that
+    as "argument absent").
+    """
+    text = _text(text, "originate argument")
+    if text == "" or text.lower() == "undef":
+        raise ValueError(f"originate argument {text!r} would be read as absent")
+    if text.startswith("&"):
+        raise ValueError(f"originate argument {text!r} starts with '&' (use originate_app)")
+    out = _escape(text, " ")
+    # as the last argument, an edge VT would be stripped; an empty quote pair vanishes and protects it
+    return out + "''" if out[-1] == "\x0b" else out

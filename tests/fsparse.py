@@ -557,11 +557,35 @@ def api_args(arg: str, arraylen: int) -> list[str]:
 
 
 def originate_api(arg: str) -> tuple[Originate, list[str]]:
-    """``originate <dial> <app> ...`` as mod_commands parses it: the dial string parsed, the other args."""
+    """``originate <dial> <app> ...`` as mod_commands parses it: the dial string parsed, the other args.
+
+    An argument ``undef`` (any case) comes back as None: mod_commands treats it as absent.
+    """
     argv = api_args(arg, 10)
     if len(argv) < 2 or len(argv) > 7:
         raise ParseError("-USAGE")
-    return ivr_originate(argv[0]), argv[1:]
+    args: list[Optional[str]] = [None if a.lower() == "undef" else a for a in argv[1:]]
+    return ivr_originate(argv[0]), args  # type: ignore[return-value]
+
+
+def originate_exten(exten: str) -> tuple[str, Optional[str]]:
+    """mod_commands' reading of the originate extension ``&app(arg)``: the app name and raw argument.
+
+    An extension without ``&`` is returned as ``("", exten)`` (a dialplan transfer).
+    """
+    if not (exten.startswith("&") and len(exten) > 1):
+        return "", exten
+    app_name = exten[1:]
+    e = app_name.find(")")
+    if e >= 0:
+        app_name = app_name[:e]
+    a = app_name.find("(")
+    arg: Optional[str] = None
+    if a >= 0:
+        app_name, arg = app_name[:a], app_name[a + 1:]
+    if arg is not None and "\\'" in arg:
+        raise ParseError("App not added, Invalid character sequence in data string")
+    return app_name, arg
 
 
 def uuid_setvar_api(arg: str) -> tuple[str, str, Optional[str]]:

@@ -23,6 +23,8 @@ from esl.escaping import (  # noqa: E402
     app_arg,
     check_variable_name,
     dial_string_leg_vars,
+    originate_app,
+    originate_arg,
     originate_vars,
     set_app_arg,
     setvar_value,
@@ -333,3 +335,53 @@ def test_set_app_refusals() -> None:
             set_app_arg("x", value)
     with pytest.raises(ValueError):
         set_app_arg("a=b", "c")
+
+
+# --- the originate's own arguments: &app(arg), extension/dialplan/context -----------------------
+
+originate_app_args = app_texts.filter(lambda t: ")" not in t and "\\'" not in t and "\r" not in t and "\n" not in t)
+
+
+@given(originate_app_args)
+@settings(max_examples=300)
+@example("a b 'c' \\ ${uuid_kill x} $${domain} ((")
+@example(" edge ")
+@example("")
+def test_property_originate_app_reaches_app_literally(arg: str) -> None:
+    o, rest = parse_originate(originate_vars({"a": "b"}) + "sofia/x/y " + originate_app("log", arg))
+    assert len(rest) == 1
+    app, data = fsparse.originate_exten(rest[0])
+    assert app == "log" and data is not None
+    assert fsparse.execute_app_arg(data) == (None, arg)
+
+
+def test_originate_app_without_arg() -> None:
+    assert originate_app("park") == "&park"
+    _, rest = parse_originate("sofia/x/y " + originate_app("park"))
+    assert fsparse.originate_exten(rest[0]) == ("park", None)
+
+
+@pytest.mark.parametrize("app, arg", [("log", "a)b"), ("log", "a\\'b"), ("log", "a\nb"), ("log", "%[x=1]y"),
+                                      ("bad app", "x"), ("", "x"), ("a(b", "x"), ("a)", None)])
+def test_originate_app_refusals(app: str, arg: str | None) -> None:
+    with pytest.raises(ValueError):
+        originate_app(app, arg)
+
+
+def test_model_refuses_backslash_quote_in_app_data() -> None:
+    with pytest.raises(fsparse.ParseError):
+        fsparse.originate_exten("&log(a\\'b)")
+
+
+@given(st.lists(any_text.filter(lambda t: t != "" and t.lower() != "undef" and not t.startswith("&")),
+                min_size=1, max_size=5))
+@settings(max_examples=300)
+def test_property_originate_args_literal(args: list[str]) -> None:
+    _, rest = parse_originate("sofia/x/y " + " ".join(originate_arg(a) for a in args))
+    assert rest == args
+
+
+@pytest.mark.parametrize("text", ["", "undef", "UNDEF", "&park", "a\nb"])
+def test_originate_arg_refusals(text: str) -> None:
+    with pytest.raises(ValueError):
+        originate_arg(text)

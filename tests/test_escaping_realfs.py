@@ -16,7 +16,7 @@ from typing import AsyncIterator
 import pytest
 
 from esl import Inbound
-from esl.escaping import app_arg, dial_string_leg_vars, originate_vars, set_app_arg, setvar_value
+from esl.escaping import app_arg, dial_string_leg_vars, originate_app, originate_vars, set_app_arg, setvar_value
 
 ADDR = os.environ.get("ESL_FREESWITCH", "")
 
@@ -173,3 +173,26 @@ async def test_app_arg_reaches_application_literally(fs: Inbound) -> None:
         assert await _getvar(fs, call, "channel_name"), "the ${uuid_kill(...)} text must not have run"
     finally:
         await fs.api(f"uuid_kill {call}", check=False)
+
+
+async def test_originate_app_argument_literal(fs: Inbound) -> None:
+    """``originate … &log(<arg>)`` on a leg that answers (9004 echo): the CHANNEL_EXECUTE event shows the argument."""
+    seen: dict[str, str] = {}
+
+    def on_execute(event: object) -> None:
+        get = getattr(event, "get")
+        if get("Application") == "log":
+            seen[get("Unique-ID")] = get("Application-Data")
+
+    fs.on("CHANNEL_EXECUTE", on_execute)
+    await fs.subscribe("CHANNEL_EXECUTE")
+    texts = ["DEBUG a b 'c' \\ ${uuid_kill x} $${domain} (( \t", "DEBUG   lead", "DEBUG x'y \\q $5 \\$"]
+    for text in texts:
+        call = str(uuidlib.uuid4())
+        await fs.bgapi(f"originate {originate_vars({'origination_uuid': call})}loopback/9004 {originate_app('log', text)}")
+        for _ in range(500):
+            if call in seen:
+                break
+            await asyncio.sleep(0.01)
+        await fs.api(f"uuid_kill {call}", check=False)
+        assert seen.get(call) == text
