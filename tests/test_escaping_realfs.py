@@ -15,6 +15,8 @@ from typing import AsyncIterator
 
 import pytest
 
+import fsparse
+
 from esl import Inbound
 from esl.escaping import app_arg, dial_string_leg_vars, originate_app, originate_vars, set_app_arg, setvar_value
 
@@ -196,3 +198,32 @@ async def test_originate_app_argument_literal(fs: Inbound) -> None:
             await asyncio.sleep(0.01)
         await fs.api(f"uuid_kill {call}", check=False)
         assert seen.get(call) == text
+
+
+@pytest.mark.parametrize("payload", [
+    b"api eval one\nContent-Length: 14\n\napi eval two\n\napi eval three\n\n",
+    b"api eval one\nX: a\0b\nContent-Length: 14\n\napi eval two\n\napi eval three\n\n",
+    b"api eval one\nX: 1\n\napi eval two\n\n",
+])
+async def test_read_packet_model_matches_switch(payload: bytes) -> None:
+    """The port of read_packet (used to test esl.commands) runs the same commands as the switch: raw bytes
+    that the library itself refuses to write (a caller Content-Length, a NUL) are sent on a plain socket."""
+    host, _, port = ADDR.rpartition(":")
+    reader, writer = await asyncio.open_connection(host or "127.0.0.1", int(port or 8021))
+    try:
+        await reader.readuntil(b"\n\n")
+        writer.write(b"auth ClueCon\n\n")
+        assert b"+OK" in await reader.readuntil(b"\n\n")
+        writer.write(payload)
+        outputs: list[str] = []
+        while True:
+            try:
+                head = await asyncio.wait_for(reader.readuntil(b"\n\n"), 1.0)
+            except asyncio.TimeoutError:
+                break
+            length = int(head.split(b"Content-Length: ")[1].split(b"\n")[0])
+            outputs.append((await reader.readexactly(length)).decode())
+    finally:
+        writer.close()
+    expected = [c.command.split(" ", 2)[2] for c in fsparse.read_commands(payload)]
+    assert outputs == expected
