@@ -37,17 +37,17 @@ the value: FreeSWITCH counts braces without regard to escapes.)
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 __all__ = [
-    "check_variable_name",
-    "originate_vars",
-    "dial_string_leg_vars",
-    "setvar_value",
     "app_arg",
-    "set_app_arg",
+    "check_variable_name",
+    "dial_string_leg_vars",
     "originate_app",
     "originate_arg",
+    "originate_vars",
+    "set_app_arg",
+    "setvar_value",
 ]
 
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Optional
 
 NUL = "\0"
 ESCAPE_META = "\\"
@@ -60,7 +59,7 @@ class Buf:
             end += 1
         return "".join(self.a[i:end])
 
-    def strchr(self, i: int, c: str) -> Optional[int]:
+    def strchr(self, i: int, c: str) -> int | None:
         while self[i] != NUL:
             if self[i] == c:
                 return i
@@ -86,7 +85,7 @@ def cleanup_separated_string(b: Buf, start: int, delim: str) -> int:
     while b[ptr] == " ":
         ptr += 1
     start = dest = ptr
-    end: Optional[int] = None
+    end: int | None = None
     inside = 0
     while b[ptr] != NUL:
         esc = 0
@@ -204,11 +203,11 @@ def separate_string_string(b: Buf, i: int, delim: str, arraylen: int) -> list[in
     return out
 
 
-def find_end_paren(b: Buf, s: int, open_: str, close: str) -> Optional[int]:
+def find_end_paren(b: Buf, s: int, open_: str, close: str) -> int | None:
     """``switch_find_end_paren``: index of the bracket closing the one at ``s`` (after spaces)."""
     while b[s] == " ":
         s += 1
-    e: Optional[int] = None
+    e: int | None = None
     if b[s] == open_:
         depth = 1
         e = s + 1
@@ -223,7 +222,7 @@ def find_end_paren(b: Buf, s: int, open_: str, close: str) -> Optional[int]:
     return e if e is not None and b[e] == close else None
 
 
-def strchr_strict(b: Buf, i: int, find: str, allowed: str) -> Optional[int]:
+def strchr_strict(b: Buf, i: int, find: str, allowed: str) -> int | None:
     """``switch_strchr_strict``: ``find`` reached over ``allowed`` characters only (NUL counts as found)."""
     if b[i] == NUL:
         return None
@@ -257,14 +256,14 @@ class Event:
 
     uniq: bool = True
     headers: list[Header] = field(default_factory=list)
-    body: Optional[str] = None
+    body: str | None = None
 
-    def get(self, name: str) -> Optional[str]:
+    def get(self, name: str) -> str | None:
         """``switch_event_get_header``: names compare case-insensitively; first match wins."""
         h = self._ptr(name)
         return None if h is None else h.value
 
-    def _ptr(self, name: str) -> Optional[Header]:
+    def _ptr(self, name: str) -> Header | None:
         for h in self.headers:
             if h.name.lower() == name.lower():
                 return h
@@ -283,7 +282,7 @@ class Event:
         """``switch_event_base_add_header`` for the BOTTOM and PUSH stacks."""
         if name == "_body":
             self.body = data
-        index: Optional[int] = None
+        index: int | None = None
         if "[" in name:
             rest = name[name.index("[") + 1:]
             digits = ""
@@ -297,7 +296,7 @@ class Event:
             except ValueError:
                 index = 0
             name = name[: name.index("[")]
-        header: Optional[Header] = None
+        header: Header | None = None
         exists = False
         if index is not None or push:
             header = self._ptr(name)
@@ -357,12 +356,12 @@ class Event:
             self.add(name, p, push=True)
 
 
-def create_brackets(b: Buf, i: int, a: str, bc: str, c: str, ev: Optional[Event]) -> tuple[int, Event]:
+def create_brackets(b: Buf, i: int, a: str, bc: str, c: str, ev: Event | None) -> tuple[int, Event]:
     """``switch_event_create_brackets`` (``dup`` false): parse ``a...bc`` at ``i`` into ``ev``.
 
     Returns the index after the block and the event; :class:`ParseError` when there is no closing bracket.
     """
-    vdata: Optional[int] = i
+    vdata: int | None = i
     end = find_end_paren(b, i, a, bc)
     check_a = end
     guard = 0
@@ -380,14 +379,14 @@ def create_brackets(b: Buf, i: int, a: str, bc: str, c: str, ev: Optional[Event]
         end = check_a
     if end is None:
         raise ParseError(f"no closing {bc!r}")
-    nxt: Optional[int] = end
+    nxt: int | None = end
     assert vdata is not None
     vdata += 1
     b[end] = NUL
     end += 1
     if ev is None:
         ev = Event(uniq=True)
-    vnext: Optional[int] = None
+    vnext: int | None = None
     while True:
         if nxt is not None:
             b[nxt] = NUL
@@ -421,9 +420,9 @@ def create_brackets(b: Buf, i: int, a: str, bc: str, c: str, ev: Optional[Event]
 class Peer:
     """One leg of a dial string: its ``[...]`` variables, endpoint type and data."""
 
-    local: Optional[Event]
+    local: Event | None
     chan_type: str
-    chan_data: Optional[str]
+    chan_data: str | None
 
 
 @dataclass
@@ -452,7 +451,7 @@ class Originate:
         return chan.as_dict()
 
 
-def _switch_true(v: Optional[str]) -> bool:
+def _switch_true(v: str | None) -> bool:
     if not v:
         return False
     if v.lower() in ("yes", "on", "true", "t", "enabled", "active", "allow"):
@@ -512,7 +511,7 @@ def ivr_originate(bridgeto: str) -> Originate:
     groups: list[list[Peer]] = []
     for pipe in separate_string(loop, 0, "|", MAX_PEERS):
         p = pipe
-        end: Optional[int] = None
+        end: int | None = None
         q = alt = 0
         while loop[p] != NUL:
             if end is None and loop[p] == "[":
@@ -530,7 +529,7 @@ def ivr_originate(bridgeto: str) -> Originate:
         for ct in separate_string(loop, pipe, ",", MAX_PEERS):
             while loop[ct] == " ":
                 ct += 1
-            local: Optional[Event] = Event(uniq=True) if loop[ct] == "[" else None
+            local: Event | None = Event(uniq=True) if loop[ct] == "[" else None
             while loop[ct] == "[":
                 bend = find_end_paren(loop, ct, "[", "]")
                 p = ct + 1
@@ -564,11 +563,11 @@ def originate_api(arg: str) -> tuple[Originate, list[str]]:
     argv = api_args(arg, 10)
     if len(argv) < 2 or len(argv) > 7:
         raise ParseError("-USAGE")
-    args: list[Optional[str]] = [None if a.lower() == "undef" else a for a in argv[1:]]
+    args: list[str | None] = [None if a.lower() == "undef" else a for a in argv[1:]]
     return ivr_originate(argv[0]), args  # type: ignore[return-value]
 
 
-def originate_exten(exten: str) -> tuple[str, Optional[str]]:
+def originate_exten(exten: str) -> tuple[str, str | None]:
     """mod_commands' reading of the originate extension ``&app(arg)``: the app name and raw argument.
 
     An extension without ``&`` is returned as ``("", exten)`` (a dialplan transfer).
@@ -580,7 +579,7 @@ def originate_exten(exten: str) -> tuple[str, Optional[str]]:
     if e >= 0:
         app_name = app_name[:e]
     a = app_name.find("(")
-    arg: Optional[str] = None
+    arg: str | None = None
     if a >= 0:
         app_name, arg = app_name[:a], app_name[a + 1:]
     if arg is not None and "\\'" in arg:
@@ -588,7 +587,7 @@ def originate_exten(exten: str) -> tuple[str, Optional[str]]:
     return app_name, arg
 
 
-def uuid_setvar_api(arg: str) -> tuple[str, str, Optional[str]]:
+def uuid_setvar_api(arg: str) -> tuple[str, str, str | None]:
     """``uuid_setvar <uuid> <name> [<value>]``: the uuid, name and value mod_commands stores (None: unset)."""
     argv = api_args(arg, 3)
     if len(argv) not in (2, 3) or not argv[0]:
@@ -656,7 +655,7 @@ def expand_variables(s: str) -> str:
     return "".join(out)
 
 
-def execute_app_arg(arg: str, expand: bool = True) -> tuple[Optional[Event], str]:
+def execute_app_arg(arg: str, expand: bool = True) -> tuple[Event | None, str]:
     """What an application receives for ``arg`` (``switch_core_session_execute_application_get_flags``).
 
     Returns the ``%[...]`` scope variables (if the argument starts with such a block) and the argument.
@@ -673,7 +672,7 @@ def execute_app_arg(arg: str, expand: bool = True) -> tuple[Optional[Event], str
     return None, expanded
 
 
-def set_app(arg: str) -> tuple[str, Optional[str]]:
+def set_app(arg: str) -> tuple[str, str | None]:
     """The ``set`` application (mod_dptools ``base_set``) run with ``arg``: the name and stored value."""
     _, data = execute_app_arg(arg)
     if not data:
@@ -698,7 +697,7 @@ def set_app(arg: str) -> tuple[str, Optional[str]]:
 class Command:
     command: str
     headers: list[tuple[str, str]]
-    body: Optional[str]
+    body: str | None
 
 
 def _atoi(text: str) -> int:
@@ -737,7 +736,7 @@ def read_commands(data: bytes) -> list[Command]:
         lines = re.split(r"[\r\n]+", text)
         command = lines[0]
         headers: list[tuple[str, str]] = []
-        body: Optional[str] = None
+        body: str | None = None
         for line in lines[1:]:
             if not line or ":" not in line:
                 continue

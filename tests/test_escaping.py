@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import fsparse  # noqa: E402
-from esl.escaping import (  # noqa: E402
+import fsparse
+
+from esl.escaping import (
     app_arg,
     check_variable_name,
     dial_string_leg_vars,
@@ -348,7 +349,7 @@ originate_app_args = app_texts.filter(lambda t: ")" not in t and "\\'" not in t 
 @example(" edge ")
 @example("")
 def test_property_originate_app_reaches_app_literally(arg: str) -> None:
-    o, rest = parse_originate(originate_vars({"a": "b"}) + "sofia/x/y " + originate_app("log", arg))
+    _, rest = parse_originate(originate_vars({"a": "b"}) + "sofia/x/y " + originate_app("log", arg))
     assert len(rest) == 1
     app, data = fsparse.originate_exten(rest[0])
     assert app == "log" and data is not None

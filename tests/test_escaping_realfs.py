@@ -11,14 +11,20 @@ import asyncio
 import os
 import random
 import uuid as uuidlib
-from typing import AsyncIterator
-
-import pytest
+from collections.abc import AsyncIterator
 
 import fsparse
+import pytest
 
 from esl import Inbound
-from esl.escaping import app_arg, dial_string_leg_vars, originate_app, originate_vars, set_app_arg, setvar_value
+from esl.escaping import (
+    app_arg,
+    dial_string_leg_vars,
+    originate_app,
+    originate_vars,
+    set_app_arg,
+    setvar_value,
+)
 
 ADDR = os.environ.get("ESL_FREESWITCH", "")
 
@@ -182,7 +188,7 @@ async def test_originate_app_argument_literal(fs: Inbound) -> None:
     seen: dict[str, str] = {}
 
     def on_execute(event: object) -> None:
-        get = getattr(event, "get")
+        get = event.get
         if get("Application") == "log":
             seen[get("Unique-ID")] = get("Application-Data")
 
