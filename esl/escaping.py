@@ -58,6 +58,8 @@ _ENTERPRISE = ":_:"
 _NESTED = "origination_nested_vars=true"
 # A ``$`` then any backslashes then ``{``: what switch_string_var_check_const calls a variable.
 _VAR_REF = re.compile(r"\$\\*\{")
+# switch_event_create_brackets splits a block into at most 1024 pieces; two may be balancing pieces.
+_MAX_VARS = 1022
 
 
 def check_variable_name(name: str) -> str:
@@ -179,7 +181,11 @@ def _entries(variables: Mapping[str, object], what: str) -> tuple[list[tuple[str
             raise ValueError(f"{what}: {name!r} and {seen[name.lower()]!r} are the same FreeSWITCH variable")
         seen[name.lower()] = name
         pairs.append((name, _stored(_text(value, f"value of {name!r}"), f"value of {name!r}")))
-    nested = any(_NESTED in f"{n}={v}".lower() for n, v in pairs)
+    if len(pairs) > _MAX_VARS:
+        raise ValueError(f"{what}: {len(pairs)} variables; FreeSWITCH reads at most {_MAX_VARS} from one block")
+    # FreeSWITCH looks for this text anywhere in the dial string. Inside values it is broken up (see
+    # _value_breaks), so only a name ending like it followed by a value starting with "true" counts.
+    nested = any(n.lower().endswith(_NESTED[:-5]) and v.lower().startswith("true") for n, v in pairs)
     for name, text in pairs:
         if not nested and _VAR_REF.search(text):
             raise ValueError(

@@ -386,3 +386,21 @@ def test_property_originate_args_literal(args: list[str]) -> None:
 def test_originate_arg_refusals(text: str) -> None:
     with pytest.raises(ValueError):
         originate_arg(text)
+
+
+def test_nested_vars_text_inside_a_value_does_not_count() -> None:
+    variables = {"a": "origination_nested_vars=true"}
+    o, _ = parse_originate(originate_vars(variables) + "loopback/9003 &park")
+    assert o.check_vars and o.channel_variables() == variables
+    with pytest.raises(ValueError, match=r"\$\{"):
+        originate_vars({"a": "origination_nested_vars=true", "x": "${y}"})
+
+
+def test_too_many_variables_refused() -> None:
+    many = {f"v{i}": "x" for i in range(1022)}
+    many["v0"], many["v1021"] = "}", "{"  # both balancing pieces are needed: 1024 pieces in all
+    o, _ = parse_originate(originate_vars(many) + "loopback/9003 &park")
+    assert o.channel_variables() == many
+    many["v1022"] = "x"
+    with pytest.raises(ValueError, match="at most"):
+        originate_vars(many)

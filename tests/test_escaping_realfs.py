@@ -12,6 +12,7 @@ import os
 import random
 import uuid as uuidlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import fsparse
 import pytest
@@ -187,7 +188,7 @@ async def test_originate_app_argument_literal(fs: Inbound) -> None:
     """``originate … &log(<arg>)`` on a leg that answers (9004 echo): the CHANNEL_EXECUTE event shows the argument."""
     seen: dict[str, str] = {}
 
-    def on_execute(event: object) -> None:
+    def on_execute(event: Any) -> None:
         get = event.get
         if get("Application") == "log":
             seen[get("Unique-ID")] = get("Application-Data")
