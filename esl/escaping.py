@@ -103,7 +103,7 @@ def _stored(text: str, what: str) -> str:
     return text
 
 
-def _escape(text: str, delim: str, breaks: frozenset[int] = frozenset()) -> str:
+def _escape(text: str, delim: str, breaks: frozenset[int] = frozenset(), tabs: bool = False) -> str:
     """Text that ``switch_separate_string(delim)`` keeps in one piece and cleans back to ``text``.
 
     ``delim`` ``" "`` is the blank split (its cleanup has no delimiter escape, so
@@ -121,7 +121,7 @@ def _escape(text: str, delim: str, breaks: frozenset[int] = frozenset()) -> str:
             piece = "\\'"
         elif ch == " " and (delim == " " or i < lead or i >= trail):
             piece = "\\s"
-        elif ch == "\t" and delim == " ":
+        elif ch == "\t" and (tabs or delim == " "):
             piece = "\\t"  # the api argument loses edge tabs
         elif ch == delim:
             piece = "\\" + ch
@@ -169,7 +169,9 @@ def _balance(entries: list[str], open_: str, close: str, sep: str) -> list[str]:
     return head + entries + tail
 
 
-def _entries(variables: Mapping[str, object], what: str) -> tuple[list[tuple[str, str]], bool]:
+def _entries(
+    variables: Mapping[str, object], what: str, nested_ok: bool = True
+) -> tuple[list[tuple[str, str]], bool]:
     """Checked ``(name, value)`` pairs, and whether they switch off the ``${`` check."""
     if not isinstance(variables, Mapping):
         raise TypeError(f"{what} must be a mapping of names to values, not {type(variables).__name__}")
@@ -185,12 +187,12 @@ def _entries(variables: Mapping[str, object], what: str) -> tuple[list[tuple[str
         raise ValueError(f"{what}: {len(pairs)} variables; FreeSWITCH reads at most {_MAX_VARS} from one block")
     # FreeSWITCH looks for this text anywhere in the dial string. Inside values it is broken up (see
     # _value_breaks), so only a name ending like it followed by a value starting with "true" counts.
-    nested = any(n.lower().endswith(_NESTED[:-5]) and v.lower().startswith("true") for n, v in pairs)
+    nested = nested_ok and any(n.lower().endswith(_NESTED[:-5]) and v.lower().startswith("true") for n, v in pairs)
     for name, text in pairs:
         if not nested and _VAR_REF.search(text):
             raise ValueError(
-                f"value of {name!r} holds '${{': FreeSWITCH drops such an originate variable unless "
-                "origination_nested_vars=true is among the variables"
+                f"value of {name!r} holds '${{': FreeSWITCH drops such a value"
+                + (" unless origination_nested_vars=true is among the variables" if nested_ok else "")
             )
     return pairs, nested
 
@@ -380,3 +382,49 @@ def originate_arg(text: str) -> str:
     out = _escape(text, " ")
     # as the last argument, an edge VT would be stripped; an empty quote pair vanishes and protects it
     return out + "''" if out[-1] == "\x0b" else out
+
+
+def _vt_safe(text: str) -> str:
+    # an api argument ending in VT loses it; an empty quote pair vanishes in the cleanup and protects it
+    return text + "''" if text.endswith("\x0b") else text
+
+
+def setvar_multi_arg(variables: Mapping[str, object]) -> str:
+    """The text after ``uuid_setvar_multi <uuid> `` that sets exactly these variables.
+
+    mod_commands splits it on ``;`` (``switch_separate_string``: quotes,
+    escapes, edge spaces cleaned) and each piece at its first ``=``, then stores
+    with the ``${`` check on. Values and names as in :func:`originate_vars`
+    (the same refusals: CR/LF/NUL, empty, ``ARRAY::``, and ``${`` always, as
+    the switch drops such values here), at most 64 variables.
+    """
+    pairs, _ = _entries(variables, "uuid_setvar_multi variables", nested_ok=False)
+    if not pairs:
+        raise ValueError("uuid_setvar_multi needs at least one variable")
+    if len(pairs) > 64:
+        raise ValueError(f"uuid_setvar_multi takes at most 64 variables, not {len(pairs)}")
+    return _vt_safe(";".join(_escape(f"{n}={v}", ";", tabs=True) for n, v in pairs))
+
+
+def multiset_app_arg(variables: Mapping[str, object]) -> str:
+    """The argument of the ``multiset`` application that stores exactly these variables.
+
+    ``multiset`` reads ``^^;`` as "separator ``;``", splits with
+    ``switch_separate_string`` and runs ``set`` on each piece, so a value goes
+    through the application-argument expansion, the split's cleanup and the
+    ``set`` expansion; it is escaped for all three. ``${...}`` is stored
+    literally. Names and values as in :func:`set_app_arg`; at most 256
+    variables. Send it in the sendmsg body, as :func:`app_arg` says.
+    """
+    if not isinstance(variables, Mapping):
+        raise TypeError(f"multiset variables must be a mapping, not {type(variables).__name__}")
+    pieces: list[str] = []
+    for name, value in variables.items():
+        check_variable_name(name)
+        text = _stored(_text(value, f"value of {name!r}"), f"value of {name!r}")
+        pieces.append(_escape(f"{name}={_expand_escape(text)}", ";"))
+    if not pieces:
+        raise ValueError("multiset needs at least one variable")
+    if len(pieces) > 256:
+        raise ValueError(f"multiset takes at most 256 variables, not {len(pieces)}")
+    return app_arg("^^;" + ";".join(pieces))

@@ -672,9 +672,8 @@ def execute_app_arg(arg: str, expand: bool = True) -> tuple[Event | None, str]:
     return None, expanded
 
 
-def set_app(arg: str) -> tuple[str, str | None]:
-    """The ``set`` application (mod_dptools ``base_set``) run with ``arg``: the name and stored value."""
-    _, data = execute_app_arg(arg)
+def base_set(data: str) -> tuple[str, str | None]:
+    """mod_dptools ``base_set`` on the data an application received: the name and the stored value."""
     if not data:
         raise ParseError("No variable name specified.")
     eq = data.find("=")
@@ -688,6 +687,35 @@ def set_app(arg: str) -> tuple[str, str | None]:
     chan = Event(uniq=True)
     chan.add(name, expand_variables(val))
     return name, chan.get(name)
+
+
+def set_app(arg: str) -> tuple[str, str | None]:
+    """The ``set`` application run with ``arg``: the name and stored value."""
+    return base_set(execute_app_arg(arg)[1])
+
+
+def multiset_app(arg: str) -> list[tuple[str, str | None]]:
+    """The ``multiset`` application run with ``arg`` (``^^<c>`` picks the separator, else space)."""
+    data = execute_app_arg(arg)[1]
+    delim = " "
+    if data.startswith("^^") and len(data) > 2:
+        delim, data = data[2], data[3:]
+    return [base_set(piece) for piece in split(data, delim, 256)]
+
+
+def uuid_setvar_multi_api(arg: str) -> tuple[str, dict[str, str]]:
+    """``uuid_setvar_multi <uuid> <name>=<value>;...``: the uuid and the variables the channel then holds."""
+    cmd = strip_whitespace(arg)
+    if " " not in cmd:
+        raise ParseError("-USAGE")
+    uuid, rest = cmd.split(" ", 1)
+    chan = Event(uniq=True)
+    for piece in split(rest, ";", 64):
+        name, eq, value = piece.partition("=")
+        if not name:
+            raise ParseError("No variable name specified.")
+        set_variable_var_check(chan, name, value if eq else "", True)
+    return uuid, chan.as_dict()
 
 
 # --- mod_event_socket.c read_packet ------------------------------------------------------------------

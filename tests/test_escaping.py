@@ -7,6 +7,7 @@ exact value back, with the rest of the command unchanged.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import Mapping
@@ -23,11 +24,13 @@ import fsparse
 from esl.escaping import (
     app_arg,
     check_variable_name,
+    multiset_app_arg,
     dial_string_leg_vars,
     originate_app,
     originate_arg,
     originate_vars,
     set_app_arg,
+    setvar_multi_arg,
     setvar_value,
 )
 
@@ -50,6 +53,9 @@ def unique_ci(d: Mapping[str, str]) -> bool:
 
 
 var_maps = st.dictionaries(names, values, min_size=1, max_size=6).filter(unique_ci)
+
+# ESL_ESCAPING_EXAMPLES=5000 for a deep run; the default keeps the suite fast.
+EXAMPLES = int(os.environ.get("ESL_ESCAPING_EXAMPLES", "150"))
 
 
 def parse_originate(text: str) -> tuple[fsparse.Originate, list[str]]:
@@ -162,7 +168,7 @@ def test_non_str_values() -> None:
 
 
 @given(var_maps)
-@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES, suppress_health_check=[HealthCheck.too_slow])
 @example({"caller_id_name": "}sofia/gateway/evil/900"})
 @example({"a": "\\", "b": "x"})
 def test_property_originate_round_trip(variables: dict[str, str]) -> None:
@@ -173,7 +179,7 @@ def test_property_originate_round_trip(variables: dict[str, str]) -> None:
 
 
 @given(var_maps, var_maps, var_maps)
-@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=max(10, EXAMPLES // 3), suppress_health_check=[HealthCheck.too_slow])
 def test_property_leg_vars_round_trip(glob: dict[str, str], leg1: dict[str, str], leg2: dict[str, str]) -> None:
     leg1 = {k: v for k, v in leg1.items() if "\x01" not in v}
     leg2 = {k: v for k, v in leg2.items() if "\x01" not in v}
@@ -263,7 +269,7 @@ setvar_values = any_text.filter(lambda t: t != "" and not t.startswith("ARRAY::"
 
 
 @given(names, setvar_values)
-@settings(max_examples=400)
+@settings(max_examples=EXAMPLES)
 @example("x", " a ")
 @example("x", "\\")
 @example("x", "a\x0b")
@@ -296,7 +302,7 @@ app_texts = st.lists(st.one_of(st.sampled_from(list("$\\'{}%[") + ["${x}", "$${y
 
 
 @given(app_texts)
-@settings(max_examples=400)
+@settings(max_examples=EXAMPLES)
 @example("${system(rm -rf /)}")
 @example("\\$$")
 def test_property_app_arg_reaches_app_literally(text: str) -> None:
@@ -321,7 +327,7 @@ def test_app_arg_refusals(text: str) -> None:
 
 
 @given(names, values.filter(lambda t: "\0" not in t), st.booleans())
-@settings(max_examples=300)
+@settings(max_examples=EXAMPLES)
 @example("x", "${x}", False)
 @example("x", "\\\\$", False)
 def test_property_set_app_stores_literally(name: str, value: str, dollar: bool) -> None:
@@ -344,7 +350,7 @@ originate_app_args = app_texts.filter(lambda t: ")" not in t and "\\'" not in t 
 
 
 @given(originate_app_args)
-@settings(max_examples=300)
+@settings(max_examples=EXAMPLES)
 @example("a b 'c' \\ ${uuid_kill x} $${domain} ((")
 @example(" edge ")
 @example("")
@@ -376,7 +382,7 @@ def test_model_refuses_backslash_quote_in_app_data() -> None:
 
 @given(st.lists(any_text.filter(lambda t: t != "" and t.lower() != "undef" and not t.startswith("&")),
                 min_size=1, max_size=5))
-@settings(max_examples=300)
+@settings(max_examples=EXAMPLES)
 def test_property_originate_args_literal(args: list[str]) -> None:
     _, rest = parse_originate("sofia/x/y " + " ".join(originate_arg(a) for a in args))
     assert rest == args
@@ -404,3 +410,40 @@ def test_too_many_variables_refused() -> None:
     many["v1022"] = "x"
     with pytest.raises(ValueError, match="at most"):
         originate_vars(many)
+
+
+# --- uuid_setvar_multi and multiset ----------------------------------------------------------------
+
+
+@given(var_maps)
+@settings(max_examples=EXAMPLES)
+@example({"a": "x\t", "b": " y "})
+@example({"a": "v\x0b"})
+def test_property_setvar_multi_round_trip(variables: dict[str, str]) -> None:
+    assert fsparse.uuid_setvar_multi_api(f"{UUID} {setvar_multi_arg(variables)}") == (UUID, variables)
+
+
+def test_setvar_multi_refusals() -> None:
+    for bad in ({}, {"x": "${y}"}, {"x": ""}, {"x": "ARRAY::a"}, {f"v{i}": "x" for i in range(65)}):
+        with pytest.raises(ValueError):
+            setvar_multi_arg(bad)
+
+
+def test_setvar_multi_model_drops_variable_references() -> None:
+    assert fsparse.uuid_setvar_multi_api(f"{UUID} a=1;x=${{y}}") == (UUID, {"a": "1"})
+
+
+set_values = any_text.filter(lambda t: t != "" and not t.startswith("ARRAY::"))
+
+
+@given(st.dictionaries(names, set_values, min_size=1, max_size=6).filter(unique_ci))
+@settings(max_examples=EXAMPLES)
+@example({"a": "${x}", "b": "x;y", "c": " z "})
+def test_property_multiset_round_trip(variables: dict[str, str]) -> None:
+    assert dict(fsparse.multiset_app(multiset_app_arg(variables))) == variables
+
+
+def test_multiset_refusals() -> None:
+    for bad in ({}, {"x": ""}, {"x": "ARRAY::a"}, {"a b": "x"}, {f"v{i}": "x" for i in range(257)}):
+        with pytest.raises(ValueError):
+            multiset_app_arg(bad)

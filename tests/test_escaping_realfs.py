@@ -21,9 +21,11 @@ from esl import Inbound
 from esl.escaping import (
     app_arg,
     dial_string_leg_vars,
+    multiset_app_arg,
     originate_app,
     originate_vars,
     set_app_arg,
+    setvar_multi_arg,
     setvar_value,
 )
 
@@ -234,3 +236,32 @@ async def test_read_packet_model_matches_switch(payload: bytes) -> None:
         writer.close()
     expected = [c.command.split(" ", 2)[2] for c in fsparse.read_commands(payload)]
     assert outputs == expected
+
+
+async def test_setvar_multi_and_multiset_round_trip(fs: Inbound) -> None:
+    call = await _park(fs, "")
+    bad: list[tuple[str, str, str]] = []
+    try:
+        for c, chunk in enumerate(_chunks(VALUES, 12)):
+            variables = {f"esc_m{c}_{i}": v for i, v in enumerate(chunk)}
+            await fs.api(f"uuid_setvar_multi {call} {setvar_multi_arg(variables)}")
+            for name, value in variables.items():
+                got = await _getvar(fs, call, name)
+                if got != value:
+                    bad.append(("uuid_setvar_multi", value, got))
+            variables = {f"esc_ms{c}_{i}": v for i, v in enumerate(chunk + ["${uuid_kill(" + call + ")}"])}
+            await fs.sendmsg_raw(call, {"call-command": "execute", "execute-app-name": "multiset"},
+                                 multiset_app_arg(variables))
+            last = list(variables)[-1]
+            for _ in range(200):
+                if await _getvar(fs, call, last) != "_undef_":
+                    break
+                await asyncio.sleep(0.01)
+            for name, value in variables.items():
+                got = await _getvar(fs, call, name)
+                if got != value:
+                    bad.append(("multiset", value, got))
+        assert await _getvar(fs, call, "channel_name")
+    finally:
+        await fs.api(f"uuid_kill {call}", check=False)
+    assert not bad, bad
