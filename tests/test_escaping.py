@@ -24,8 +24,8 @@ import fsparse
 from esl.escaping import (
     app_arg,
     check_variable_name,
-    multiset_app_arg,
     dial_string_leg_vars,
+    multiset_app_arg,
     originate_app,
     originate_arg,
     originate_vars,
