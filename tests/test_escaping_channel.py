@@ -8,10 +8,10 @@ setvar_multi_arg / multiset_app_arg, set_app_arg); remove the marks then.
 
 from __future__ import annotations
 
+import fsparse
 import pytest
 
 import esl
-import fsparse
 from esl.testing import Endpoint, FakeFreeSWITCH
 
 WIRE = pytest.mark.xfail(strict=True, reason="esl.channel does not call esl.escaping yet")
