@@ -25,8 +25,9 @@ async def forward(session: esl.Session, target: str = TARGET) -> str:
     caller = session.channel
     await caller.answer()
     await caller.playback("ivr/ivr-please_hold_while_we_connect.wav", block=False)
-    other = await esl.Channel.create(session, target, timeout=20,
-                                     caller_id_number=caller.context.get("Caller-Caller-ID-Number"))
+    context = caller.context  # the CHANNEL_DATA of the session's connect
+    number = context.get("Caller-Caller-ID-Number") if context is not None else None
+    other = await esl.Channel.create(session, target, timeout=20, caller_id_number=number)
     try:
         await other.wait("CHANNEL_ANSWER", timeout=25)
     except OriginateError as exc:

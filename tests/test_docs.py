@@ -109,12 +109,6 @@ def test_every_page_has_checked_python() -> None:
     assert sum(b.checked for b in blocks) >= 30
 
 
-#: mypy errors caused by esl API typing not done yet, not by the documentation.
-_PENDING_API_TYPING = re.compile(
-    r'Item "None" of "(Channel|Event \| Any) \| None" has no attribute|Untyped decorator makes function'
-)
-
-
 def _mypy_available() -> bool:
     return importlib.util.find_spec("mypy") is not None
 
@@ -146,15 +140,7 @@ def test_code_blocks_and_examples_pass_mypy_strict(tmp_path: Path) -> None:
         path = tmp_path / name
         origin = path.read_text().splitlines()[0][2:] if name in files else f"examples/{name[8:]}"
         located.append(f"{origin} (+{int(lineno) - 1}): {line.split(': error: ', 1)[1]}")
-    # Session.channel typed optional and Inbound.on / Channel.onDTMF untyped decorators are being
-    # fixed in the modules that define them (issue 11); until then those errors alone mark this
-    # test xfail, and any other error fails it
-    pending = [e for e in located if _PENDING_API_TYPING.search(e)]
-    others = [e for e in located if not _PENDING_API_TYPING.search(e)]
-    assert not others, "\n".join(others)
-    if pending:
-        pytest.xfail(f"{len(pending)} errors from esl's own pending typing (Session.channel optional, "
-                     f"untyped decorators):\n" + "\n".join(pending[:10]))
+    assert not located, "\n".join(located)
 
 
 def test_docs_build_strict(tmp_path: Path) -> None:
