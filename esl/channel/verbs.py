@@ -111,9 +111,9 @@ class CallControl(ChannelCore):
         try:
             reply = await self.connection.sendmsg_raw(None if self._own() else self.uuid, hdrs, content)
             if fut is None:
-                return reply  # type: ignore[no-any-return]
+                return reply
             try:
-                return await asyncio.wait_for(fut, timeout)  # type: ignore[no-any-return]
+                return await asyncio.wait_for(fut, timeout)
             except asyncio.TimeoutError:
                 raise TimeoutError(f"{app} on channel {self.uuid} not complete after {timeout}s") from None
         except CommandError as exc:
@@ -125,7 +125,7 @@ class CallControl(ChannelCore):
     async def _api(self, command: str, timeout: float | None = None) -> str:
         kwargs: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
         try:
-            return await self.connection.api(command, **kwargs)  # type: ignore[no-any-return]
+            return await self.connection.api(command, **kwargs)
         except CommandError as exc:
             raise ChannelError(f"{command.split()[0]} failed on channel {self.uuid}: {exc.reply.strip()}",
                                self.uuid) from exc
@@ -275,7 +275,7 @@ class CallControl(ChannelCore):
             return ""  # too few digits: switch_ivr_read() still stores them in var_name
         return _result_var(event, var_name)
 
-    async def bridge(self, other: "Channel | Any | str", *, block: bool = True,
+    async def bridge(self, other: "CallControl | str | object", *, block: bool = True,
                      timeout: float | None = None) -> "Event | None":
         """Bridge this leg with ``other``.
 
@@ -295,7 +295,7 @@ class CallControl(ChannelCore):
         if peer is self:
             raise ValueError("cannot bridge a channel to itself")
         peer._check_alive()
-        self.call.add(peer)
+        self.call.add(peer)  # type: ignore[arg-type]  # peer is a Channel: the only CallControl there is
         await self._api(f"uuid_bridge {self.uuid} {peer.uuid}")
         return await self._until("CHANNEL_BRIDGE", block and self.other_uuid != peer.uuid,
                                  30.0 if timeout is None else timeout)
