@@ -1,9 +1,6 @@
 """Issue 8, finding 8 through the public API: values a user passes to Channel.create / setvar /
 setvars reach FreeSWITCH literally. The commands the fake received are read back with
 tests/fsparse.py (the port of FreeSWITCH's parsers).
-
-Marked xfail(strict) until esl.channel calls esl.escaping (originate_vars, setvar_value,
-setvar_multi_arg / multiset_app_arg, set_app_arg); remove the marks then.
 """
 
 from __future__ import annotations
@@ -14,7 +11,6 @@ import pytest
 import esl
 from esl.testing import Endpoint, FakeFreeSWITCH
 
-WIRE = pytest.mark.xfail(strict=True, reason="esl.channel does not call esl.escaping yet")
 
 NASTY = {
     "a": "{",
@@ -31,7 +27,6 @@ def _commands(fake: FakeFreeSWITCH) -> list[str]:
     return [c for conn in fake.connections if not getattr(conn, "outbound", False) for c in conn.commands]
 
 
-@WIRE
 async def test_create_values_cannot_change_the_dial_string(freeswitch: FakeFreeSWITCH,
                                                            esl_client: esl.Inbound) -> None:
     freeswitch.endpoints["user/1000"] = Endpoint(answer_after=None)
@@ -51,7 +46,6 @@ async def test_create_values_cannot_change_the_dial_string(freeswitch: FakeFreeS
         await ch.hangup()
 
 
-@WIRE
 async def test_setvar_values_stored_literally(freeswitch: FakeFreeSWITCH, esl_client: esl.Inbound) -> None:
     freeswitch.endpoints["user/1000"] = Endpoint(answer_after=None)
     ch = await esl.Channel.create(esl_client, "user/1000")

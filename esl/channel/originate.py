@@ -4,33 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from typing import TYPE_CHECKING, Mapping
 
 from esl.commands import check_line
+from esl.escaping import originate_app, originate_arg, originate_vars
 from esl.exceptions import CommandError, ConnectionError, TimeoutError
 
 if TYPE_CHECKING:  # pragma: no cover
     from esl.channel import Channel
     from esl.job import Job
 
-__all__ = ["originate_command", "quote_var", "kill_orphan"]
+__all__ = ["originate_command", "kill_orphan"]
 
 log = logging.getLogger("esl.channel")
-
-
-def quote_var(value: object) -> str:
-    """A value for an originate ``{name=value}`` list: commas escaped, spaces single-quoted."""
-    text = check_line(value if isinstance(value, str) else str(value), "originate variable value")
-    text = text.replace(",", "\\,")
-    if " " in text or "'" in text:
-        text = "'" + text.replace("'", "\\'") + "'"
-    return text
-
-
-def _check_name(name: str) -> None:
-    check_line(name, "originate variable name")
-    if not name or any(c in name for c in "=,{}[]<>^' \t\"\\"):
-        raise ValueError(f"invalid originate variable name {name!r}")
 
 
 def originate_command(
@@ -43,27 +30,45 @@ def originate_command(
     timeout: float | None,
     app: str,
 ) -> str:
-    """The text after ``bgapi``: ``originate {vars}<dial_path> <app>`` with ``origination_uuid=<uuid>``."""
+    """The text after ``bgapi``: ``originate {vars}<dial_path> <app>`` with ``origination_uuid=<uuid>``.
+
+    The ``{...}`` block is built by :func:`esl.escaping.originate_vars`: every
+    value reaches the channel literally, none can end the block or change the
+    dial string. ``ValueError`` for names FreeSWITCH would not store as given,
+    values it would change (see there), and a dial path or app with CR/LF or spaces.
+    """
     check_line(dial_path, "dial path")
     check_line(app, "originate application")
-    if not dial_path.strip() or " " in dial_path.strip():
+    path = dial_path.strip()
+    if not path or any(c in path for c in " '\\\0") or ":_:" in path:
+        # the api argument split would alter quotes and backslashes; ":_:" switches originate's parser
         raise ValueError(f"invalid dial path {dial_path!r}")
-    pairs: dict[str, str] = {}
+    app_text = _app(app.strip())
+    pairs: dict[str, object] = {}
     for name, value in (variables or {}).items():
-        _check_name(name)
-        if name.lower() == "origination_uuid":
+        if isinstance(name, str) and name.lower() == "origination_uuid":
             log.warning("Channel.create: ignoring user variable origination_uuid (the UUID is chosen by esl)")
             continue
-        pairs[name] = quote_var(value)
+        pairs[name] = value
     if caller_id_number is not None:
-        pairs["origination_caller_id_number"] = quote_var(caller_id_number)
+        pairs["origination_caller_id_number"] = caller_id_number
     if caller_id_name is not None:
-        pairs["origination_caller_id_name"] = quote_var(caller_id_name)
+        pairs["origination_caller_id_name"] = caller_id_name
     if timeout is not None:
         pairs["originate_timeout"] = str(max(1, int(round(timeout))))
     pairs["origination_uuid"] = uuid
-    varlist = ",".join(f"{k}={v}" for k, v in pairs.items())
-    return f"originate {{{varlist}}}{dial_path.strip()} {app}"
+    return f"originate {originate_vars(pairs)}{path} {app_text}"
+
+
+def _app(app: str) -> str:
+    """What the answered leg runs: ``&app(arg)`` or ``<extension> [<dialplan> [<context>]]``, escaped."""
+    m = re.fullmatch(r"&([A-Za-z0-9_-]+)(?:\((.*)\))?", app, re.S)
+    if m:
+        return originate_app(m[1], m[2])
+    parts = app.split()
+    if not 1 <= len(parts) <= 3:
+        raise ValueError(f"invalid originate application {app!r}: '&app(arg)' or '<extension> [dialplan [context]]'")
+    return " ".join(originate_arg(p) for p in parts)
 
 
 async def kill_orphan(channel: "Channel", sending: "asyncio.Task[Job]") -> None:
