@@ -1,4 +1,5 @@
-"""mkdocs hook: the API reference, one page per public module of esl, found by walking the package.
+"""mkdocs hook: the API reference, one page per public module of esl, found by walking the package,
+and the changelog page, made from CHANGELOG.md.
 
 A module is public when no part of its dotted name starts with ``_``; ``EXCLUDE`` lists
 public-looking modules that are not an API (the command line's internals). New modules
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import pkgutil
 import re
+from pathlib import Path
 from typing import Any
 
 from mkdocs.config.defaults import MkDocsConfig
@@ -61,6 +63,8 @@ def on_files(files: Files, config: MkDocsConfig, **kwargs: Any) -> Files:
     modules = public_modules()
     for module in modules:
         files.append(File.generated(config, _page(module), content=_content(module, modules)))
+    changelog = Path(config.config_file_path).parent / "CHANGELOG.md"
+    files.append(File.generated(config, "changelog.md", content=changelog.read_text()))
     return files
 
 
