@@ -1,0 +1,496 @@
+"""``App``: named scenarios, the calls they run, and the table of live and recent calls.
+
+A scenario is a coroutine function ``scenario(call, data)`` registered with
+``@app.scenario("name")``. :meth:`App.start_call` places a call through the
+app's connection (an :class:`esl.Inbound`, or anything ``Channel.create``
+accepts), runs the scenario with the caller's custom data once the call is
+answered, and keeps a :class:`CallRecord` of it: state, legs, timestamps,
+hangup cause, the scenario's result or error, and the lifecycle events the
+HTTP server streams. Live records are bounded by ``max_concurrent``; ended
+ones stay in a table bounded by ``max_finished`` entries and ``finished_ttl``
+seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextvars
+import inspect
+import itertools
+import json
+import logging
+import time
+import uuid as _uuid
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Mapping
+
+from esl.channel import Channel
+from esl.exceptions import ChannelError, ESLError, OriginateError
+from esl.types import ChannelState
+
+__all__ = ["App", "CallRecord", "Context", "LimitExceeded", "ScenarioStats", "context", "report"]
+
+log = logging.getLogger("esl.serve")
+
+Scenario = Callable[..., Awaitable[Any]]
+
+#: Outcomes a scenario call ends with.
+OUTCOMES = ("completed", "failed", "disconnected", "error", "timeout", "cancelled")
+
+_current: contextvars.ContextVar["Context"] = contextvars.ContextVar("esl_serve_context")
+
+
+class LimitExceeded(ESLError):
+    """A call was refused because ``max_concurrent`` calls are already live."""
+
+
+def _cause(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+class Context:
+    """What a running scenario knows about itself: its call id, data and first leg, and a way to report.
+
+    Passed as the third argument to scenarios declared with three parameters, and
+    returned by :func:`esl.serve.context` inside any scenario.
+    """
+
+    __slots__ = ("_record",)
+
+    def __init__(self, record: "CallRecord") -> None:
+        self._record = record
+
+    @property
+    def id(self) -> str:
+        """The call id the HTTP API knows this call by."""
+        return self._record.id
+
+    @property
+    def scenario(self) -> str:
+        return self._record.scenario
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The custom data the call was started with."""
+        return self._record.data
+
+    @property
+    def channel(self) -> Channel | None:
+        """The call's first leg (``None`` before it is placed)."""
+        return self._record.channel
+
+    def report(self, name: str, /, **fields: Any) -> None:
+        """Publish a scenario event (``name`` plus JSON-serialisable fields) to the call's event stream."""
+        if not isinstance(name, str) or not name or len(name) > 64 or not name.isprintable():
+            raise ValueError(f"invalid report name {name!r}")
+        self._record.emit("report", {"name": name, **{k: _jsonable(v) for k, v in fields.items()}})
+
+
+def context() -> Context:
+    """The :class:`Context` of the scenario running in the current task (LookupError outside one)."""
+    return _current.get()
+
+
+def report(name: str, /, **fields: Any) -> None:
+    """Report a scenario event for the call of the current scenario (see :meth:`Context.report`)."""
+    _current.get().report(name, **fields)
+
+
+class CallRecord:
+    """One call started by :meth:`App.start_call`, from placing to the end of its scenario."""
+
+    def __init__(self, app: "App", scenario: str, destination: str, data: dict[str, Any],
+                 caller_id_number: str | None, caller_id_name: str | None, timeout: float | None) -> None:
+        self.id = str(_uuid.uuid4())
+        self.app = app
+        self.scenario = scenario
+        self.destination = destination
+        self.data = data
+        self.caller_id_number = caller_id_number
+        self.caller_id_name = caller_id_name
+        self.timeout = timeout
+        #: placing -> ringing -> connected -> ended
+        self.state = "placing"
+        self.outcome: str | None = None
+        self.hangup_cause: str | None = None
+        self.result: Any = None
+        self.error: str | None = None
+        self.created_at = time.time()
+        self.placed_at: float | None = None
+        self.answered_at: float | None = None
+        self.ended_at: float | None = None
+        self.channel: Channel | None = None
+        self.cancel_requested = False
+        self._body: asyncio.Future[Any] | None = None
+        self._legs_final: list[dict[str, Any]] | None = None
+        self._log: collections.deque[tuple[int, str, dict[str, Any]]] = collections.deque(maxlen=app.max_events)
+        self._seq = itertools.count(1)
+        self._changed = asyncio.Event()
+        self.ended = asyncio.Event()
+
+    # -- events -----------------------------------------------------------------
+
+    def emit(self, name: str, data: dict[str, Any]) -> None:
+        """Append a lifecycle event to the call's bounded log and wake its streams."""
+        if self.ended.is_set():
+            return
+        payload = {"call_id": self.id, "time": _iso(time.time()), **data}
+        self._log.append((next(self._seq), name, payload))
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    def events_after(self, seq: int) -> list[tuple[int, str, dict[str, Any]]]:
+        """Logged events newer than ``seq`` (the oldest may have been dropped from a long log)."""
+        return [entry for entry in self._log if entry[0] > seq]
+
+    async def wait_changed(self, timeout: float) -> None:
+        """Wait until an event is emitted (or the call ends), at most ``timeout`` seconds."""
+        if self.ended.is_set():
+            return
+        try:
+            await asyncio.wait_for(self._changed.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+
+    # -- views -------------------------------------------------------------------
+
+    @property
+    def live(self) -> bool:
+        return not self.ended.is_set()
+
+    def legs(self) -> list[dict[str, Any]]:
+        """The call's legs as JSON-ready dicts (frozen when the call ends)."""
+        if self._legs_final is not None:
+            return self._legs_final
+        ch = self.channel
+        if ch is None:
+            return []
+        return [
+            {"uuid": leg.uuid, "state": leg.state.name, "answered": leg.answered,
+             "hangup_cause": _cause(leg.hangup_cause), "dial_path": leg.dial_path}
+            for leg in ch.call.legs
+        ]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "scenario": self.scenario, "destination": self.destination,
+            "state": self.state, "outcome": self.outcome, "hangup_cause": self.hangup_cause,
+            "result": self.result, "error": self.error, "legs": self.legs(),
+            "created_at": _iso(self.created_at), "placed_at": _iso(self.placed_at),
+            "answered_at": _iso(self.answered_at), "ended_at": _iso(self.ended_at),
+        }
+
+
+@dataclass(frozen=True)
+class ScenarioStats:
+    """A snapshot of an App's scenario counters (what the metrics exporter reads)."""
+
+    #: calls placing or running right now
+    live: int
+    #: the configured limit on ``live``
+    max_concurrent: int
+    #: whether the app's connection to FreeSWITCH is up
+    connected: bool
+    #: calls started, by scenario
+    started: dict[str, int] = field(default_factory=dict)
+    #: calls ended, by (scenario, outcome)
+    outcomes: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: requests refused, by reason (``limit``, ``not_ready``)
+    refused: dict[str, int] = field(default_factory=dict)
+    #: ended calls kept in the table for ``GET /calls/{id}``
+    finished_kept: int = 0
+
+
+class App:
+    """Named scenarios and the calls started with them.
+
+    ``connection`` is the :class:`esl.Inbound` calls are placed through; without
+    one, ``host``/``port``/``password`` make an auto-reconnecting Inbound when the
+    app starts. ``answer_first``: run the scenario once the call is answered (a
+    call that fails never runs it); otherwise at once after placing it.
+    ``hangup_on_return``: hang up every leg still up when the scenario returns.
+    ``max_duration``: seconds a scenario may run before it is cancelled (outcome
+    ``timeout``). ``ring_timeout``: default seconds of ringing. ``variable``: the
+    channel variable that carries the data as JSON (``None``: the data stays out of
+    FreeSWITCH). ``variables``: more channel variables set on every call (besides
+    ``esl_scenario`` and ``esl_call_id``).
+    """
+
+    def __init__(self, connection: Any = None, *, host: str = "127.0.0.1", port: int = 8021,
+                 password: str = "ClueCon", max_concurrent: int = 100, max_finished: int = 1000,
+                 finished_ttl: float = 3600.0, max_events: int = 256, max_duration: float | None = 3600.0,
+                 ring_timeout: float = 60.0, answer_first: bool = True, hangup_on_return: bool = True,
+                 variable: str | None = "esl_data", variables: Mapping[str, str] | None = None) -> None:
+        if max_concurrent < 1 or max_finished < 0 or max_events < 1:
+            raise ValueError("max_concurrent and max_events must be positive, max_finished non-negative")
+        self.connection = connection
+        self.host, self.port, self._password = host, port, password
+        self.max_concurrent = max_concurrent
+        self.max_finished = max_finished
+        self.finished_ttl = finished_ttl
+        self.max_events = max_events
+        self.max_duration = max_duration
+        self.ring_timeout = ring_timeout
+        self.answer_first = answer_first
+        self.hangup_on_return = hangup_on_return
+        self.variable = variable
+        self.variables = dict(variables or {})
+        self.scenarios: dict[str, Scenario] = {}
+        self.calls: dict[str, CallRecord] = {}
+        self.finished: collections.OrderedDict[str, CallRecord] = collections.OrderedDict()
+        self._runners: set[asyncio.Task[None]] = set()
+        self._owns_connection = False
+        self._started: collections.Counter[str] = collections.Counter()
+        self._outcomes: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._refused: collections.Counter[str] = collections.Counter()
+
+    def __repr__(self) -> str:
+        return f"<esl.serve.App scenarios={sorted(self.scenarios)} live={len(self.calls)}>"
+
+    # -- scenarios ---------------------------------------------------------------
+
+    def scenario(self, name: str) -> Callable[[Scenario], Scenario]:
+        """Register the decorated coroutine function as scenario ``name``."""
+        if not isinstance(name, str) or not name or len(name) > 64 or not all(
+                c.isalnum() or c in "-_." for c in name):
+            raise ValueError(f"invalid scenario name {name!r} (letters, digits, '-', '_', '.')")
+
+        def register(fn: Scenario) -> Scenario:
+            if not inspect.iscoroutinefunction(fn):
+                raise TypeError(f"scenario {name!r} must be an async function")
+            if name in self.scenarios:
+                raise ValueError(f"scenario {name!r} is already registered")
+            self.scenarios[name] = fn
+            return fn
+
+        return register
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect the app's Inbound (made here when none was given)."""
+        if self.connection is None:
+            from esl.inbound import Inbound
+
+            self.connection = Inbound(self.host, self.port, self._password, reconnect=True, keepalive=20.0)
+            self._owns_connection = True
+        if not getattr(self.connection, "connected", True):
+            await self.connection.connect()
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Cancel running scenarios (their calls are hung up), wait up to ``grace`` seconds, disconnect."""
+        for rec in list(self.calls.values()):
+            rec.cancel_requested = True
+            if rec._body is not None:
+                rec._body.cancel()
+        if self._runners:
+            await asyncio.wait(set(self._runners), timeout=grace)
+        if self._owns_connection and self.connection is not None:
+            await self.connection.close()
+
+    @property
+    def ready(self) -> bool:
+        """Whether calls can be placed: the connection to FreeSWITCH is up."""
+        conn = self.connection
+        return conn is not None and bool(getattr(conn, "connected", False))
+
+    def stats(self) -> ScenarioStats:
+        self._expire()
+        return ScenarioStats(live=len(self.calls), max_concurrent=self.max_concurrent, connected=self.ready,
+                             started=dict(self._started), outcomes=dict(self._outcomes),
+                             refused=dict(self._refused), finished_kept=len(self.finished))
+
+    # -- the call table ------------------------------------------------------------
+
+    def get(self, call_id: str) -> CallRecord | None:
+        """A live or recently ended call by id."""
+        self._expire()
+        return self.calls.get(call_id) or self.finished.get(call_id)
+
+    def _expire(self) -> None:
+        horizon = time.time() - self.finished_ttl
+        finished = self.finished
+        while finished:
+            oldest = next(iter(finished.values()))
+            if len(finished) <= self.max_finished and (oldest.ended_at or 0) >= horizon:
+                break
+            finished.popitem(last=False)
+
+    def start_call(self, scenario: str, destination: str, data: dict[str, Any] | None = None, *,
+                   caller_id_number: str | None = None, caller_id_name: str | None = None,
+                   timeout: float | None = None) -> CallRecord:
+        """Place a call and run ``scenario`` on it in the background; returns its record at once.
+
+        Raises KeyError for an unknown scenario, :class:`LimitExceeded` when
+        ``max_concurrent`` calls are live, :class:`esl.exceptions.ConnectionError`
+        when the connection to FreeSWITCH is down.
+        """
+        if scenario not in self.scenarios:
+            raise KeyError(scenario)
+        if not self.ready:
+            self._refused["not_ready"] += 1
+            from esl.exceptions import ConnectionError
+
+            raise ConnectionError("not connected to FreeSWITCH")
+        if len(self.calls) >= self.max_concurrent:
+            self._refused["limit"] += 1
+            raise LimitExceeded(f"{len(self.calls)} calls are live (max_concurrent={self.max_concurrent})")
+        rec = CallRecord(self, scenario, destination, dict(data or {}), caller_id_number, caller_id_name,
+                         timeout if timeout is not None else self.ring_timeout)
+        self.calls[rec.id] = rec
+        self._started[scenario] += 1
+        task = asyncio.ensure_future(self._run(rec))
+        self._runners.add(task)
+        task.add_done_callback(self._runners.discard)
+        return rec
+
+    async def hangup(self, rec: CallRecord, cause: str = "NORMAL_CLEARING") -> None:
+        """Hang up every leg of a live call and stop its scenario (outcome ``cancelled``)."""
+        if not rec.live:
+            return
+        rec.cancel_requested = True
+        if rec._body is not None and not rec._body.done():
+            rec._body.cancel()
+        await self._hangup_legs(rec, cause)
+
+    # -- running one call -------------------------------------------------------------
+
+    async def _run(self, rec: CallRecord) -> None:
+        outcome, cause_hint = "error", None
+        try:
+            try:
+                variables = {**self.variables, "esl_scenario": rec.scenario, "esl_call_id": rec.id}
+                if self.variable:
+                    variables[self.variable] = json.dumps(rec.data, separators=(",", ":"), ensure_ascii=False)
+                channel = await Channel.create(self.connection, rec.destination, variables,
+                                               caller_id_number=rec.caller_id_number,
+                                               caller_id_name=rec.caller_id_name, timeout=rec.timeout)
+            except (ValueError, ESLError, OSError) as exc:
+                rec.error = f"{type(exc).__name__}: {exc}"
+                outcome, cause_hint = "failed", "PLACEMENT_FAILED"
+                rec.emit("failed", {"cause": cause_hint, "error": rec.error})
+                return
+            rec.channel = channel
+            rec.placed_at = time.time()
+            rec.state = "ringing"
+            self._watch(rec, channel)
+            rec.emit("placed", {"uuid": channel.uuid})
+            if rec.cancel_requested:
+                outcome = "cancelled"
+                return
+            body = rec._body = asyncio.ensure_future(self._body(rec, channel))
+            try:
+                rec.result = _jsonable(await body)
+                outcome = "completed"
+            except asyncio.CancelledError:
+                if not rec.cancel_requested:
+                    raise
+                outcome = "cancelled"
+            except OriginateError as exc:
+                outcome, cause_hint = "failed", exc.cause
+            except ChannelError as exc:
+                outcome, cause_hint = "disconnected", exc.cause
+                rec.error = f"{type(exc).__name__}: {exc}"
+            except asyncio.TimeoutError:
+                outcome = "timeout"
+                rec.error = f"the scenario ran longer than max_duration ({self.max_duration}s)"
+            except Exception as exc:
+                outcome = "error"
+                rec.error = f"{type(exc).__name__}: {exc}"
+                log.error("scenario %s of call %s raised", rec.scenario, rec.id, exc_info=exc,
+                          extra={"call_id": rec.id, "uuid": channel.uuid})
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        finally:
+            if rec.channel is not None and (self.hangup_on_return or outcome != "completed"):
+                await self._hangup_legs(rec, "NORMAL_CLEARING", wait=2.0)
+            self._finish(rec, outcome, cause_hint)
+
+    async def _body(self, rec: CallRecord, channel: Channel) -> Any:
+        if self.answer_first:
+            await channel.wait("CHANNEL_ANSWER", timeout=None)
+        fn = self.scenarios[rec.scenario]
+        ctx = Context(rec)
+        _current.set(ctx)  # the body runs in its own task: the value stays with it
+        try:
+            params = len(inspect.signature(fn).parameters)
+        except (TypeError, ValueError):  # pragma: no cover - builtins
+            params = 2
+        coro = fn(channel.call, rec.data, ctx) if params >= 3 else fn(channel.call, rec.data)
+        if self.max_duration is None:
+            return await coro
+        return await asyncio.wait_for(coro, self.max_duration)
+
+    def _watch(self, rec: CallRecord, channel: Channel) -> None:
+        def answered(ch: Channel, _event: Any) -> None:
+            rec.answered_at = time.time()
+            rec.state = "connected"
+            rec.emit("connected", {"uuid": ch.uuid})
+
+        def failed(ch: Channel, cause: Any) -> None:
+            rec.hangup_cause = _cause(cause)
+            rec.emit("failed", {"uuid": ch.uuid, "cause": _cause(cause)})
+
+        def hangup(ch: Channel, cause: Any) -> None:
+            rec.hangup_cause = _cause(cause)
+            rec.emit("disconnected", {"uuid": ch.uuid, "cause": _cause(cause)})
+
+        channel.on("answered", answered)
+        channel.on("failed", failed)
+        channel.on("hangup", hangup)
+
+    async def _hangup_legs(self, rec: CallRecord, cause: str, wait: float = 0.0) -> None:
+        ch = rec.channel
+        if ch is None:
+            return
+        legs = [leg for leg in ch.call.legs if not leg.gone]
+        for leg in legs:
+            try:
+                await leg.hangup(cause, block=False)
+            except (ESLError, OSError) as exc:
+                log.warning("hanging up %s of call %s failed: %s", leg.uuid, rec.id, exc)
+        if wait and legs and not ch.gone:
+            try:
+                await ch.wait(ChannelState.HANGUP, timeout=wait)
+            except (ESLError, asyncio.TimeoutError):
+                pass
+
+    def _finish(self, rec: CallRecord, outcome: str, cause_hint: str | None) -> None:
+        ch = rec.channel
+        if ch is not None and ch.hangup_cause is not None:
+            rec.hangup_cause = _cause(ch.hangup_cause)
+        elif rec.hangup_cause is None and cause_hint is not None:
+            rec.hangup_cause = str(cause_hint)
+        rec.outcome = outcome
+        rec.state = "ended"
+        rec.ended_at = time.time()
+        rec._legs_final = rec.legs()
+        rec.emit("ended", {"outcome": outcome, "hangup_cause": rec.hangup_cause, "result": rec.result,
+                           "error": rec.error})
+        rec.channel = None  # the Channel (and its event history) is not kept with the record
+        rec._body = None
+        rec.ended.set()
+        rec._changed.set()
+        self._outcomes[(rec.scenario, outcome)] += 1
+        self.calls.pop(rec.id, None)
+        if self.max_finished:
+            self.finished[rec.id] = rec
+        self._expire()
+        log.info("call %s (%s) ended: %s", rec.id, rec.scenario, outcome,
+                 extra={"call_id": rec.id, "outcome": outcome, "hangup_cause": rec.hangup_cause})
