@@ -12,8 +12,18 @@ does the same from code. ``esl.serve.metrics`` exports stats() to Prometheus.
 Needs the ``serve`` extra (aiohttp, prometheus-client).
 """
 
+from typing import Any
+
 from esl.serve.app import App, CallRecord, Context, LimitExceeded, ScenarioStats, context, report
-from esl.serve.http import Server, is_loopback, load_token
 
 __all__ = ["App", "CallRecord", "Context", "LimitExceeded", "ScenarioStats", "Server", "context", "report",
            "is_loopback", "load_token"]
+
+
+def __getattr__(name: str) -> Any:
+    # the HTTP server needs aiohttp (the serve extra); logs and App do not
+    if name in ("Server", "is_loopback", "load_token"):
+        from esl.serve import http
+
+        return getattr(http, name)
+    raise AttributeError(f"module 'esl.serve' has no attribute {name!r}")
