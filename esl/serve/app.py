@@ -38,11 +38,22 @@ Scenario = Callable[..., Awaitable[Any]]
 #: Outcomes a scenario call ends with.
 OUTCOMES = ("completed", "failed", "disconnected", "error", "timeout", "cancelled")
 
+#: Seconds past the ring timeout to wait for an answer or a failure before giving up on a call.
+ANSWER_GRACE = 10.0
+
 _current: contextvars.ContextVar["Context"] = contextvars.ContextVar("esl_serve_context")
 
 
 class LimitExceeded(ESLError):
     """A call was refused because ``max_concurrent`` calls are already live."""
+
+
+class _Overtime(Exception):
+    """The scenario ran past ``max_duration``."""
+
+
+class _NoAnswer(Exception):
+    """The call neither answered nor failed in time (FreeSWITCH never said)."""
 
 
 def _cause(value: object) -> str | None:
@@ -403,12 +414,16 @@ class App:
                 outcome = "cancelled"
             except OriginateError as exc:
                 outcome, cause_hint = "failed", exc.cause
+            except _NoAnswer as exc:
+                outcome, cause_hint = "failed", "NO_ANSWER"
+                rec.error = str(exc)
+                rec.emit("failed", {"uuid": channel.uuid, "cause": cause_hint, "error": rec.error})
             except ChannelError as exc:
                 outcome, cause_hint = "disconnected", exc.cause
                 rec.error = f"{type(exc).__name__}: {exc}"
-            except asyncio.TimeoutError:
+            except _Overtime as exc:
                 outcome = "timeout"
-                rec.error = f"the scenario ran longer than max_duration ({self.max_duration}s)"
+                rec.error = str(exc)
             except Exception as exc:
                 outcome = "error"
                 rec.error = f"{type(exc).__name__}: {exc}"
@@ -424,7 +439,11 @@ class App:
 
     async def _body(self, rec: CallRecord, channel: Channel) -> Any:
         if self.answer_first:
-            await channel.wait("CHANNEL_ANSWER", timeout=None)
+            limit = (rec.timeout or self.ring_timeout) + ANSWER_GRACE
+            try:
+                await channel.wait("CHANNEL_ANSWER", timeout=limit)
+            except asyncio.TimeoutError:
+                raise _NoAnswer(f"neither an answer nor a failure was seen within {limit:g}s") from None
         fn = self.scenarios[rec.scenario]
         ctx = Context(rec)
         _current.set(ctx)  # the body runs in its own task: the value stays with it
@@ -435,7 +454,17 @@ class App:
         coro = fn(channel.call, rec.data, ctx) if params >= 3 else fn(channel.call, rec.data)
         if self.max_duration is None:
             return await coro
-        return await asyncio.wait_for(coro, self.max_duration)
+        task = asyncio.ensure_future(coro)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self.max_duration)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        if not done:
+            task.cancel()
+            await asyncio.wait({task})
+            raise _Overtime(f"the scenario ran longer than max_duration ({self.max_duration:g}s)")
+        return task.result()
 
     def _watch(self, rec: CallRecord, channel: Channel) -> None:
         def answered(ch: Channel, _event: Any) -> None:
