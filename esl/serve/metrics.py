@@ -260,7 +260,8 @@ def register(*objects: Any, registry: CollectorRegistry = REGISTRY) -> ESLCollec
     """Export ``objects`` (or ``(name, object)`` pairs) in ``registry``; returns the registry's collector.
 
     Call it as often as needed: each registry has one esl collector, which
-    gains the objects.
+    gains the objects. Objects are held weakly: keep a reference to what you
+    register (a connection that is garbage-collected leaves the metrics).
     """
     collector = _COLLECTORS.get(registry)
     if collector is None:
