@@ -134,7 +134,7 @@ def serve_cmd(app: str, listen: str, token_file: str | None, host: str | None, p
         except OSError as exc:
             await obj.stop(0)
             raise CLIError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
-        metrics_server = await start_metrics(metrics, obj)
+        metrics_server = await start_metrics(metrics, (app, obj))
         click.echo(f"esl serve {app}: scenarios {', '.join(sorted(obj.scenarios))} on "
                    f"http://{server.host}:{server.port} (auth {'on' if token else 'off: loopback only'})",
                    err=True)

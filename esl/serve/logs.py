@@ -26,7 +26,7 @@ MASK = "***"
 
 _PATTERNS = (
     # ESL authentication commands
-    re.compile(r"(?im)^(\s*(?:auth|userauth\s+[^:\s]+:))\s*\S+"),
+    re.compile(r"(?i)(\b(?:auth\s+|userauth\s+[^:\s]+:))\S+"),
     # password=..., "token": "...", secret: ...
     re.compile(r"""(?i)((?:password|passwd|pass|secret|token|api[_-]?key)["']?\s*[:=]\s*["']?)[^\s,"'&;}]+"""),
     # Authorization headers
