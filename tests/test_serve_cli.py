@@ -20,11 +20,11 @@ from click.testing import CliRunner
 aiohttp = pytest.importorskip("aiohttp")
 pytest.importorskip("prometheus_client")
 
-import esl  # noqa: E402
-import esl.serve  # noqa: E402
-from esl.cli import main  # noqa: E402
-from esl.serve.logs import JSONFormatter, redact, setup_logging  # noqa: E402
-from esl.testing import FakeFreeSWITCH  # noqa: E402
+import esl
+import esl.serve
+from esl.cli import main
+from esl.serve.logs import JSONFormatter, redact, setup_logging
+from esl.testing import FakeFreeSWITCH
 
 
 def record(msg: str, *args: Any, **extra: Any) -> logging.LogRecord:

@@ -11,14 +11,14 @@ import pytest
 pytest.importorskip("prometheus_client")
 aiohttp = pytest.importorskip("aiohttp")
 
-from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
-from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
-import esl  # noqa: E402
-import esl.serve  # noqa: E402
-from esl.serve import metrics  # noqa: E402
-from esl.stats import LATENCY_BUCKETS, ConnectionStats, LatencyHistogram, OutboundStats  # noqa: E402
-from esl.testing import FakeFreeSWITCH  # noqa: E402
+import esl
+import esl.serve
+from esl.serve import metrics
+from esl.stats import LATENCY_BUCKETS, ConnectionStats, LatencyHistogram, OutboundStats
+from esl.testing import FakeFreeSWITCH
 
 
 def conn_stats(**over: Any) -> ConnectionStats:

@@ -16,8 +16,18 @@ from typing import Any
 
 from esl.serve.app import App, CallRecord, Context, LimitExceeded, ScenarioStats, context, report
 
-__all__ = ["App", "CallRecord", "Context", "LimitExceeded", "ScenarioStats", "Server", "context", "report",
-           "is_loopback", "load_token"]
+__all__ = [
+    "App",
+    "CallRecord",
+    "Context",
+    "LimitExceeded",
+    "ScenarioStats",
+    "Server",
+    "context",
+    "is_loopback",
+    "load_token",
+    "report",
+]
 
 
 def __getattr__(name: str) -> Any:

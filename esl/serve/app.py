@@ -22,8 +22,9 @@ import json
 import logging
 import time
 import uuid as _uuid
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any
 
 from esl.channel import Channel
 from esl.exceptions import ChannelError, ESLError, OriginateError
@@ -41,7 +42,7 @@ OUTCOMES = ("completed", "failed", "disconnected", "error", "timeout", "cancelle
 #: Seconds past the ring timeout to wait for an answer or a failure before giving up on a call.
 ANSWER_GRACE = 10.0
 
-_current: contextvars.ContextVar["Context"] = contextvars.ContextVar("esl_serve_context")
+_current: contextvars.ContextVar[Context] = contextvars.ContextVar("esl_serve_context")
 
 
 class LimitExceeded(ESLError):
@@ -83,7 +84,7 @@ class Context:
 
     __slots__ = ("_record",)
 
-    def __init__(self, record: "CallRecord") -> None:
+    def __init__(self, record: CallRecord) -> None:
         self._record = record
 
     @property
@@ -125,7 +126,7 @@ def report(name: str, /, **fields: Any) -> None:
 class CallRecord:
     """One call started by :meth:`App.start_call`, from placing to the end of its scenario."""
 
-    def __init__(self, app: "App", scenario: str, destination: str, data: dict[str, Any],
+    def __init__(self, app: App, scenario: str, destination: str, data: dict[str, Any],
                  caller_id_number: str | None, caller_id_name: str | None, timeout: float | None) -> None:
         self.id = str(_uuid.uuid4())
         self.app = app

@@ -21,14 +21,15 @@ import ipaddress
 import json
 import os
 import re
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
 from esl.exceptions import ConnectionError as ESLConnectionError
 from esl.serve.app import App, CallRecord, LimitExceeded
 
-__all__ = ["Server", "load_token", "is_loopback"]
+__all__ = ["Server", "is_loopback", "load_token"]
 
 _OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 _FIELDS = frozenset({"destination", "caller_id", "caller_id_name", "data", "timeout"})
@@ -111,7 +112,7 @@ class Server:
             return int(sockets[0].getsockname()[1])
         return self._port
 
-    async def start(self) -> "Server":
+    async def start(self) -> Server:
         """Start the app (connect to FreeSWITCH) and listen."""
         await self.app.start()
         self._runner = web.AppRunner(self.web, access_log=None, handle_signals=False)
@@ -128,7 +129,7 @@ class Server:
             self._runner = None
             self._site = None
 
-    async def __aenter__(self) -> "Server":
+    async def __aenter__(self) -> Server:
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:
@@ -284,8 +285,9 @@ class Server:
         try:
             await resp.prepare(request)
             while True:
-                for seq, name, payload in rec.events_after(seq):
-                    await resp.write(f"id: {seq}\nevent: {name}\ndata: {json.dumps(payload)}\n\n".encode())
+                for number, name, payload in rec.events_after(seq):
+                    await resp.write(f"id: {number}\nevent: {name}\ndata: {json.dumps(payload)}\n\n".encode())
+                    seq = number
                 if rec.ended.is_set() and not rec.events_after(seq):
                     break
                 before = seq

@@ -149,7 +149,7 @@ class _Families:
         if other:
             self.by_name.add_metric([*lab, "other"], other)
         for command, h in sorted(s.command_latency.items()):
-            buckets = [(floatToGoString(bound), float(n)) for bound, n in h.cumulative()]
+            buckets = [(floatToGoString(bound), float(n)) for bound, n in h.cumulative()]  # type: ignore[no-untyped-call]
             self.latency.add_metric([*lab, command], buckets, h.sum)
 
     def outbound(self, name: str, s: OutboundStats, max_names: int) -> None:
@@ -201,7 +201,7 @@ class ESLCollector(Collector):
         try:
             ref: Any = weakref.ref(obj)
         except TypeError:
-            ref = lambda obj=obj: obj  # noqa: E731 - objects without weakref support are held strongly
+            ref = lambda obj=obj: obj
         self._sources[id(obj)] = (ref, name or default, kind)
 
     def remove(self, obj: Any) -> None:
@@ -253,7 +253,7 @@ class ESLCollector(Collector):
                     fam.outbound(f"{name}/{member}", s, self.max_event_names)
 
 
-_COLLECTORS: "weakref.WeakKeyDictionary[CollectorRegistry, ESLCollector]" = weakref.WeakKeyDictionary()
+_COLLECTORS: weakref.WeakKeyDictionary[CollectorRegistry, ESLCollector] = weakref.WeakKeyDictionary()
 
 
 def register(*objects: Any, registry: CollectorRegistry = REGISTRY) -> ESLCollector:
@@ -307,7 +307,7 @@ class MetricsServer:
         sockets = getattr(server, "sockets", None)
         return int(sockets[0].getsockname()[1]) if sockets else self._port
 
-    async def start(self) -> "MetricsServer":
+    async def start(self) -> MetricsServer:
         from aiohttp import web
 
         await self._runner.setup()
