@@ -1,0 +1,176 @@
+"""Production tooling under pytest-benchmark: the exporter's cost, and HTTP scenario starts per second.
+
+* ``test_exporter_overhead``: end-to-end inbound throughput (``bench_serve.py``: the real plain capture
+  replayed over loopback to a client subprocess) with the Prometheus exporter off and on, interleaved
+  round by round; with it on, ``/metrics`` is scraped every 0.1 s during the window. The ratio on/off
+  is the figure (the issue asks for at most 3% apart).
+* ``test_http_scenario_starts``: ``esl fake`` and ``esl serve`` each in their own process; the
+  benchmark process POSTs 500 scenario starts at once over a real HTTP client and measures the 202
+  replies per second, then the calls completed per second (placed, answered, scenario run, hung up).
+
+Run: ``pytest benchmarks/test_serve.py`` (tables at the end).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import bench_inbound
+import bench_serve
+from conftest import Table, add_row
+
+aiohttp = pytest.importorskip("aiohttp")
+pytest.importorskip("prometheus_client")
+
+EVENTS = 1_000_000
+ROUNDS = 5
+STARTS = 500
+
+OVERHEAD = Table(
+    "Exporter cost: inbound end to end with the Prometheus exporter off/on, /metrics scraped every 0.1 s "
+    "(best of interleaved rounds)",
+    [("events", "events", ",.0f"), ("events_per_s", "events/s", ",.0f"), ("scrapes", "scrapes", ",.0f")],
+    key="events_per_s",
+    baselines=("exporter off",),
+)
+STARTS_TABLE = Table(
+    "HTTP scenario starts: 500 POST /scenarios at once to esl serve (fake FreeSWITCH in its own process)",
+    [("starts", "starts", ",.0f"), ("starts_per_s", "202 replies/s", ",.0f"),
+     ("calls_per_s", "calls completed/s", ",.0f")],
+    key="starts_per_s",
+    baselines=(),
+)
+
+
+@pytest.fixture(scope="module")
+def replay_port() -> Iterator[int]:
+    try:
+        frames = bench_inbound.load_event_frames()
+    except SystemExit as exc:
+        pytest.skip(f"no plain capture: {exc}")
+    if not frames:
+        pytest.skip("no plain capture (set ESL_CAPTURES)")
+    server, port = bench_inbound.start_server(frames)
+    try:
+        yield port
+    finally:
+        server.terminate()
+        server.join(10)
+
+
+def test_exporter_overhead(benchmark: Any, replay_port: int) -> None:
+    results: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
+
+    def pair() -> None:
+        for metrics in (False, True):
+            results[metrics].append(bench_serve.Run(replay_port, EVENTS, metrics).finish())
+
+    benchmark.group = "serve-exporter"
+    benchmark.pedantic(pair, rounds=ROUNDS, iterations=1, warmup_rounds=0)
+    best = {side: max(runs, key=lambda r: r["events_per_s"]) for side, runs in results.items()}
+    assert best[True]["scrapes"] > 0 and "esl_events_received_total" in best[True]["last_scrape"]
+    for side, label in ((False, "exporter off"), (True, "exporter on")):
+        add_row(OVERHEAD, label, benchmark, {"events": EVENTS, "events_per_s": best[side]["events_per_s"],
+                                             "scrapes": best[side]["scrapes"]})
+    benchmark.extra_info["on_over_off"] = best[True]["events_per_s"] / best[False]["events_per_s"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def serve_stack(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """``esl fake`` and ``esl serve`` as processes; yields (base URL, token)."""
+    fake = subprocess.Popen([sys.executable, "-m", "esl", "fake", "--port", "0"], stderr=subprocess.PIPE,
+                            text=True)
+    assert fake.stderr is not None
+    line = fake.stderr.readline()
+    match = re.search(r"listening on ([\d.]+):(\d+)", line)
+    assert match, line
+    (tmp_path / "svc_bench.py").write_text(textwrap.dedent("""
+        import esl, esl.serve
+        app = esl.serve.App(variable=None, max_concurrent=1000, max_finished=2000)
+
+        @app.scenario("hello")
+        async def hello(call: esl.Call, data: dict) -> None:
+            esl.serve.report("hello", i=data.get("i"))
+    """))
+    token = "bench-token-0123456789"
+    port = _free_port()
+    env = {**os.environ, "ESL_SERVE_TOKEN": token, "PYTHONPATH": str(tmp_path)}
+    serve = subprocess.Popen([sys.executable, "-m", "esl", "serve", "svc_bench:app", "--listen",
+                              f"127.0.0.1:{port}", "--host", match[1], "--port", match[2],
+                              "--log-level", "warning"], cwd=tmp_path, env=env,
+                             stderr=subprocess.DEVNULL)
+    try:
+        yield f"http://127.0.0.1:{port}", token
+    finally:
+        for proc in (serve, fake):
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+async def _starts(base: str, token: str, count: int) -> tuple[float, float]:
+    """POST ``count`` starts at once; seconds until every 202, and until every call ended."""
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession(headers=headers, connector=aiohttp.TCPConnector(limit=0)) as http:
+        for _ in range(200):
+            try:
+                async with http.get(f"{base}/readyz") as r:
+                    if r.status == 200:
+                        break
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.05)
+
+        async def one(i: int) -> str:
+            async with http.post(f"{base}/scenarios/hello", json={"destination": "user/1000", "data": {"i": i}}) as r:
+                assert r.status == 202, await r.text()
+                return str((await r.json())["id"])
+
+        t0 = time.perf_counter()
+        ids = set(await asyncio.gather(*(one(i) for i in range(count))))
+        accepted = time.perf_counter() - t0
+        while True:
+            async with http.get(f"{base}/calls") as r:
+                listing = await r.json()
+            done = {c["id"] for c in listing["ended"] if c["outcome"] == "completed"}
+            if ids <= done:
+                break
+            assert all(c["outcome"] == "completed" for c in listing["ended"])
+            await asyncio.sleep(0.1)
+        return accepted, time.perf_counter() - t0
+
+
+def test_http_scenario_starts(benchmark: Any, serve_stack: tuple[str, str]) -> None:
+    base, token = serve_stack
+    runs: list[tuple[float, float]] = []
+
+    def one_round() -> None:
+        runs.append(asyncio.run(_starts(base, token, STARTS)))
+
+    benchmark.group = "serve-starts"
+    benchmark.pedantic(one_round, rounds=3, iterations=1, warmup_rounds=1)
+    accepted = min(r[0] for r in runs)
+    finished = min(r[1] for r in runs)
+    add_row(STARTS_TABLE, "esl serve", benchmark, {"starts": STARTS, "starts_per_s": STARTS / accepted,
+                                                   "calls_per_s": STARTS / finished})
