@@ -153,6 +153,7 @@ class CallRecord:
         self._log: collections.deque[tuple[int, str, dict[str, Any]]] = collections.deque(maxlen=app.max_events)
         self._seq = itertools.count(1)
         self._changed = asyncio.Event()
+        self._marked: set[str] = set()
         self.ended = asyncio.Event()
 
     # -- events -----------------------------------------------------------------
@@ -165,6 +166,25 @@ class CallRecord:
         self._log.append((next(self._seq), name, payload))
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
+
+    def mark(self, what: str, uuid: str, cause: Any = None) -> None:
+        """Record and emit a lifecycle moment once: ``connected``, ``failed`` or ``disconnected``."""
+        marked = self._marked
+        if what in marked or (what == "disconnected" and "failed" in marked):
+            return
+        marked.add(what)
+        if what == "connected":
+            self.answered_at = time.time()
+            if self.state != "ended":
+                self.state = "connected"
+            self.emit("connected", {"uuid": uuid})
+            return
+        if cause is not None:
+            self.hangup_cause = _cause(cause)
+        payload = {"uuid": uuid, "cause": self.hangup_cause}
+        if what == "failed" and self.error:
+            payload["error"] = self.error
+        self.emit(what, payload)
 
     def events_after(self, seq: int) -> list[tuple[int, str, dict[str, Any]]]:
         """Logged events newer than ``seq`` (the oldest may have been dropped from a long log)."""
@@ -395,13 +415,12 @@ class App:
             except (ValueError, ESLError, OSError) as exc:
                 rec.error = f"{type(exc).__name__}: {exc}"
                 outcome, cause_hint = "failed", "PLACEMENT_FAILED"
-                rec.emit("failed", {"cause": cause_hint, "error": rec.error})
                 return
             rec.channel = channel
             rec.placed_at = time.time()
             rec.state = "ringing"
-            self._watch(rec, channel)
             rec.emit("placed", {"uuid": channel.uuid})
+            self._watch(rec, channel)
             if rec.cancel_requested:
                 outcome = "cancelled"
                 return
@@ -418,7 +437,6 @@ class App:
             except _NoAnswer as exc:
                 outcome, cause_hint = "failed", "NO_ANSWER"
                 rec.error = str(exc)
-                rec.emit("failed", {"uuid": channel.uuid, "cause": cause_hint, "error": rec.error})
             except ChannelError as exc:
                 outcome, cause_hint = "disconnected", exc.cause
                 rec.error = f"{type(exc).__name__}: {exc}"
@@ -445,6 +463,7 @@ class App:
                 await channel.wait("CHANNEL_ANSWER", timeout=limit)
             except asyncio.TimeoutError:
                 raise _NoAnswer(f"neither an answer nor a failure was seen within {limit:g}s") from None
+            rec.mark("connected", channel.uuid)
         fn = self.scenarios[rec.scenario]
         ctx = Context(rec)
         _current.set(ctx)  # the body runs in its own task: the value stays with it
@@ -468,22 +487,12 @@ class App:
         return task.result()
 
     def _watch(self, rec: CallRecord, channel: Channel) -> None:
-        def answered(ch: Channel, _event: Any) -> None:
-            rec.answered_at = time.time()
-            rec.state = "connected"
-            rec.emit("connected", {"uuid": ch.uuid})
-
-        def failed(ch: Channel, cause: Any) -> None:
-            rec.hangup_cause = _cause(cause)
-            rec.emit("failed", {"uuid": ch.uuid, "cause": _cause(cause)})
-
-        def hangup(ch: Channel, cause: Any) -> None:
-            rec.hangup_cause = _cause(cause)
-            rec.emit("disconnected", {"uuid": ch.uuid, "cause": _cause(cause)})
-
-        channel.on("answered", answered)
-        channel.on("failed", failed)
-        channel.on("hangup", hangup)
+        # the hooks run on the connection's executor; each mark is emitted once, whoever comes first
+        channel.on("answered", lambda ch, _event: rec.mark("connected", ch.uuid))
+        channel.on("failed", lambda ch, cause: rec.mark("failed", ch.uuid, cause))
+        channel.on("hangup", lambda ch, cause: rec.mark("disconnected", ch.uuid, cause))
+        if channel.answered:  # answered before the hooks were in place
+            rec.mark("connected", channel.uuid)
 
     async def _hangup_legs(self, rec: CallRecord, cause: str, wait: float = 0.0) -> None:
         ch = rec.channel
@@ -507,6 +516,11 @@ class App:
             rec.hangup_cause = _cause(ch.hangup_cause)
         elif rec.hangup_cause is None and cause_hint is not None:
             rec.hangup_cause = str(cause_hint)
+        uuid = ch.uuid if ch is not None else ""
+        if outcome == "failed":
+            rec.mark("failed", uuid)
+        elif ch is not None and ch.gone and "connected" in rec._marked:
+            rec.mark("disconnected", uuid)
         rec.outcome = outcome
         rec.state = "ended"
         rec.ended_at = time.time()

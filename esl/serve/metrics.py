@@ -40,37 +40,11 @@ _CONN = ("connection", "kind")
 
 
 def snapshot(obj: Any) -> Any:
-    """``obj``'s stats snapshot: ``ConnectionStats``, ``OutboundStats``, ``ScenarioStats`` or a mapping of those.
-
-    Objects whose ``stats`` still returns the older delivery-only counters
-    (``esl.dispatch.FlowStats``) are read into a ``ConnectionStats`` from the
-    connection's own attributes.
-    """
+    """``obj``'s stats snapshot: ``ConnectionStats``, ``OutboundStats``, ``ScenarioStats`` or a mapping of those."""
     stats = getattr(obj, "stats", None)
-    if stats is None and getattr(obj, "protocol", None) is not None:  # a Consumer
+    if stats is None and getattr(obj, "protocol", None) is not None:  # a Consumer: its Inbound
         return snapshot(obj.protocol)
-    value = stats() if callable(stats) else stats
-    if value is not None and type(value).__name__ == "FlowStats":
-        return _from_flow(obj, value)
-    return value
-
-
-def _from_flow(obj: Any, flow: Any) -> ConnectionStats:
-    """A ``ConnectionStats`` for a connection whose ``stats`` is a ``FlowStats`` (before ``stats()`` existed)."""
-    proto = getattr(obj, "protocol", None) if hasattr(obj, "reconnects") else obj
-    from esl import channel as _channel
-
-    registry = _channel._REGISTRIES.get(obj) if proto is not None else None
-    jobs = getattr(proto, "jobs", None) or {}
-    return ConnectionStats(
-        connected=bool(getattr(obj, "connected", False)),
-        pending_commands=int(getattr(proto, "pending_commands", 0) or 0),
-        jobs=len(jobs), channels=len(registry.channels) if registry is not None else 0, owners=0,
-        events_received=flow.received, events_dropped=flow.dropped, events_malformed=0,
-        events_lost=flow.sequence_missed, queue_depth=flow.queue_depth, paused=flow.paused,
-        pauses=flow.pauses, handler_errors=flow.handler_errors,
-        reconnects=int(getattr(obj, "reconnects", 0) or 0),
-    )
+    return stats() if callable(stats) else stats
 
 
 def _default_name(obj: Any) -> tuple[str, str]:
