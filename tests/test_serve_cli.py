@@ -199,3 +199,36 @@ async def test_esl_serve_process_end_to_end(freeswitch: FakeFreeSWITCH, tmp_path
     ended = [r for r in records if r.get("call_id") == call_id and r.get("outcome") == "completed"]
     assert ended
     assert freeswitch.password not in err.decode() and token not in err.decode()
+
+
+async def test_outbound_run_serves_metrics_and_json_logs(tmp_path: Path) -> None:
+    """``esl outbound run --metrics-port --log-json``: the Outbound server's stats() are scraped."""
+    (tmp_path / "ob_app.py").write_text(textwrap.dedent("""
+        async def handler(session):
+            await session.hangup()
+    """))
+    port, metrics_port = free_port(), free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "esl", "outbound", "run", "ob_app:handler", "--port", str(port),
+        "--metrics-port", f"127.0.0.1:{metrics_port}", "--log-json",
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    text = ""
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(300):
+                try:
+                    async with http.get(f"http://127.0.0.1:{metrics_port}/metrics") as r:
+                        text = await r.text()
+                        break
+                except aiohttp.ClientConnectionError:
+                    assert proc.returncode is None
+                    await asyncio.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 0, err.decode()
+    assert f'esl_outbound_serving{{server="127.0.0.1:{port}"}} 1.0' in text
+    assert f'esl_outbound_sessions_total{{server="127.0.0.1:{port}"}} 0.0' in text
+    assert f'esl_events_received_total{{connection="127.0.0.1:{port}",kind="outbound"}} 0.0' in text
