@@ -378,3 +378,57 @@ async def test_custom_data_reaches_the_channel_variables(freeswitch: FakeFreeSWI
         assert call["outcome"] == "completed", call
         # what FreeSWITCH holds as the channel variable (the fake parses originate as FreeSWITCH does)
         assert json.loads(call["result"]) == data
+
+
+async def test_delete_while_ringing_and_stop_with_live_calls(freeswitch: FakeFreeSWITCH, http: Any) -> None:
+    freeswitch.endpoints["user/slow"] = Endpoint(answer_after=None, ring_timeout=30)
+    app = make_app(freeswitch)
+    server = await esl.serve.Server(app, "127.0.0.1", 0, token=TOKEN).start()
+    base = f"http://127.0.0.1:{server.port}"
+    try:
+        async with http.post(f"{base}/scenarios/callback", json={"destination": "user/slow"}) as r:
+            ringing = (await r.json())["id"]
+        async with http.post(f"{base}/scenarios/wait", json={"destination": "user/1000"}) as r:
+            running = (await r.json())["id"]
+        for _ in range(250):
+            states = {app.calls[i].state for i in (ringing, running) if i in app.calls}
+            if states == {"ringing", "connected"}:
+                break
+            await asyncio.sleep(0.02)
+        assert app.calls[ringing].state == "ringing" and app.calls[running].state == "connected"
+        async with http.delete(f"{base}/calls/{ringing}") as r:
+            assert r.status == 200
+        call = await ended(http, base, ringing)
+        assert call["outcome"] == "cancelled" and call["answered_at"] is None
+        assert app.seen == []  # type: ignore[attr-defined]
+        live = app.calls[running]
+        uuid = live.legs()[0]["uuid"]
+    finally:
+        await server.stop()  # shutdown: the running scenario is cancelled and its call hung up
+    assert live.outcome == "cancelled" and live.hangup_cause == "NORMAL_CLEARING"
+    assert uuid not in freeswitch.channels or freeswitch.channels[uuid].down
+    assert app.calls == {}
+
+
+async def test_event_log_per_call_is_bounded(freeswitch: FakeFreeSWITCH) -> None:
+    app = esl.serve.App(host=freeswitch.host, port=freeswitch.port, password=freeswitch.password,
+                        variable=None, max_events=10)
+
+    @app.scenario("chatty")
+    async def chatty(call: esl.Call, data: dict[str, Any], ctx: esl.serve.Context) -> None:
+        for i in range(1000):
+            ctx.report("tick", i=i)
+        with pytest.raises(ValueError):
+            ctx.report("bad\nname")
+
+    await app.start()
+    try:
+        rec = app.start_call("chatty", "user/1000")
+        await asyncio.wait_for(rec.ended.wait(), 10)
+    finally:
+        await app.stop()
+    entries = rec.events_after(0)
+    assert len(entries) == 10 and entries[-1][1] == "ended"
+    assert [e[0] for e in entries] == list(range(entries[0][0], entries[0][0] + 10))  # newest kept, in order
+    with pytest.raises(LookupError):
+        esl.serve.report("outside a scenario")
