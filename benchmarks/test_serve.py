@@ -3,7 +3,8 @@
 * ``test_exporter_overhead``: end-to-end inbound throughput (``bench_serve.py``: the real plain capture
   replayed over loopback to a client subprocess) with the Prometheus exporter off and on, interleaved
   round by round; with it on, ``/metrics`` is scraped every 0.1 s during the window. The ratio on/off
-  is the figure (the issue asks for at most 3% apart).
+  is the figure (the issue asks for at most 3% apart); the table compares events per client
+  CPU-second, which a busy machine disturbs far less than wall-clock events/s (both are shown).
 * ``test_http_scenario_starts``: ``esl fake`` and ``esl serve`` each in their own process; the
   benchmark process POSTs 500 scenario starts at once over a real HTTP client and measures the 202
   replies per second, then the calls completed per second (placed, answered, scenario run, hung up).
@@ -42,8 +43,9 @@ STARTS = 500
 OVERHEAD = Table(
     "Exporter cost: inbound end to end with the Prometheus exporter off/on, /metrics scraped every 0.1 s "
     "(best of interleaved rounds)",
-    [("events", "events", ",.0f"), ("events_per_s", "events/s", ",.0f"), ("scrapes", "scrapes", ",.0f")],
-    key="events_per_s",
+    [("events", "events", ",.0f"), ("events_per_s", "events/s", ",.0f"),
+     ("events_per_cpu_s", "ev/client-CPU-s", ",.0f"), ("scrapes", "scrapes", ",.0f")],
+    key="events_per_cpu_s",
     baselines=("exporter off",),
 )
 STARTS_TABLE = Table(
@@ -83,9 +85,13 @@ def test_exporter_overhead(benchmark: Any, replay_port: int) -> None:
     best = {side: max(runs, key=lambda r: r["events_per_s"]) for side, runs in results.items()}
     assert best[True]["scrapes"] > 0 and "esl_events_received_total" in best[True]["last_scrape"]
     for side, label in ((False, "exporter off"), (True, "exporter on")):
-        add_row(OVERHEAD, label, benchmark, {"events": EVENTS, "events_per_s": best[side]["events_per_s"],
-                                             "scrapes": best[side]["scrapes"]})
-    benchmark.extra_info["on_over_off"] = best[True]["events_per_s"] / best[False]["events_per_s"]
+        add_row(OVERHEAD, label, benchmark, {
+            "events": EVENTS, "events_per_s": best[side]["events_per_s"],
+            "events_per_cpu_s": max(r["events_per_cpu_s"] for r in results[side]),
+            "scrapes": best[side]["scrapes"]})
+    benchmark.extra_info["on_over_off_wall"] = best[True]["events_per_s"] / best[False]["events_per_s"]
+    benchmark.extra_info["on_over_off_cpu"] = (max(r["events_per_cpu_s"] for r in results[True])
+                                               / max(r["events_per_cpu_s"] for r in results[False]))
 
 
 def _free_port() -> int:
