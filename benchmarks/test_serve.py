@@ -157,7 +157,7 @@ async def _starts(base: str, token: str, count: int) -> tuple[float, float]:
         ids = set(await asyncio.gather(*(one(i) for i in range(count))))
         accepted = time.perf_counter() - t0
         while True:
-            async with http.get(f"{base}/calls") as r:
+            async with http.get(f"{base}/calls?limit={STARTS}") as r:
                 listing = await r.json()
             done = {c["id"] for c in listing["ended"] if c["outcome"] == "completed"}
             if ids <= done:

@@ -347,6 +347,11 @@ async def test_finished_calls_are_bounded_and_expire(freeswitch: FakeFreeSWITCH,
         async with http.get(f"{base}/calls") as r:
             listing = await r.json()
         assert [c["id"] for c in listing["ended"]] == ids[:2:-1]  # newest first, 3 kept
+        assert listing["ended_kept"] == 3
+        async with http.get(f"{base}/calls?limit=1") as r:
+            assert [c["id"] for c in (await r.json())["ended"]] == [ids[-1]]
+        async with http.get(f"{base}/calls?limit=-1") as r:
+            assert r.status == 422
         async with http.get(f"{base}/calls/{ids[0]}") as r:
             assert r.status == 404
         await asyncio.sleep(0.6)

@@ -4,7 +4,7 @@ Routes (JSON in, JSON out; every error is ``{"error": "..."}`` with a 4xx/5xx st
 
 - ``POST /scenarios/{name}``: ``{"destination", "caller_id"?, "caller_id_name"?, "data"?, "timeout"?}``
   -> ``202 {"id", "state", "url", "events"}`` at once;
-- ``GET /calls``: live calls and recently ended ones; ``GET /calls/{id}``; ``DELETE /calls/{id}``
+- ``GET /calls``: live calls and recently ended ones (``?limit=N`` of those, newest first); ``GET /calls/{id}``; ``DELETE /calls/{id}``
   hangs up every leg;
 - ``GET /calls/{id}/events``: the call's lifecycle as server-sent events, from the start (or after
   ``Last-Event-ID``) until it ends;
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import itertools
 import json
 import os
 import re
@@ -259,10 +260,15 @@ class Server:
         return rec
 
     async def _list(self, request: web.Request) -> web.Response:
+        """Live calls, and the newest ended ones (``?limit=N``, default 100)."""
+        text = request.query.get("limit", "100")
+        if not text.isdigit():
+            return _error(422, "'limit' must be a non-negative integer")
+        limit = int(text)
         self.app._expire()
         live = [rec.to_json() for rec in self.app.calls.values()]
-        ended = [rec.to_json() for rec in reversed(self.app.finished.values())]
-        return web.json_response({"live": live, "ended": ended})
+        ended = [rec.to_json() for rec in itertools.islice(reversed(self.app.finished.values()), limit)]
+        return web.json_response({"live": live, "ended": ended, "ended_kept": len(self.app.finished)})
 
     async def _get(self, request: web.Request) -> web.Response:
         return web.json_response(self._record(request).to_json())

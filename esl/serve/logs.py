@@ -82,7 +82,7 @@ class JSONFormatter(logging.Formatter):
 
     @staticmethod
     def _scenario_fields(out: dict[str, Any]) -> None:
-        from esl.serve.app import _current
+        from esl.serve.record import _current
 
         ctx = _current.get(None)
         if ctx is None:
