@@ -29,6 +29,7 @@ import bisect
 import collections
 import logging
 import uuid as _uuid
+import weakref
 from types import EllipsisType
 from typing import TYPE_CHECKING, Any, Callable, Iterable, TypeVar, overload
 
@@ -122,8 +123,9 @@ class Connection:
         self.max_size = max_size
         self.owners = Owners()
         self.executor = Executor(max_queue=max_queue, policy=policy, concurrency=handler_concurrency)
-        self.dispatcher = Dispatcher(self.executor, self._set_paused)
-        self.executor._pressure = self.dispatcher.executor_pressure
+        # weak callbacks: the connection owns these parts, they must not keep it alive (no cycles)
+        self.dispatcher = Dispatcher(self.executor, _weak(self._set_paused))
+        self.executor._pressure = _weak(self.dispatcher.executor_pressure)
         self.protocol: ESLProtocol | None = None
         # state a reconnect re-applies
         self._format = "plain"
@@ -911,6 +913,18 @@ class Connection:
         alive.update(u for u in self.owners.channels if u not in owned)  # placed meanwhile
         for channel in self.owners.end_missing(alive, "the channel ended while the connection was down"):
             self.release_channel_events(channel.uuid)
+
+
+def _weak(method: Callable[[bool], None]) -> Callable[[bool], None]:
+    """A callback calling ``method`` while its object lives (no reference cycle through it)."""
+    ref = weakref.WeakMethod(method)
+
+    def call(value: bool) -> None:
+        bound = ref()
+        if bound is not None:
+            bound(value)
+
+    return call
 
 
 def _retrieve(fut: asyncio.Future[Any]) -> None:

@@ -152,6 +152,10 @@ class ESLProtocol(asyncio.Protocol):
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        # asyncio's selector transport keeps its own bound read callback (a reference cycle that
+        # only the cycle collector would free, with the socket in it); it is never used again
+        if self.transport is not None and hasattr(self.transport, "_read_ready_cb"):
+            self.transport._read_ready_cb = None  # type: ignore[attr-defined]
         reason = self._close_reason
         if reason is None:
             reason = f"connection lost: {exc}" if exc is not None else "connection closed by FreeSWITCH"
