@@ -118,8 +118,8 @@ async def test_events_stream_to_an_sse_client(served: Any) -> None:
                 seen.append((sse.event, sse.json(), sse.id))
         names = [name for name, _, _ in seen]
         assert names == ["placed", "connected", "report", "report", "disconnected", "ended"]
-        assert seen[2][1]["name"] == "greeted" and seen[2][1]["text"] == "hi"
-        assert seen[3][1]["name"] == "step" and seen[3][1]["n"] == 2
+        assert seen[2][1]["name"] == "greeted" and seen[2][1]["data"] == {"text": "hi"}
+        assert seen[3][1]["name"] == "step" and seen[3][1]["data"] == {"n": 2}
         assert seen[4][1]["cause"] == "NORMAL_CLEARING"
         assert seen[5][1]["outcome"] == "completed"
         assert all(payload["call_id"] == call_id for _, payload, _ in seen)
@@ -437,3 +437,21 @@ async def test_event_log_per_call_is_bounded(freeswitch: FakeFreeSWITCH) -> None
     assert [e[0] for e in entries] == list(range(entries[0][0], entries[0][0] + 10))  # newest kept, in order
     with pytest.raises(LookupError):
         esl.serve.report("outside a scenario")
+
+
+async def test_example_callback_service() -> None:
+    """examples/callback_service.py: customer answers, presses 1, the agent is bridged; ending the
+    scenario hangs up both legs of the call."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "examples" / "callback_service.py"
+    spec = importlib.util.spec_from_file_location("esl_example_callback_service", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    names, call = await asyncio.wait_for(module.demo(), 20)
+    assert names == ["placed", "connected", "report", "report", "report", "report", "disconnected", "ended"]
+    assert call["outcome"] == "completed" and call["result"]["connected"] is True
+    assert len(call["legs"]) == 2 and call["legs"][1]["uuid"] == call["result"]["agent"]
+    assert all(leg["state"] in ("HANGUP", "REPORTING", "DESTROY") for leg in call["legs"])

@@ -75,10 +75,13 @@ class Context:
         return self._record.channel
 
     def report(self, name: str, /, **fields: Any) -> None:
-        """Publish a scenario event (``name`` plus JSON-serialisable fields) to the call's event stream."""
+        """Publish a scenario event to the call's stream: ``report`` with ``{"name": name, "data": fields}``.
+
+        Field values should be JSON-serialisable (others are sent as their repr).
+        """
         if not isinstance(name, str) or not name or len(name) > 64 or not name.isprintable():
             raise ValueError(f"invalid report name {name!r}")
-        self._record.emit("report", {"name": name, **{k: _jsonable(v) for k, v in fields.items()}})
+        self._record.emit("report", {"name": name, "data": {k: _jsonable(v) for k, v in fields.items()}})
 
 
 def context() -> Context:
