@@ -230,5 +230,5 @@ async def test_outbound_run_serves_metrics_and_json_logs(tmp_path: Path) -> None
         _, err = await asyncio.wait_for(proc.communicate(), 20)
     assert proc.returncode == 0, err.decode()
     assert f'esl_outbound_serving{{server="127.0.0.1:{port}"}} 1.0' in text
-    assert f'esl_outbound_sessions_total{{server="127.0.0.1:{port}"}} 0.0' in text
+    assert f'esl_outbound_sessions_accepted_total{{server="127.0.0.1:{port}"}} 0.0' in text
     assert f'esl_events_received_total{{connection="127.0.0.1:{port}",kind="outbound"}} 0.0' in text

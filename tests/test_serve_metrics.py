@@ -122,8 +122,8 @@ def test_outbound_cluster_and_scenario_sources() -> None:
     metrics.register(("out", sources[0]), ("cl", sources[1]), ("app", app), registry=registry)
     got = scrape(registry)
     assert got[("esl_outbound_serving", lab(server="out"))] == 1
-    assert got[("esl_outbound_sessions", lab(server="out"))] == 3
-    assert got[("esl_outbound_sessions_total", lab(server="out"))] == 40
+    assert got[("esl_outbound_sessions_active", lab(server="out"))] == 3
+    assert got[("esl_outbound_sessions_accepted_total", lab(server="out"))] == 40
     assert got[("esl_outbound_sessions_failed_total", lab(server="out"))] == 2
     assert got[("esl_events_received_total", lab(connection="out", kind="outbound"))] == 77
     assert got[("esl_events_received_total", lab(connection="cl/fs-a", kind="source"))] == 1
@@ -229,3 +229,33 @@ async def test_scenario_server_metrics_match_app_stats(freeswitch: FakeFreeSWITC
     assert got[("esl_scenarios_refused_total", lab(app="svc", reason="limit"))] == stats.refused["limit"] == 1
     # the app's own connection is exported too
     assert ("esl_connected", lab(connection=f"{freeswitch.host}:{freeswitch.port}", kind="inbound")) in got
+
+
+def test_grafana_dashboard_uses_only_exported_metrics() -> None:
+    """contrib/grafana/esl.json is valid JSON and every esl_* series it queries is one the exporter makes."""
+    import json
+    import re
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "contrib" / "grafana" / "esl.json"
+    dashboard = json.loads(path.read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    assert exprs
+    used = {m for e in exprs for m in re.findall(r"\besl_[a-z_]+", e)}
+    registry = CollectorRegistry()
+    out = OutboundStats(serving=True, sessions=1, sessions_total=1, sessions_failed=0, connections=conn_stats())
+    app = esl.serve.App()
+    app._started["s"] = 1
+    app._outcomes[("s", "completed")] = 1
+    app._refused["limit"] = 1
+    sources = [Source(conn_stats()), Source(out)]
+    metrics.register(("c", sources[0]), ("o", sources[1]), ("a", app), registry=registry)
+    exported = {name for name, _ in scrape(registry)}
+    # every family is declared once (Prometheus rejects a second TYPE line for a name)
+    types = [line.split()[2] for line in generate_latest(registry).decode().splitlines()
+             if line.startswith("# TYPE")]
+    assert len(types) == len(set(types)), sorted(t for t in types if types.count(t) > 1)
+    missing = {m for m in used if m not in exported and f"{m}_total" not in exported}
+    assert not missing, missing
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))

@@ -81,8 +81,8 @@ class _Families:
                                              labels=(*_CONN, "command"))
         self.serving = g("esl_outbound_serving", "1 while the Outbound server accepts connections",
                          labels=("server",))
-        self.sessions = g("esl_outbound_sessions", "Outbound sessions connected now", labels=("server",))
-        self.sessions_total = c("esl_outbound_sessions", "Outbound sessions accepted", labels=("server",))
+        self.sessions = g("esl_outbound_sessions_active", "Outbound sessions connected now", labels=("server",))
+        self.sessions_total = c("esl_outbound_sessions_accepted", "Outbound sessions accepted", labels=("server",))
         self.sessions_failed = c("esl_outbound_sessions_failed", "Outbound sessions whose handler raised",
                                  labels=("server",))
         self.sc_live = g("esl_scenarios_live", "Scenario calls placing or running now", labels=("app",))
