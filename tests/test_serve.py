@@ -226,6 +226,9 @@ async def test_auth_is_required_and_checked(served: Any) -> None:
         (json.dumps({"destination": "user/1000", "caller_id": {"number": "1", "x": 2}}).encode(), 422,
          "caller_id"),
         (json.dumps({"destination": "user/1000", "data": {"big": "x" * 70_000}}).encode(), 413, "larger"),
+        (b'{"destination": "user/1000", "data": {"a": ' + b"[" * 30_000 + b"]" * 30_000 + b"}}", 400, "deeply"),
+        ("{\"destination\": \"user/1000\", \"data\": {\"a\": \"\udcff\"}}".encode("utf-8", "surrogatepass"), 400,
+         "not valid JSON"),
     ],
 )
 async def test_bad_bodies_are_refused(served: Any, http: Any, body: bytes, status: int, message: str) -> None:

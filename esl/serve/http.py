@@ -198,6 +198,8 @@ class Server:
             raise
         except (ValueError, UnicodeDecodeError) as exc:
             return _error(400, f"the body is not valid JSON: {exc}")
+        except RecursionError:
+            return _error(400, "the body is not valid JSON: nested too deeply")
         problem = self._validate(body)
         if problem is not None:
             return _error(422, problem)
