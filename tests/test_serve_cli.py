@@ -232,3 +232,52 @@ async def test_outbound_run_serves_metrics_and_json_logs(tmp_path: Path) -> None
     assert f'esl_outbound_serving{{server="127.0.0.1:{port}"}} 1.0' in text
     assert f'esl_outbound_sessions_accepted_total{{server="127.0.0.1:{port}"}} 0.0' in text
     assert f'esl_events_received_total{{connection="127.0.0.1:{port}",kind="outbound"}} 0.0' in text
+
+
+async def test_consumer_run_serves_metrics_and_masks_the_password(tmp_path: Path) -> None:
+    """``esl consumer run --metrics-port --log-json``: its Inbound's counters are scraped, and the
+    password (logged by the app here on purpose) never reaches the JSON log."""
+    fake = FakeFreeSWITCH(password="Very-Secret-Pw")
+    await fake.start()
+    (tmp_path / "cons_app.py").write_text(textwrap.dedent(f"""
+        import logging, esl
+        app = esl.Consumer("{fake.host}", {fake.port}, "Very-Secret-Pw")
+
+        @app.handle("HEARTBEAT")
+        async def beat(event):
+            logging.getLogger("cons").warning("beat; connected with password=Very-Secret-Pw")
+    """))
+    metrics_port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "esl", "consumer", "run", "cons_app:app", "--metrics-port", str(metrics_port),
+        "--log-json", cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    text = ""
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(300):
+                if fake.connections and fake.connections[-1].subscriptions.enabled:
+                    break
+                assert proc.returncode is None
+                await asyncio.sleep(0.05)
+            for _ in range(3):
+                await fake.fire(fake.make_event("HEARTBEAT"))
+            for _ in range(300):
+                try:
+                    async with http.get(f"http://127.0.0.1:{metrics_port}/metrics") as r:
+                        text = await r.text()
+                    if f'esl_events_received_total{{connection="{fake.host}:{fake.port}",kind="inbound"}} 3.0' in text:
+                        break
+                except aiohttp.ClientConnectionError:
+                    pass
+                await asyncio.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 20)
+        await fake.stop()
+    assert f'esl_events_received_total{{connection="{fake.host}:{fake.port}",kind="inbound"}} 3.0' in text
+    assert f'esl_events_total{{connection="{fake.host}:{fake.port}",event="HEARTBEAT",kind="inbound"}} 3.0' in text
+    logs = [json.loads(line) for line in err.decode().splitlines() if line.startswith("{")]
+    assert any(r["logger"] == "cons" for r in logs), err.decode()
+    assert "Very-Secret-Pw" not in err.decode()
