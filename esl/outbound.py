@@ -233,6 +233,11 @@ class Outbound:
         try:
             if self.handler_grace > 0 and session.executor.busy and not session.closed:
                 await session.executor.aclose(self.handler_grace)
+            channel = session._channel
+            if channel is not None and channel.busy_locked and not channel.gone and session.full_control:
+                # an event-locked app still runs (an endless prompt): stop it, or the call is left
+                # playing after the socket closes
+                await session.api(f"uuid_break {channel.uuid} all", check=False, timeout=self.exit_timeout)
             await session.close_session(self.exit_timeout)
         except Exception:  # noqa: BLE001 - never let teardown raise into the loop
             log.debug("closing session %s failed", session.uuid, exc_info=True)

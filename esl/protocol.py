@@ -30,7 +30,7 @@ import asyncio
 import collections
 import logging
 import uuid as _uuid
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from esl.core import DEFAULT_MAX_SIZE, Parser
 from esl.exceptions import ConnectionError, ProtocolError, TimeoutError
@@ -81,7 +81,7 @@ class ESLProtocol(asyncio.Protocol):
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self._owner: WireOwner | None = owner
-        self._on_event = owner._wire_event
+        self._on_event: Callable[[Event], None] = owner._wire_event
         self._loop = loop
         self._parser = Parser(max_size)
         self._pending: collections.deque[_Slot] = collections.deque()
@@ -155,7 +155,7 @@ class ESLProtocol(asyncio.Protocol):
         # asyncio's selector transport keeps its own bound read callback (a reference cycle that
         # only the cycle collector would free, with the socket in it); it is never used again
         if self.transport is not None and hasattr(self.transport, "_read_ready_cb"):
-            self.transport._read_ready_cb = None  # type: ignore[attr-defined]
+            self.transport._read_ready_cb = None
         reason = self._close_reason
         if reason is None:
             reason = f"connection lost: {exc}" if exc is not None else "connection closed by FreeSWITCH"

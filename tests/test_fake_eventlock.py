@@ -177,13 +177,6 @@ async def test_inbound_channel_hangup_goes_around_a_locked_playback(freeswitch: 
         assert fake_ch.down
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13: Channel.playback(block=False) sends event-lock: true and Channel.hangup() on an "
-    "outbound session is a queued sendmsg, so FreeSWITCH (and now the fake) hold the hangup behind the "
-    "endless playback; the lead's channel redesign fixes it (no lock for block=False, uuid_kill under "
-    "full control)",
-)
 async def test_outbound_playback_nonblocking_then_hangup(freeswitch: FakeFreeSWITCH) -> None:
     result: dict[str, Any] = {}
 
@@ -201,5 +194,24 @@ async def test_outbound_playback_nonblocking_then_hangup(freeswitch: FakeFreeSWI
         ch = await freeswitch.call("ivr")
         await until(lambda: "hung_up" in result, timeout=5)
         assert result["hung_up"] and ch.down
+        if not ch.down:
+            await ch.hangup()
+
+
+@pytest.mark.parametrize("ending", ["returns", "raises"])
+async def test_session_ending_behind_a_locked_playback_is_not_left_playing(freeswitch: FakeFreeSWITCH,
+                                                                          ending: str) -> None:
+    async def handler(session: esl.Session) -> None:
+        await session.channel.answer()
+        await session.channel.playback(ENDLESS, block=False, lock=True)  # holds every later sendmsg
+        if ending == "raises":
+            raise RuntimeError("the app failed")
+
+    async with esl.Outbound(handler, "127.0.0.1", 0) as app:
+        freeswitch.dialplan["ivr"] = [("socket", f"127.0.0.1:{app.port} async full")]
+        ch = await freeswitch.call("ivr")
+        await until(lambda: not app.sessions and "PLAYBACK_STOP" in names(ch), timeout=5)
+        if ending == "raises":
+            await until(lambda: ch.down, timeout=5)
         if not ch.down:
             await ch.hangup()

@@ -16,7 +16,9 @@ import uuid as _uuid_mod
 from typing import TYPE_CHECKING, Mapping
 
 from esl.channel.originate import kill_orphan, originate_command
-from esl.channel.state import LIFECYCLE, ChannelHost, History
+from esl.channel.history import History
+from esl.channel.hooks import LIFECYCLE
+from esl.channel.host import ChannelHost
 from esl.channel.verbs import CallControl
 from esl.exceptions import ChannelError
 

@@ -10,31 +10,26 @@ executor, so user code never runs in the reader.
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Mapping, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
+from esl.channel.history import History
+from esl.channel.hooks import Hooks
+from esl.channel.host import ENDED, ChannelHost
 from esl.commands import check_line
 from esl.exceptions import ChannelError, ConnectionError, OriginateError, TimeoutError
 from esl.types import CallState, ChannelState, HangupCause
 
 if TYPE_CHECKING:  # pragma: no cover
     from esl.call import Call
-    from esl.commands import HeaderItems
     from esl.core import Event
-    from esl.executor import Executor
     from esl.job import Job
-    from esl.owners import Owners
 
-__all__ = ["ChannelHost", "ChannelCore", "History", "LIFECYCLE"]
+__all__ = ["ChannelCore", "cause_of"]
 
 log = logging.getLogger("esl.channel")
 
-#: Lifecycle hook names accepted by :meth:`Channel.on` (Voximplant-style call events).
-LIFECYCLE = frozenset({"answered", "hangup", "failed", "bridged", "unbridged", "destroyed"})
-
-H = TypeVar("H", bound=Callable[..., Any])
 
 # Events whose headers update state; other events are only recorded and offered to waiters/handlers.
 _STATEFUL = frozenset({
@@ -66,46 +61,6 @@ _AFTER_HANGUP = frozenset({
 })
 
 
-class ChannelHost(Protocol):
-    """What a Channel needs of the connection it is driven from (an Inbound or a Session)."""
-
-    owners: "Owners"
-    executor: "Executor"
-
-    @property
-    def timeout(self) -> float | None: ...
-
-    @property
-    def closed(self) -> bool: ...
-
-    @property
-    def connected(self) -> bool: ...
-
-    @property
-    def full_control(self) -> bool: ...
-
-    @property
-    def controlled_uuid(self) -> str | None: ...
-
-    @property
-    def receives_channel_events(self) -> bool: ...
-
-    async def api(self, command: str, *, check: bool = True, timeout: Any = ...) -> str: ...
-
-    async def bgapi(self, command: str, *, job_uuid: str | None = None, timeout: Any = ...,
-                    job_timeout: Any = ...) -> "Job": ...
-
-    async def sendmsg_raw(self, uuid: str | None, headers: "HeaderItems", body: str | bytes | None = None,
-                          *, timeout: Any = ...) -> "Event": ...
-
-    async def send(self, command: str, *, headers: "HeaderItems | None" = None,
-                   body: str | bytes | None = None, timeout: Any = ...) -> "Event": ...
-
-    async def ensure_channel_events(self, uuid: str) -> bool: ...
-
-    def release_channel_events(self, uuid: str) -> None: ...
-
-
 def cause_of(text: str | None) -> HangupCause | str:
     """The cause in an originate ``-ERR <CAUSE>`` result or a ``Hangup-Cause`` header."""
     word = (text or "").strip()
@@ -118,78 +73,7 @@ def cause_of(text: str | None) -> HangupCause | str:
         return word
 
 
-class History:
-    """The newest events of one channel, newest last, with lookups.
-
-    ``history["Hangup-Cause"]`` is the newest value of a header among the kept
-    events (``KeyError`` if none has it), ``get(header, default)`` the same
-    without the error, ``newest(name)`` the newest event of a name,
-    ``reversed(history)`` iterates newest first; ``str(history)`` is a
-    readable dump. Its size is ``Channel.history`` (per class) or the
-    ``history=`` given when the channel was made.
-    """
-
-    __slots__ = ("_events",)
-
-    def __init__(self, maxlen: int) -> None:
-        self._events: collections.deque[Event] = collections.deque(maxlen=maxlen)
-
-    def append(self, event: "Event") -> None:
-        self._events.append(event)
-
-    @property
-    def maxlen(self) -> int:
-        """How many events are kept."""
-        return self._events.maxlen or 0
-
-    def __len__(self) -> int:
-        return len(self._events)
-
-    def __iter__(self) -> Iterator["Event"]:
-        return iter(self._events)
-
-    def __reversed__(self) -> Iterator["Event"]:
-        return reversed(self._events)
-
-    def __getitem__(self, key: int | str) -> Any:
-        if isinstance(key, int):
-            return self._events[key]
-        value = self.get(key)
-        if value is None:
-            raise KeyError(key)
-        return value
-
-    def get(self, header: str, default: str | None = None) -> str | None:
-        """The newest value of ``header`` among the kept events, or ``default``."""
-        for event in reversed(self._events):
-            value = event.get(header)
-            if value is not None:
-                return value
-        return default
-
-    def newest(self, name: str) -> "Event | None":
-        """The newest kept event named ``name``, or ``None``."""
-        for event in reversed(self._events):
-            if event.name == name:
-                return event
-        return None
-
-    def clear(self) -> None:
-        self._events.clear()
-
-    def __str__(self) -> str:
-        lines = []
-        for event in self._events:
-            extra = [f"{h}={v}" for h in ("Channel-State", "Answer-State", "Application", "DTMF-Digit",
-                                          "Hangup-Cause") if (v := event.get(h)) is not None]
-            lines.append(f"{event.get('Event-Date-Timestamp') or '-'} {event.name} {' '.join(extra)}".rstrip())
-        return "\n".join(lines)
-
-    def __repr__(self) -> str:
-        return f"<History {len(self._events)}/{self.maxlen}>"
-
-
-class ChannelCore:
+class ChannelCore(Hooks):
     """State, waits and handlers of one leg; :class:`esl.channel.Channel` adds the verbs."""
 
     #: How many events each channel keeps in ``channel.events`` (0 disables).
@@ -199,7 +83,7 @@ class ChannelCore:
         "connection", "uuid", "dial_path", "created", "context", "answered", "hangup_cause",
         "failure", "job", "other_uuid", "events", "created_at", "answered_at", "hungup_at",
         "_state", "_top_state", "_visited", "_call_state", "_state_event", "_var_event", "_vars",
-        "_waiters", "_apps", "_dtmf", "_handlers", "_filtered", "_gone", "_destroyed", "_group", "_seen",
+        "_waiters", "_apps", "_locked", "_filtered", "_gone", "_destroyed", "_group", "_seen",
         "__weakref__",
     )
 
@@ -230,8 +114,9 @@ class ChannelCore:
         self._vars: dict[str, str] | None = None
         self._waiters: list[tuple[Any, asyncio.Future[Any]]] | None = None
         self._apps: dict[str, asyncio.Future[Any]] | None = None
-        self._dtmf: dict[str | None, list[Callable[..., Any]]] | None = None
-        self._handlers: dict[str, list[Callable[..., Any]]] | None = None
+        self._locked: set[str] | None = None  # Event-UUIDs of event-locked executes still running
+        self._dtmf = None
+        self._handlers = None
         self._filtered = False
         self._gone: BaseException | None = None  # set once the channel hung up / connection closed
         self._destroyed = False
@@ -260,13 +145,19 @@ class ChannelCore:
             self._filtered = False
             conn.release_channel_events(self.uuid)
 
+    @property
+    def busy_locked(self) -> bool:
+        """True while an application sent with ``event-lock`` still runs (later messages queue behind it)."""
+        return bool(self._locked)
+
     def _detach(self) -> None:
         """The connection is over: drop what ties this object to it (the state stays readable)."""
+        self._locked = None
         self._waiters = None
         self._apps = None
         self._dtmf = None
         self._handlers = None
-        self.connection = _ENDED
+        self.connection = ENDED
 
     # -- events from the owners table ---------------------------------------------------------
 
@@ -284,6 +175,8 @@ class ChannelCore:
                 fut = apps.pop(event.application_uuid or "", None)
                 if fut is not None and not fut.done():
                     fut.set_result(event)
+            if self._locked:
+                self._locked.discard(event.application_uuid or "")
         elif name == "DTMF":
             self._dispatch_dtmf(event)
         if name in _EXTENDED:
@@ -420,6 +313,7 @@ class ChannelCore:
         if self.created and not self.answered:
             self._fail_originate(cause)
         self._gone = self.failure or ChannelError(f"channel {self.uuid} hung up ({cause})", self.uuid, str(cause))
+        self._locked = None
         apps = self._apps
         if apps:
             self._apps = None
@@ -595,87 +489,6 @@ class ChannelCore:
                     peer.call.add(self)  # type: ignore[arg-type]
                     return
 
-    # -- handlers ------------------------------------------------------------------------------
-
-    def _call(self, handler: Callable[..., Any], *args: Any) -> None:
-        """Run a user handler on the connection's executor (in order with this channel's others)."""
-        self.connection.executor.submit(self.uuid, handler, *args)
-
-    def _lifecycle(self, name: str, info: Any) -> None:
-        handlers = self._handlers
-        if handlers is not None:
-            for h in handlers.get(name, ()):
-                self._call(h, self, info)
-
-    @overload
-    def on(self, name: str) -> Callable[[H], H]: ...
-
-    @overload
-    def on(self, name: str, handler: H) -> H: ...
-
-    def on(self, name: str, handler: H | None = None) -> Any:
-        """Run ``handler`` for this channel's events named ``name`` (decorator or direct call).
-
-        ``name`` is an event name (``"CHANNEL_ANSWER"``, ``"PLAYBACK_STOP"``,
-        ``"*"`` for all): the handler gets the Event. Or a lifecycle hook from
-        :data:`LIFECYCLE`, called as ``handler(channel, info)``: ``"answered"``
-        (info: the CHANNEL_ANSWER event), ``"failed"`` (info: the cause,
-        a :class:`~esl.types.HangupCause` or string), ``"hangup"`` (the cause),
-        ``"bridged"``/``"unbridged"`` (the other leg's UUID), ``"destroyed"``.
-        A ``"failed"`` hook registered on an already failed channel runs at
-        once. Handlers (sync or async) run on the connection's executor, in
-        order for this channel; an error is logged.
-        """
-        check_line(name, "event name")
-
-        def register(fn: H) -> H:
-            handlers = self._handlers
-            if handlers is None:
-                handlers = self._handlers = {}
-            handlers.setdefault(name, []).append(fn)
-            if name == "failed" and self.failure is not None:
-                self._call(fn, self, self.failure.cause)
-            return fn
-
-        if handler is None:
-            return register
-        return register(handler)
-
-    def remove(self, name: str, handler: Callable[..., Any]) -> None:
-        """Unregister a handler added with :meth:`on`."""
-        if self._handlers and handler in self._handlers.get(name, ()):
-            self._handlers[name].remove(handler)
-
-    def onDTMF(self, digit: str | None = None) -> Callable[[H], H]:  # noqa: N802 - genesis name
-        """Decorator: run the handler with the digit (a ``str``) when this channel receives DTMF.
-
-        ``@channel.onDTMF("1")`` handles one digit; ``@channel.onDTMF()`` is the
-        wildcard, which sees only digits that have no specific handler.
-        """
-        if digit is not None:
-            check_line(digit, "DTMF digit")
-
-        def register(fn: H) -> H:
-            table = self._dtmf
-            if table is None:
-                table = self._dtmf = {}
-            table.setdefault(digit, []).append(fn)
-            return fn
-
-        return register
-
-    on_dtmf = onDTMF
-
-    def _dispatch_dtmf(self, event: "Event") -> None:
-        table = self._dtmf
-        if table is None:
-            return
-        digit = event.get("DTMF-Digit")
-        if not digit:
-            return
-        for h in table.get(digit) or table.get(None) or ():
-            self._call(h, digit)
-
     # -- waiting ---------------------------------------------------------------------------------
 
     def _check_waiters(self, event: "Event | None", name: str) -> None:
@@ -766,7 +579,7 @@ class ChannelCore:
             waiters = self._waiters = []
         waiters.append((target, fut))
         try:
-            return await asyncio.wait_for(fut, timeout)  # type: ignore[no-any-return]
+            return await asyncio.wait_for(fut, timeout)
         except asyncio.TimeoutError:
             if fut.done() and not fut.cancelled():
                 return fut.result()  # type: ignore[no-any-return]
@@ -787,49 +600,3 @@ class ChannelCore:
             raise self._gone_error()
         if self._state >= ChannelState.HANGUP:
             raise ChannelError(f"channel {self.uuid} is gone", self.uuid, str(self.hangup_cause or ""))
-
-
-class _EndedConnection:
-    """Stands in for the connection of a channel whose session has ended: every verb says so."""
-
-    def __init__(self) -> None:
-        from esl.executor import Executor
-        from esl.owners import Owners
-
-        self.owners = Owners()
-        self.executor = Executor()
-        self.executor.close()
-
-    timeout: float | None = 5.0
-    closed = True
-    connected = False
-    full_control = True
-    controlled_uuid: str | None = None
-    receives_channel_events = False
-
-    def _err(self) -> ConnectionError:
-        return ConnectionError("the session this channel belonged to has ended", "session ended")
-
-    async def api(self, command: str, *, check: bool = True, timeout: Any = ...) -> str:
-        raise self._err()
-
-    async def bgapi(self, command: str, *, job_uuid: str | None = None, timeout: Any = ...,
-                    job_timeout: Any = ...) -> "Job":
-        raise self._err()
-
-    async def sendmsg_raw(self, uuid: str | None, headers: "HeaderItems", body: str | bytes | None = None,
-                          *, timeout: Any = ...) -> "Event":
-        raise self._err()
-
-    async def send(self, command: str, *, headers: "HeaderItems | None" = None,
-                   body: str | bytes | None = None, timeout: Any = ...) -> "Event":
-        raise self._err()
-
-    async def ensure_channel_events(self, uuid: str) -> bool:
-        raise self._err()
-
-    def release_channel_events(self, uuid: str) -> None:
-        pass
-
-
-_ENDED: ChannelHost = _EndedConnection()

@@ -22,6 +22,13 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from esl.channel.state import ChannelCore
 from esl.commands import check_line
+from esl.escaping import (
+    check_variable_name,
+    multiset_app_arg,
+    set_app_arg,
+    setvar_multi_arg,
+    setvar_value,
+)
 from esl.exceptions import ChannelError, CommandError, OriginateError, TimeoutError
 from esl.types import ChannelState, HangupCause
 
@@ -55,6 +62,7 @@ class CallControl(ChannelCore):
         timeout: float | None = None,
         loops: int | None = None,
         headers: Mapping[str, object] | None = None,
+        body: bool = False,
     ) -> "Event":
         """Run dialplan application ``app`` with ``arg`` on this channel (``sendmsg`` execute).
 
@@ -74,17 +82,21 @@ class CallControl(ChannelCore):
         if not app or " " in app:
             raise ValueError(f"invalid application name {app!r}")
         hdrs: dict[str, str] = {"call-command": "execute", "execute-app-name": app}
-        body: str | None = None
+        content: str | None = None
         if arg is not None:
             text = arg if isinstance(arg, str) else str(arg)
-            if "\n" in text or "\r" in text or len(text) > _MAX_HEADER_ARG:
-                body = text
+            if body or "\n" in text or "\r" in text or len(text) > _MAX_HEADER_ARG or text != text.strip():
+                content = text  # the body is taken verbatim; a header loses edge spaces
             elif text:
                 hdrs["execute-app-arg"] = text
         app_uuid = str(_uuid_mod.uuid4())
         hdrs["Event-UUID"] = app_uuid
         if lock:
             hdrs["event-lock"] = "true"
+            locked = self._locked
+            if locked is None:
+                locked = self._locked = set()
+            locked.add(app_uuid)
         if loops is not None:
             hdrs["loops"] = str(int(loops))
         for name, value in (headers or {}).items():
@@ -97,11 +109,11 @@ class CallControl(ChannelCore):
                 apps = self._apps = {}
             apps[app_uuid] = fut  # registered before the command is written
         try:
-            reply = await self.connection.sendmsg_raw(None if self._own() else self.uuid, hdrs, body)
+            reply = await self.connection.sendmsg_raw(None if self._own() else self.uuid, hdrs, content)
             if fut is None:
-                return reply  # type: ignore[no-any-return]
+                return reply
             try:
-                return await asyncio.wait_for(fut, timeout)  # type: ignore[no-any-return]
+                return await asyncio.wait_for(fut, timeout)
             except asyncio.TimeoutError:
                 raise TimeoutError(f"{app} on channel {self.uuid} not complete after {timeout}s") from None
         except CommandError as exc:
@@ -113,7 +125,7 @@ class CallControl(ChannelCore):
     async def _api(self, command: str, timeout: float | None = None) -> str:
         kwargs: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
         try:
-            return await self.connection.api(command, **kwargs)  # type: ignore[no-any-return]
+            return await self.connection.api(command, **kwargs)
         except CommandError as exc:
             raise ChannelError(f"{command.split()[0]} failed on channel {self.uuid}: {exc.reply.strip()}",
                                self.uuid) from exc
@@ -149,12 +161,17 @@ class CallControl(ChannelCore):
         """Hang up with ``cause`` (validated against :class:`~esl.types.HangupCause`).
 
         Blocking waits for the channel's CHANNEL_HANGUP. Hanging up a channel
-        that is already gone does nothing and returns ``None``.
+        that is already gone does nothing and returns ``None``. Wherever
+        ``api`` is allowed this is ``uuid_kill``, which takes effect at once:
+        a ``sendmsg`` hangup would queue behind an event-locked application
+        still running (an endless playback, hold music) and wait for it to end.
+        On an outbound socket without ``full`` control only the queued
+        ``sendmsg`` exists.
         """
         reason = HangupCause.parse(cause)
         if self.gone:
             return None
-        if self._own():
+        if self._own() and not self.connection.full_control:
             await self.connection.sendmsg_raw(None, {"call-command": "hangup", "hangup-cause": reason.name})
         else:
             await self._api(f"uuid_kill {self.uuid} {reason.name}")
@@ -165,11 +182,19 @@ class CallControl(ChannelCore):
         except OriginateError:
             return self._state_event
 
-    async def playback(self, path: str, *, block: bool = True, lock: bool = True,
+    async def playback(self, path: str, *, block: bool = True, lock: bool | None = None,
                        timeout: float | None = None) -> "Event":
-        """Play a file, tone stream or any FreeSWITCH playable (``playback``)."""
+        """Play a file, tone stream or any FreeSWITCH playable (``playback``).
+
+        ``lock`` (default: the same as ``block``) sends ``event-lock: true``:
+        FreeSWITCH then holds every later message for the channel until the
+        playback ends. A non-blocking playback (barge-in menus, hold music) is
+        not locked by default, so what follows — DTMF handling, a hangup, the
+        next prompt — is not stuck behind it; ``break_media()`` stops it.
+        """
         check_line(path, "playback path")
-        return await self.execute("playback", path, block=block, lock=lock, timeout=timeout)
+        return await self.execute("playback", path, block=block, lock=block if lock is None else lock,
+                                  timeout=timeout)
 
     async def say(self, text: str, module: str = "en", lang: str | None = None, kind: str = "NUMBER",
                   method: str = "pronounced", gender: str = "FEMININE", *, block: bool = True,
@@ -182,7 +207,7 @@ class CallControl(ChannelCore):
                 raise ValueError(f"invalid say argument {part!r}")
         mod = f"{module}:{lang}" if lang else module
         return await self.execute("say", f"{mod} {kind} {method} {gender} {text}", block=block,
-                                  lock=True, timeout=timeout)
+                                  lock=block, timeout=timeout)
 
     async def speak(self, text: str, engine: str = "flite", voice: str = "kal", *, block: bool = True,
                     timeout: float | None = None) -> "Event":
@@ -191,7 +216,7 @@ class CallControl(ChannelCore):
         check_line(voice, "speak voice")
         if "|" in engine or "|" in voice:
             raise ValueError("engine and voice must not contain '|'")
-        return await self.execute("speak", f"{engine}|{voice}|{text}", block=block, lock=True, timeout=timeout)
+        return await self.execute("speak", f"{engine}|{voice}|{text}", block=block, lock=block, timeout=timeout)
 
     async def play_and_get_digits(
         self,
@@ -250,7 +275,7 @@ class CallControl(ChannelCore):
             return ""  # too few digits: switch_ivr_read() still stores them in var_name
         return _result_var(event, var_name)
 
-    async def bridge(self, other: "Channel | Any | str", *, block: bool = True,
+    async def bridge(self, other: "CallControl | str | object", *, block: bool = True,
                      timeout: float | None = None) -> "Event | None":
         """Bridge this leg with ``other``.
 
@@ -270,7 +295,7 @@ class CallControl(ChannelCore):
         if peer is self:
             raise ValueError("cannot bridge a channel to itself")
         peer._check_alive()
-        self.call.add(peer)
+        self.call.add(peer)  # type: ignore[arg-type]  # peer is a Channel: the only CallControl there is
         await self._api(f"uuid_bridge {self.uuid} {peer.uuid}")
         return await self._until("CHANNEL_BRIDGE", block and self.other_uuid != peer.uuid,
                                  30.0 if timeout is None else timeout)
@@ -321,41 +346,45 @@ class CallControl(ChannelCore):
         return await self._api(f"uuid_send_dtmf {self.uuid} {digits}")
 
     async def setvar(self, name: str, value: object) -> Any:
-        """Set channel variable ``name`` to ``value``."""
-        _check_var(name)
-        text = check_line(value if isinstance(value, str) else str(value), "variable value")
+        """Set channel variable ``name`` to exactly ``value`` (quotes, backslashes, edge spaces kept).
+
+        ``uuid_setvar`` (or the ``set`` application where ``api`` is refused),
+        with the value escaped as FreeSWITCH parses it (:mod:`esl.escaping`).
+        ``ValueError`` for a name FreeSWITCH would not store as given, CR/LF/NUL,
+        an empty value (use :meth:`unsetvar`) or a value starting ``ARRAY::``.
+        """
+        check_variable_name(name)
+        text = value if isinstance(value, str) else _text(value)
         self._check_alive()
         result: Any
         if not self.connection.full_control:
-            result = await self.execute("set", f"{name}={text}")
+            result = await self.execute("set", set_app_arg(name, text), body=True)
         else:
-            result = await self._api(f"uuid_setvar {self.uuid} {name} {text}")
+            result = await self._api(f"uuid_setvar {self.uuid} {name} {setvar_value(text)}")
         self._set_local({name: text})
         return result
 
     async def setvars(self, variables: Mapping[str, object]) -> Any:
-        """Set several channel variables at once."""
-        items = []
-        for name, value in variables.items():
-            _check_var(name)
-            text = check_line(value if isinstance(value, str) else str(value), "variable value")
-            if ";" in text:
-                raise ValueError(f"value of {name} must not contain ';' (it separates variables)")
-            items.append(f"{name}={text}")
-        if not items:
+        """Set several channel variables at once, each to exactly its value (``uuid_setvar_multi``).
+
+        Same rules as :meth:`setvar`; ``${`` in a value is refused here
+        (``uuid_setvar_multi`` drops such values); at most 64 variables.
+        """
+        if not variables:
             return None
+        texts = {name: (value if isinstance(value, str) else _text(value)) for name, value in variables.items()}
         self._check_alive()
         result: Any
         if not self.connection.full_control:
-            result = await self.execute("multiset", "^^;" + ";".join(items))
+            result = await self.execute("multiset", multiset_app_arg(texts), body=True)
         else:
-            result = await self._api(f"uuid_setvar_multi {self.uuid} {';'.join(items)}")
-        self._set_local(dict(item.split("=", 1) for item in items))  # type: ignore[misc]
+            result = await self._api(f"uuid_setvar_multi {self.uuid} {setvar_multi_arg(texts)}")
+        self._set_local(texts)
         return result
 
     async def getvar(self, name: str) -> str | None:
         """The value of channel variable ``name``, or ``None`` when unset."""
-        _check_var(name)
+        check_variable_name(name)
         self._check_alive()
         if not self.connection.full_control:
             reply = await self.connection.send(f"getvar {name}")
@@ -367,7 +396,7 @@ class CallControl(ChannelCore):
 
     async def unsetvar(self, name: str) -> Any:
         """Unset channel variable ``name``."""
-        _check_var(name)
+        check_variable_name(name)
         self._check_alive()
         result: Any
         if not self.connection.full_control:
@@ -434,10 +463,12 @@ class CallControl(ChannelCore):
         return await self._api(f"uuid_break {self.uuid}{' all' if all else ''}")
 
 
-def _check_var(name: str) -> None:
-    check_line(name, "variable name")
-    if not name or " " in name or "=" in name:
-        raise ValueError(f"invalid variable name {name!r}")
+def _text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    raise TypeError(f"a variable value must be str, int, float or bool, not {type(value).__name__}")
 
 
 def _result_var(event: "Event", var: str) -> str:
