@@ -42,6 +42,15 @@ ANSWER_GRACE = 10.0
 
 
 
+def encode_data(data: Any) -> str:
+    """``data`` as the compact JSON put in the channel variable.
+
+    ``$`` is written ``\\u0024`` (same JSON): FreeSWITCH would drop an originate
+    value holding ``${``. Channel.create escapes everything else.
+    """
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).replace("$", "\\u0024")
+
+
 class LimitExceeded(ESLError):
     """A call was refused because ``max_concurrent`` calls are already live."""
 
@@ -236,7 +245,7 @@ class App:
             try:
                 variables = {**self.variables, "esl_scenario": rec.scenario, "esl_call_id": rec.id}
                 if self.variable:
-                    variables[self.variable] = json.dumps(rec.data, separators=(",", ":"), ensure_ascii=False)
+                    variables[self.variable] = encode_data(rec.data)
                 channel = await Channel.create(self.connection, rec.destination, variables,
                                                caller_id_number=rec.caller_id_number,
                                                caller_id_name=rec.caller_id_name, timeout=rec.timeout)
