@@ -30,10 +30,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import bench_inbound
 import bench_serve
+import pytest
 from conftest import Table, add_row
 
 aiohttp = pytest.importorskip("aiohttp")
