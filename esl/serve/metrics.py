@@ -18,6 +18,7 @@ start_metrics_server(9100, inbound)``.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import weakref
 from collections.abc import Iterable, Iterator, Mapping
@@ -29,7 +30,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from esl.stats import ConnectionStats, OutboundStats
+from esl.stats import LATENCY_BUCKETS, ConnectionStats, OutboundStats
 
 __all__ = ["ESLCollector", "MetricsServer", "register", "snapshot", "start_metrics_server", "unregister"]
 
@@ -37,6 +38,8 @@ __all__ = ["ESLCollector", "MetricsServer", "register", "snapshot", "start_metri
 MAX_EVENT_NAMES = 200
 
 _CONN = ("connection", "kind")
+#: The ``le`` label of each latency bucket, as Prometheus spells it (the last is ``+Inf``).
+_LE = [floatToGoString(b) for b in (*LATENCY_BUCKETS, float("inf"))]  # type: ignore[no-untyped-call]
 
 
 def snapshot(obj: Any) -> Any:
@@ -123,7 +126,7 @@ class _Families:
         if other:
             self.by_name.add_metric([*lab, "other"], other)
         for command, h in sorted(s.command_latency.items()):
-            buckets = [(floatToGoString(bound), float(n)) for bound, n in h.cumulative()]  # type: ignore[no-untyped-call]
+            buckets = list(zip(_LE, itertools.accumulate(float(n) for n in h.counts)))
             self.latency.add_metric([*lab, command], buckets, h.sum)
 
     def outbound(self, name: str, s: OutboundStats, max_names: int) -> None:
