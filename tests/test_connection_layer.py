@@ -220,6 +220,27 @@ async def test_malformed_json_event_does_not_kill_the_connection(freeswitch: Fak
     assert stats.events_received == len(bad) + 1
 
 
+# -- 8. values never change the command ---------------------------------------------------------------
+
+
+async def test_spoken_text_cannot_run_api_commands(freeswitch: FakeFreeSWITCH, esl_client: Inbound) -> None:
+    channel = await Channel.create(esl_client, "user/1000")
+    await channel.wait("CHANNEL_ANSWER", timeout=5)
+    data: list[str] = []
+    channel.on("CHANNEL_EXECUTE",
+               lambda e: data.append(e.get("Application-Data") or "") if e.get("Application") != "park" else None)
+    await channel.speak("total ${system(touch /tmp/pwned)} euros", block=False)
+    await channel.say("${expr(6*7)}", kind="ITEMS", method="iterated", block=False)
+    await eventually(lambda: len(data) == 2)
+    # FreeSWITCH turns "\$" back into "$" when it expands the argument: the text is said, nothing runs
+    assert "\\${system(touch /tmp/pwned)}" in data[0] and "\\${expr(6*7)}" in data[1]
+    with pytest.raises(ValueError):
+        await Channel.create(esl_client, "user/1000'x")
+    with pytest.raises(ValueError):
+        await Channel.create(esl_client, "user/1000", app="&playback(a)b)")
+    await channel.hangup()
+
+
 # -- 9. call lifecycle ---------------------------------------------------------------------------------
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from typing import TYPE_CHECKING, Mapping
 
 from esl.commands import check_line
-from esl.escaping import originate_vars
+from esl.escaping import originate_app, originate_arg, originate_vars
 from esl.exceptions import CommandError, ConnectionError, TimeoutError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -38,10 +39,11 @@ def originate_command(
     """
     check_line(dial_path, "dial path")
     check_line(app, "originate application")
-    if not dial_path.strip() or " " in dial_path.strip():
+    path = dial_path.strip()
+    if not path or any(c in path for c in " '\\\0") or ":_:" in path:
+        # the api argument split would alter quotes and backslashes; ":_:" switches originate's parser
         raise ValueError(f"invalid dial path {dial_path!r}")
-    if not app.strip():
-        raise ValueError("empty originate application")
+    app_text = _app(app.strip())
     pairs: dict[str, object] = {}
     for name, value in (variables or {}).items():
         if isinstance(name, str) and name.lower() == "origination_uuid":
@@ -55,7 +57,18 @@ def originate_command(
     if timeout is not None:
         pairs["originate_timeout"] = str(max(1, int(round(timeout))))
     pairs["origination_uuid"] = uuid
-    return f"originate {originate_vars(pairs)}{dial_path.strip()} {app}"
+    return f"originate {originate_vars(pairs)}{path} {app_text}"
+
+
+def _app(app: str) -> str:
+    """What the answered leg runs: ``&app(arg)`` or ``<extension> [<dialplan> [<context>]]``, escaped."""
+    m = re.fullmatch(r"&([A-Za-z0-9_-]+)(?:\((.*)\))?", app, re.S)
+    if m:
+        return originate_app(m[1], m[2])
+    parts = app.split()
+    if not 1 <= len(parts) <= 3:
+        raise ValueError(f"invalid originate application {app!r}: '&app(arg)' or '<extension> [dialplan [context]]'")
+    return " ".join(originate_arg(p) for p in parts)
 
 
 async def kill_orphan(channel: "Channel", sending: "asyncio.Task[Job]") -> None:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 from esl.channel.state import ChannelCore
 from esl.commands import check_line
 from esl.escaping import (
+    app_arg,
     check_variable_name,
     multiset_app_arg,
     set_app_arg,
@@ -174,7 +175,12 @@ class CallControl(ChannelCore):
         if self._own() and not self.connection.full_control:
             await self.connection.sendmsg_raw(None, {"call-command": "hangup", "hangup-cause": reason.name})
         else:
-            await self._api(f"uuid_kill {self.uuid} {reason.name}")
+            try:
+                await self._api(f"uuid_kill {self.uuid} {reason.name}")
+            except ChannelError as exc:
+                if "no such channel" not in str(exc).lower():
+                    raise
+                return self._state_event  # it went away on its own meanwhile (a bridged peer hung up)
         if not block or self.gone or not self.connection.receives_channel_events:
             return self._state_event if self.gone else None
         try:
@@ -199,24 +205,30 @@ class CallControl(ChannelCore):
     async def say(self, text: str, module: str = "en", lang: str | None = None, kind: str = "NUMBER",
                   method: str = "pronounced", gender: str = "FEMININE", *, block: bool = True,
                   timeout: float | None = None) -> "Event":
-        """Say ``text`` with a say module (``say <module>[:<lang>] <kind> <method> <gender> <text>``)."""
+        """Say ``text`` with a say module (``say <module>[:<lang>] <kind> <method> <gender> <text>``).
+
+        ``text`` reaches the module literally (no ``${...}`` expansion, quotes kept).
+        """
         check_line(text, "say text")
         for part in (module, kind, method, gender) + ((lang,) if lang else ()):
             check_line(part, "say argument")
             if not part or " " in part:
                 raise ValueError(f"invalid say argument {part!r}")
         mod = f"{module}:{lang}" if lang else module
-        return await self.execute("say", f"{mod} {kind} {method} {gender} {text}", block=block,
-                                  lock=block, timeout=timeout)
+        # the text reaches the say module literally: no ${...} expansion, no quote/escape cleanup
+        arg = app_arg(f"{mod} {kind} {method} {gender} {setvar_value(text)}")
+        return await self.execute("say", arg, block=block, lock=block, timeout=timeout, body=True)
 
     async def speak(self, text: str, engine: str = "flite", voice: str = "kal", *, block: bool = True,
                     timeout: float | None = None) -> "Event":
-        """Text-to-speech (``speak <engine>|<voice>|<text>``)."""
+        """Text-to-speech (``speak <engine>|<voice>|<text>``); ``text`` is spoken literally, ``${...}`` included."""
         check_line(engine, "speak engine")
         check_line(voice, "speak voice")
         if "|" in engine or "|" in voice:
             raise ValueError("engine and voice must not contain '|'")
-        return await self.execute("speak", f"{engine}|{voice}|{text}", block=block, lock=block, timeout=timeout)
+        # app_arg: FreeSWITCH would expand ${...} in the text (${system(...)} included)
+        return await self.execute("speak", app_arg(f"{engine}|{voice}|{text}"), block=block, lock=block,
+                                  timeout=timeout, body=True)
 
     async def play_and_get_digits(
         self,
