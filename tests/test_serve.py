@@ -457,3 +457,27 @@ async def test_example_callback_service() -> None:
     assert call["outcome"] == "completed" and call["result"]["connected"] is True
     assert len(call["legs"]) == 2 and call["legs"][1]["uuid"] == call["result"]["agent"]
     assert all(leg["state"] in ("HANGUP", "REPORTING", "DESTROY") for leg in call["legs"])
+
+
+async def test_destination_policy_stream_limit_and_heartbeat(freeswitch: FakeFreeSWITCH, http: Any) -> None:
+    app = make_app(freeswitch)
+    server = esl.serve.Server(app, "127.0.0.1", 0, token=TOKEN, destinations=r"user/\d+", max_streams=1,
+                              heartbeat=0.05)
+    async with server:
+        base = f"http://127.0.0.1:{server.port}"
+        async with http.post(f"{base}/scenarios/wait", json={"destination": "sofia/gateway/x/1"}) as r:
+            assert r.status == 422 and "not allowed" in (await r.json())["error"]
+        async with http.post(f"{base}/scenarios/wait", json={"destination": "user/1000"}) as r:
+            call_id = (await r.json())["id"]
+        async with http.get(f"{base}/calls/{call_id}/events") as stream:
+            seen = b""
+            while b": keep-alive" not in seen:  # an idle stream gets comments, so proxies keep it open
+                seen += await asyncio.wait_for(stream.content.readany(), 5)
+            async with http.get(f"{base}/calls/{call_id}/events") as second:
+                assert second.status == 429  # max_streams=1
+            async with http.delete(f"{base}/calls/{call_id}") as r:
+                assert r.status == 200
+            rest = await asyncio.wait_for(stream.read(), 5)  # the stream ends with the call
+        assert b"event: ended" in rest and b'"outcome": "cancelled"' in rest
+        async with http.get(f"{base}/calls/{call_id}/events") as again:  # a finished call: backlog, then EOF
+            assert again.status == 200 and b"event: ended" in await again.read()
