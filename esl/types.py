@@ -82,7 +82,7 @@ class _NamedIntEnum(enum.IntEnum):
     def __eq__(self, other: object) -> bool:
         if isinstance(other, str):
             return other == self.wire
-        return int.__eq__(self, other)  # type: ignore[operator,no-any-return]
+        return int.__eq__(self, other)
 
     def __ne__(self, other: object) -> bool:
         result = self.__eq__(other)
