@@ -12,7 +12,6 @@ from esl.cli import main
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
-pytest_plugins = ["pytester"]
 
 
 @pytest.fixture(scope="module")
@@ -47,18 +46,6 @@ def test_python_blocks_compile_and_use_real_names(readme: str) -> None:
         compile(block, "README.md", "exec")
     for name in re.findall(r"\besl\.([A-Z]\w+)", readme):
         assert hasattr(esl, name), f"README uses esl.{name}, which esl does not export"
-
-
-def test_the_testing_block_runs_in_strict_mode(readme: str, pytester: pytest.Pytester) -> None:
-    """The README's test file, beside its IVR saved as myivr.py, passes in a project of its own
-    (pytest-asyncio's default strict mode). tests/test_packaging.py does it from an installed wheel."""
-    blocks = python_blocks(readme)
-    ivr = next(b for b in blocks if "async def ivr(" in b)
-    tests = next(b for b in blocks if "from myivr import ivr" in b)
-    pytester.makepyfile(myivr=ivr, test_myivr=tests)
-    pytester.makeini("[pytest]\n")
-    result = pytester.runpytest_subprocess("-p", "asyncio", "-o", "asyncio_mode=strict", "-q")
-    result.assert_outcomes(passed=2)
 
 
 def test_every_subcommand_is_in_the_cli_table(readme: str) -> None:

@@ -1,17 +1,14 @@
 """esl.testing for users: serve an Outbound app, place a call into it, press digits, hang up,
-assert on what the app did; the plugin's fixtures in pytest-asyncio's strict mode."""
+assert on what the app did. (The plugin's fixtures in pytest-asyncio's strict mode, in a project
+of its own: tests/test_docs.py runs the documentation's test examples that way.)"""
 
 from __future__ import annotations
-
-import textwrap
 
 import pytest
 
 import esl
 from esl.exceptions import ChannelError, TimeoutError
 from esl.testing import FakeFreeSWITCH, PlacedCall, place_call, serve
-
-pytest_plugins = ["pytester"]
 
 
 async def ivr(session: esl.Session) -> None:
@@ -124,40 +121,3 @@ async def test_a_call_never_answered_times_out_clearly(freeswitch: FakeFreeSWITC
         with pytest.raises(TimeoutError, match="waiting for the app to answer"):
             await call.wait_answered(timeout=0.2)
         await call.hangup()
-
-
-STRICT_TESTS = '''
-import pytest
-import esl
-from esl.testing import FakeFreeSWITCH, place_call, serve
-
-
-@pytest.mark.asyncio
-async def test_client_fixture(esl_client: esl.Inbound) -> None:
-    assert (await esl_client.api("status")).startswith("UP")
-
-
-@pytest.mark.asyncio
-async def test_a_call(freeswitch: FakeFreeSWITCH) -> None:
-    async def app(session: esl.Session) -> None:
-        await session.channel.answer()
-        await session.channel.hangup()
-
-    async with serve(app) as served:
-        call = await place_call(freeswitch, served)
-        await call.finished()
-    assert call.answered and call.hangup_cause == "NORMAL_CLEARING"
-'''
-
-
-def test_fixtures_and_helpers_in_strict_mode_without_warnings(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_strict=textwrap.dedent(STRICT_TESTS))
-    pytester.makeini("[pytest]\n")  # a project of its own: none of this repository's settings
-    # an editable install of esl (this checkout) makes pytest warn that its import hook module
-    # cannot be rewritten; a wheel install does not (tests/test_packaging.py runs one)
-    editable = "ignore:Module already imported so cannot be rewritten; _editable:pytest.PytestAssertRewriteWarning"
-    # pytest-asyncio itself asks every project to set asyncio_default_fixture_loop_scope (a
-    # deprecation warning of its own); anything else, from esl included, fails the run
-    result = pytester.runpytest_subprocess("-p", "asyncio", "-o", "asyncio_mode=strict", "-W", "error",
-                                           "-W", "ignore::pytest.PytestDeprecationWarning", "-W", editable, "-q")
-    result.assert_outcomes(passed=2)
