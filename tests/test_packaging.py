@@ -2,8 +2,8 @@
 without a C compiler (or with ESL_NO_EXTENSIONS=1) gives the pure-Python package and says so,
 and the README's pytest example runs in a new project that installs the wheel.
 
-The builds are marked ``slow`` and run only with ``ESL_SLOW_TESTS=1`` (they make virtual
-environments): ``ESL_SLOW_TESTS=1 pytest -m slow tests/test_packaging.py``.
+The builds are marked ``slow`` (they make virtual environments), which the default run leaves
+out: ``pytest -m slow tests/test_packaging.py``.
 """
 
 from __future__ import annotations
@@ -20,9 +20,6 @@ import pytest
 
 ROOT = Path(__file__).parents[1]
 
-#: Builds run only when asked for (ESL_SLOW_TESTS=1), as the other slow tests of this suite.
-slow = pytest.mark.skipif(os.environ.get("ESL_SLOW_TESTS") != "1", reason="builds virtual environments: "
-                          "ESL_SLOW_TESTS=1")
 
 
 def test_license_is_mit_with_the_copyright_line() -> None:
@@ -68,7 +65,6 @@ def no_compiler_build(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tupl
 
 
 @pytest.mark.slow
-@slow
 def test_build_without_a_c_compiler_is_pure_python_and_says_so(no_compiler_build: tuple[Path, str],
                                                                 tmp_path: Path) -> None:
     wheel, output = no_compiler_build
@@ -86,7 +82,6 @@ def test_build_without_a_c_compiler_is_pure_python_and_says_so(no_compiler_build
 
 
 @pytest.mark.slow
-@slow
 def test_esl_no_extensions_at_build_time_gives_a_pure_wheel_and_the_sdist_ships_the_notices(
         tmp_path: Path) -> None:
     python = _venv(tmp_path / "venv")
@@ -106,7 +101,6 @@ def test_esl_no_extensions_at_build_time_gives_a_pure_wheel_and_the_sdist_ships_
 
 
 @pytest.mark.slow
-@slow
 def test_readme_pytest_example_in_a_new_project(no_compiler_build: tuple[Path, str], tmp_path: Path) -> None:
     """A new project: a venv with the wheel and pytest-asyncio, the README's IVR as myivr.py and
     its test file as test_myivr.py, no configuration at all; pytest passes."""
