@@ -1,0 +1,301 @@
+"""MediaServer: the websocket server mod_audio_stream streams calls' audio to.
+
+Each connection becomes an :class:`~esl.media.AudioStream`, matched to its channel by esl's
+metadata (the first text message) or the URL (``/<uuid>``, ``?uuid=``). Apps either give a
+handler (run once per stream, like a websockets handler: the stream closes when it returns) or
+ask for the stream of a call with :meth:`MediaServer.stream_for`.
+
+    async with MediaServer() as media:
+        await channel.start_audio_stream(media.url_for(channel.uuid), rate=16000)
+        stream = await media.stream_for(channel.uuid, timeout=5)
+        async for frame in stream:      # 640 bytes of 16 kHz PCM every 20 ms
+            ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from esl.exceptions import ConnectionError, TimeoutError
+from esl.media.protocol import parse_metadata
+from esl.media.stream import AudioStream
+
+__all__ = ["MediaServer", "ServerStats", "StreamHandler"]
+
+log = logging.getLogger("esl.media")
+
+#: ``async def handler(stream)``: runs once per stream; the stream closes when it returns
+StreamHandler = Callable[[AudioStream], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class ServerStats:
+    """Counters of a MediaServer (a snapshot): streams ``accepted`` in all, ``active`` now,
+    ``unmatched`` (no uuid found), and the frame/byte/drop totals of every stream, live or closed.
+    """
+
+    accepted: int
+    active: int
+    unmatched: int
+    frames: int
+    bytes: int
+    dropped: int
+    texts: int
+    sent_audio: int
+    waiters: int
+
+
+class MediaServer:
+    """An asyncio websocket server (on ``websockets``) for mod_audio_stream connections.
+
+    ``handler``: optional ``async def handler(stream)``. ``max_frames``: frames buffered per
+    stream before the oldest are dropped (250 = 5 s of 20 ms frames); ``max_texts`` likewise for
+    text messages. ``metadata_timeout``: how long to wait for the first message before taking
+    the stream as one without metadata (the module sends none when ``start`` had none).
+    ``rate``/``channels``: assumed when neither metadata nor URL says. ``max_message``: the
+    largest websocket message accepted (bigger ones close the stream with 1009).
+    ``ping_interval``: keepalive pings (None: none).
+    """
+
+    def __init__(
+        self,
+        handler: StreamHandler | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        max_frames: int = 250,
+        max_texts: int = 64,
+        metadata_timeout: float = 2.0,
+        rate: int = 16000,
+        channels: int = 1,
+        max_message: int = 1 << 20,
+        ping_interval: float | None = 20.0,
+    ) -> None:
+        if max_frames < 1 or max_texts < 1:
+            raise ValueError("max_frames and max_texts must be at least 1")
+        self.handler = handler
+        self.host = host
+        self.port = port
+        self.max_frames = max_frames
+        self.max_texts = max_texts
+        self.metadata_timeout = metadata_timeout
+        self.rate = rate
+        self.channels = channels
+        self.max_message = max_message
+        self.ping_interval = ping_interval
+        self._server: Server | None = None
+        self._by_uuid: dict[str, AudioStream] = {}
+        self._live: set[AudioStream] = set()
+        self._waiters: dict[str, list[asyncio.Future[AudioStream]]] = {}
+        self._closing = False
+        self._accepted = 0
+        self._unmatched = 0
+        self._done = [0, 0, 0, 0, 0]  # frames, bytes, dropped, texts, sent_audio of closed streams
+
+    def __repr__(self) -> str:
+        return f"<MediaServer ws://{self.host}:{self.port} active={len(self._live)}>"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> MediaServer:
+        """Listen on (host, port); port 0 picks a free one, stored back in ``port``."""
+        if self._server is not None:
+            return self
+        self._closing = False
+        self._server = await serve(
+            self._connection,
+            self.host,
+            self.port,
+            max_size=self.max_message,
+            compression=None,
+            ping_interval=self.ping_interval,
+        )
+        sock = next(iter(self._server.sockets))
+        self.host, self.port = sock.getsockname()[:2]
+        return self
+
+    async def close(self, code: int = 1001, reason: str = "server shutting down") -> None:
+        """Stop listening, close every stream with ``code`` and fail every :meth:`stream_for`."""
+        self._closing = True
+        for waiters in list(self._waiters.values()):
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_exception(ConnectionError("media server closed"))
+        self._waiters.clear()
+        server = self._server
+        if server is None:
+            return
+        self._server = None
+        server.close(close_connections=False)
+        await asyncio.gather(*(s.close(code, reason) for s in list(self._live)), return_exceptions=True)
+        await server.wait_closed()
+
+    async def __aenter__(self) -> MediaServer:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def serve_forever(self) -> None:
+        """Run until cancelled (then close)."""
+        await self.start()
+        try:
+            await asyncio.Future()
+        finally:
+            await self.close()
+
+    # -- what apps use -----------------------------------------------------------------------
+
+    def url_for(self, uuid: str, *, secure: bool = False) -> str:
+        """The URL to give ``uuid_audio_stream ... start`` for channel ``uuid`` (the uuid as the
+        path, so the stream is matched even with metadata of the app's own)."""
+        return f"{'wss' if secure else 'ws'}://{self.host}:{self.port}/{uuid}"
+
+    @property
+    def url(self) -> str:
+        """``ws://host:port`` of this server."""
+        return f"ws://{self.host}:{self.port}"
+
+    @property
+    def streams(self) -> Mapping[str, AudioStream]:
+        """The open streams by channel uuid (newest per uuid)."""
+        return dict(self._by_uuid)
+
+    @property
+    def active(self) -> int:
+        """How many streams are open."""
+        return len(self._live)
+
+    async def stream_for(self, uuid: str, timeout: float | None = 10.0) -> AudioStream:
+        """The open stream of channel ``uuid``, waiting up to ``timeout`` s for it to connect.
+
+        Raises :class:`~esl.exceptions.TimeoutError` if none came and
+        :class:`~esl.exceptions.ConnectionError` if the server closes meanwhile.
+        """
+        stream = self._by_uuid.get(uuid)
+        if stream is not None and not stream.closed:
+            return stream
+        if self._closing:
+            raise ConnectionError("media server closed")
+        fut: asyncio.Future[AudioStream] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(uuid, []).append(fut)
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"no audio stream for {uuid} within {timeout}s") from None
+        finally:
+            waiters = self._waiters.get(uuid)
+            if waiters is not None:
+                if fut in waiters:
+                    waiters.remove(fut)
+                if not waiters:
+                    del self._waiters[uuid]
+
+    @property
+    def stats(self) -> ServerStats:
+        """A snapshot of the server's counters."""
+        frames, nbytes, dropped, texts, sent = self._done
+        for s in self._live:
+            frames += s.n_frames
+            nbytes += s.n_bytes
+            dropped += s.n_dropped
+            texts += s.n_texts
+            sent += s.n_sent_audio
+        waiters = sum(len(w) for w in self._waiters.values())
+        return ServerStats(self._accepted, len(self._live), self._unmatched, frames, nbytes, dropped,
+                           texts, sent, waiters)
+
+    # -- one connection ----------------------------------------------------------------------
+
+    async def _connection(self, ws: ServerConnection) -> None:
+        path = ws.request.path if ws.request is not None else "/"
+        first: str | bytes | None = None
+        try:
+            first = await asyncio.wait_for(ws.recv(), self.metadata_timeout)
+        except asyncio.TimeoutError:
+            first = None
+        except ConnectionClosed:
+            return
+        text = first if isinstance(first, str) else None
+        info = parse_metadata(text, path)
+        stream = AudioStream(
+            ws, info,
+            rate=info.rate or self.rate,
+            channels=info.channels or self.channels,
+            max_frames=self.max_frames,
+            max_texts=self.max_texts,
+        )  # fmt: skip
+        if isinstance(first, bytes):
+            stream._feed(first)
+        self._register(stream)
+        user: asyncio.Task[Any] | None = None
+        try:
+            if self.handler is not None:
+                user = asyncio.ensure_future(self._run_handler(stream))
+                reader = asyncio.ensure_future(self._read(ws, stream))
+                await asyncio.wait({reader, user}, return_when=asyncio.FIRST_COMPLETED)
+                if user.done() and not reader.done():
+                    await ws.close(1011 if _failed(user) else 1000)
+                await reader
+                await user
+            else:
+                await self._read(ws, stream)
+        finally:
+            if user is not None and not user.done():
+                user.cancel()
+            stream._set_closed(ws.close_code, ws.close_reason)
+            self._unregister(stream)
+
+    async def _read(self, ws: ServerConnection, stream: AudioStream) -> None:
+        feed = stream._feed
+        try:
+            async for message in ws:
+                feed(message)
+        except ConnectionClosed:
+            pass
+        stream._set_closed(ws.close_code, ws.close_reason)
+
+    async def _run_handler(self, stream: AudioStream) -> None:
+        assert self.handler is not None
+        try:
+            result = self.handler(stream)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            log.exception("media handler failed for stream %s", stream.uuid)
+            raise
+
+    def _register(self, stream: AudioStream) -> None:
+        self._accepted += 1
+        self._live.add(stream)
+        uuid = stream.uuid
+        if uuid is None:
+            self._unmatched += 1
+            return
+        self._by_uuid[uuid] = stream
+        for fut in self._waiters.pop(uuid, ()):
+            if not fut.done():
+                fut.set_result(stream)
+
+    def _unregister(self, stream: AudioStream) -> None:
+        self._live.discard(stream)
+        if stream.uuid is not None and self._by_uuid.get(stream.uuid) is stream:
+            del self._by_uuid[stream.uuid]
+        done = self._done
+        done[0] += stream.n_frames
+        done[1] += stream.n_bytes
+        done[2] += stream.n_dropped
+        done[3] += stream.n_texts
+        done[4] += stream.n_sent_audio
+
+
+def _failed(task: asyncio.Task[Any]) -> bool:
+    return not task.cancelled() and task.exception() is not None
