@@ -140,7 +140,7 @@ class AudioStreamEvent:
 class _MediaState:
     """Per-channel hooks, waits and auto-play of the audio stream (kept beside the channel)."""
 
-    __slots__ = ("hooks", "waiters", "auto_play", "dispatcher")
+    __slots__ = ("auto_play", "dispatcher", "hooks", "waiters")
 
     def __init__(self) -> None:
         self.hooks: dict[str, list[Hook]] = {}
@@ -204,6 +204,7 @@ class MediaVerbs:
         *,
         auto_play: bool | None = None,
         events: bool = True,
+        connect_timeout: float | None = None,
     ) -> str:
         """Stream the call's audio to the websocket at ``url`` (``uuid_audio_stream ... start``).
 
@@ -216,8 +217,11 @@ class MediaVerbs:
         sent inside esl's metadata as its ``"data"``. It arrives as the first text message.
         The channel is pre-answered if needed. ``events``: subscribe this connection to the
         module's events first. ``auto_play``: turn :meth:`auto_play_audio_stream` on (True) or
-        off (False). Returns ``+OK Success``; ChannelError when FreeSWITCH refuses (a stream
-        already attached, the channel gone, the module not loaded).
+        off (False). ``connect_timeout``: also wait that long for the websocket to connect
+        (``::connect``), raising ChannelError on ``::error`` and TimeoutError when neither came
+        (None: return once FreeSWITCH took the command; the module connects in the background).
+        Returns ``+OK Success``; ChannelError when FreeSWITCH refuses (a stream already
+        attached, the channel gone, the module not loaded).
         """
         check_stream_url(url)
         if mix not in MIXES:
@@ -240,7 +244,36 @@ class MediaVerbs:
             await self.ensure_audio_stream_events()
         if auto_play is not None:
             self.auto_play_audio_stream(auto_play)
-        return await self._audio_stream(args)
+        if connect_timeout is None:
+            return await self._audio_stream(args)
+        outcome = asyncio.ensure_future(self._connect_outcome(connect_timeout))
+        try:
+            reply = await self._audio_stream(args)
+        except BaseException:
+            outcome.cancel()
+            raise
+        ev = await outcome
+        if ev.kind == "error":
+            raise ChannelError(
+                f"audio stream of channel {self.uuid} failed to connect: {ev.reason} (code {ev.code})", self.uuid
+            )
+        return reply
+
+    async def _connect_outcome(self, timeout: float) -> AudioStreamEvent:
+        """The next ``::connect`` or ``::error`` of this channel."""
+        state = self._media_state()
+        loop = asyncio.get_running_loop()
+        futs: list[asyncio.Future[AudioStreamEvent]] = [loop.create_future(), loop.create_future()]
+        state.waiters += [("connect", futs[0]), ("error", futs[1])]
+        try:
+            done, _ = await asyncio.wait(futs, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                raise TimeoutError(f"audio stream of channel {self.uuid}: not connected within {timeout}s")
+            return done.pop().result()
+        finally:
+            state.waiters = [w for w in state.waiters if w[1] not in futs]
+            for fut in futs:
+                fut.cancel()
 
     async def stop_audio_stream(self, text: str | None = None) -> str:
         """Stop streaming (``stop [text]``): ``text`` is sent as a last text message, then the

@@ -94,3 +94,192 @@ async def test_stream_frames_text_audio_and_events(freeswitch: FakeFreeSWITCH, e
         assert media.streams == {} and media.stats.active == 0
         await ch.hangup()
     assert not freeswitch.errors
+
+
+async def test_pause_resume_and_frame_pace(freeswitch: FakeFreeSWITCH, esl_client: esl.Inbound) -> None:
+    async with MediaServer() as media:
+        ch = await call(freeswitch, esl_client)
+        await ch.start_audio_stream(media.url, rate="8k")
+        stream = await media.stream_for(ch.uuid, timeout=5)
+        first = await stream.read(timeout=2)
+        assert first is not None and len(first) == 320 and stream.rate == 8000
+        await ch.pause_audio_stream()
+        await asyncio.sleep(0.05)  # a frame may have been in flight
+        before = stream.stats.frames
+        while await _drain(stream):
+            pass
+        await asyncio.sleep(0.2)
+        assert stream.stats.frames == before  # nothing while paused
+        await ch.resume_audio_stream()
+        again = await stream.read(timeout=2)
+        assert again is not None and len(again) == 320
+        t0 = asyncio.get_running_loop().time()
+        n0 = stream.stats.frames
+        await asyncio.sleep(0.5)
+        rate = (stream.stats.frames - n0) / (asyncio.get_running_loop().time() - t0)
+        assert 25 < rate < 75  # about 50 frames a second (real-time pace; loose: shared CI cores)
+        await ch.stop_audio_stream()
+        await stream.wait_closed(timeout=5)
+
+
+async def _drain(stream: AudioStream) -> bool:
+    try:
+        return await stream.read(timeout=0.01) is not None
+    except TimeoutError:
+        return False
+
+
+async def test_refused_url_fires_error_and_detaches(freeswitch: FakeFreeSWITCH, esl_client: esl.Inbound) -> None:
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens there now
+    ch = await call(freeswitch, esl_client)
+    error = asyncio.ensure_future(ch.wait_audio_stream("error"))
+    assert (await ch.start_audio_stream(f"ws://127.0.0.1:{port}/x")).startswith("+OK")  # connects later
+    ev = await error
+    assert ev.data["status"] == "error" and ev.code == 6
+    assert ev.reason is not None and "refused" in ev.reason.lower() and "111" in ev.reason
+    with pytest.raises(ChannelError, match="Operation Failed"):
+        await ch.stop_audio_stream()  # the error detached the stream
+    assert ch.uuid not in streams_of(freeswitch).streams
+    with pytest.raises(ChannelError, match="refused"):
+        await ch.start_audio_stream(f"ws://127.0.0.1:{port}/x", connect_timeout=5)
+    assert ch.uuid not in streams_of(freeswitch).streams
+
+
+async def test_server_close_fires_disconnect_and_stream_stays(freeswitch: FakeFreeSWITCH,
+                                                             esl_client: esl.Inbound) -> None:
+    async with MediaServer() as media:
+        ch = await call(freeswitch, esl_client)
+        await ch.start_audio_stream(media.url_for(ch.uuid), metadata="")
+        stream = await media.stream_for(ch.uuid, timeout=5)
+        assert stream.metadata_text is None and stream.uuid == ch.uuid  # matched by the URL path
+        gone = asyncio.ensure_future(ch.wait_audio_stream("disconnect"))
+        await stream.close(1000, "bot done")
+        ev = await gone
+        assert ev.data == {"status": "disconnected", "message": {"code": 1000, "reason": "bot done"}}
+        assert ev.code == 1000 and ev.reason == "bot done"
+        assert (await ch.stop_audio_stream()).startswith("+OK")  # still attached after a server close
+        with pytest.raises(ChannelError):
+            await ch.stop_audio_stream()
+
+
+async def test_hangup_closes_stream_silently_and_deletes_files(freeswitch: FakeFreeSWITCH,
+                                                              esl_client: esl.Inbound) -> None:
+    async with MediaServer() as media:
+        ch = await call(freeswitch, esl_client)
+        seen: list[str] = []
+        ch.on_audio_stream("*", lambda channel, ev: seen.append(ev.kind))
+        await ch.start_audio_stream(media.url)
+        stream = await media.stream_for(ch.uuid, timeout=5)
+        play = asyncio.ensure_future(ch.wait_audio_stream("play"))
+        await stream.send_audio(b"\x01\x00" * 800, 8000)
+        path = (await play).file
+        assert path and path.endswith(".r8") and os.path.exists(path)
+        await ch.hangup()
+        await stream.wait_closed(timeout=5)
+        assert stream.close_code == 1000
+        assert not os.path.exists(path)
+        await asyncio.sleep(0.05)
+        assert seen == ["connect", "play"]
+        assert streams_of(freeswitch).streams == {}
+
+
+async def test_stereo_and_mixed_need_audio_both_ways(freeswitch: FakeFreeSWITCH, esl_client: esl.Inbound) -> None:
+    async with MediaServer() as media:
+        parked = await call(freeswitch, esl_client)
+        await parked.start_audio_stream(media.url, "stereo", 16000)
+        quiet = await media.stream_for(parked.uuid, timeout=5)
+        assert quiet.channels == 2
+        await asyncio.sleep(0.3)
+        assert quiet.stats.frames == 0  # parked: the channel writes nothing, stereo sends nothing
+
+        echo = await call(freeswitch, esl_client, app="&echo()")
+        await echo.start_audio_stream(media.url, "stereo", 16000)
+        stereo = await media.stream_for(echo.uuid, timeout=5)
+        frames = [await stereo.read(timeout=2) for _ in range(5)]
+        assert all(f is not None and len(f) == 1280 for f in frames)
+        pcm = b"".join(f for f in frames if f)
+        assert power(pcm, 440, 16000, 2, 0) > 0.8 and power(pcm, 440, 16000, 2, 1) > 0.8  # echo: both sides
+        await echo.stop_audio_stream()
+
+        await echo.start_audio_stream(media.url, "mixed", 8000)
+        await stereo.wait_closed(timeout=5)
+        mixed = await media.stream_for(echo.uuid, timeout=5)
+        frame = await mixed.read(timeout=2)
+        assert frame is not None and len(frame) == 320 and mixed.channels == 1
+        await parked.hangup()
+        await echo.hangup()
+
+
+async def test_buffer_size_variable_makes_longer_frames(freeswitch: FakeFreeSWITCH, esl_client: esl.Inbound) -> None:
+    async with MediaServer() as media:
+        ch = await call(freeswitch, esl_client)
+        await ch.setvar("STREAM_BUFFER_SIZE", "100")
+        await ch.start_audio_stream(media.url, rate=16000)
+        stream = await media.stream_for(ch.uuid, timeout=5)
+        frame = await stream.read(timeout=2)
+        assert frame is not None and len(frame) == 3200  # 100 ms
+        await ch.hangup()
+
+
+async def test_dtmf_the_call_receives_is_in_the_audio(freeswitch: FakeFreeSWITCH, esl_client: esl.Inbound) -> None:
+    async with MediaServer() as media:
+        ch = await call(freeswitch, esl_client)
+        await ch.start_audio_stream(media.url, rate=8000)
+        stream = await media.stream_for(ch.uuid, timeout=5)
+        await stream.read(timeout=2)
+        await freeswitch.channels[ch.uuid].send_dtmf("5", duration=200)
+        found = False
+        for _ in range(30):
+            frame = await stream.read(timeout=2)
+            assert frame is not None
+            if power(frame, 770, 8000) > 0.3 and power(frame, 1336, 8000) > 0.3:
+                found = True
+                break
+        assert found, "the DTMF 5 tone pair (770 + 1336 Hz) never appeared"
+        await ch.hangup()
+
+
+async def test_module_replies(freeswitch: FakeFreeSWITCH, esl_client: esl.Inbound) -> None:
+    async with MediaServer() as media:
+        ch = await call(freeswitch, esl_client)
+        api = esl_client.api
+        assert (await api(f"uuid_audio_stream {ch.uuid}", check=False)).startswith("-USAGE")
+        assert (await api(f"uuid_audio_stream {ch.uuid} start {media.url}", check=False)).startswith("-USAGE")
+        for bad in ("http://127.0.0.1/x mono 16k", f"{media.url} quad 16k", f"{media.url} mono 12000",
+                    f"{media.url} mono abc"):
+            assert await api(f"uuid_audio_stream {ch.uuid} start {bad}", check=False) == "-ERR Operation Failed\n"
+        assert await api("uuid_audio_stream nosuch start ws://h/x mono", check=False) == "-ERR Operation Failed\n"
+        for verb in ("pause", "resume", "stop", "send_text x"):
+            assert await api(f"uuid_audio_stream {ch.uuid} {verb}", check=False) == "-ERR Operation Failed\n"
+        assert await api(f"uuid_audio_stream {ch.uuid} send_text", check=False) == ""
+        # no rate: 8 kHz; no metadata: the first message is audio, the stream matched by the URL
+        assert await api(f"uuid_audio_stream {ch.uuid} start {media.url_for(ch.uuid, rate=8000)} mono", check=False) == (
+            "+OK Success\n"
+        )
+        stream = await media.stream_for(ch.uuid, timeout=5)
+        frame = await stream.read(timeout=2)
+        assert frame is not None and len(frame) == 320 and stream.metadata_text is None
+        assert (stream.rate, stream.channels, stream.frame_size) == (8000, 1, 320)
+        assert await api(f"uuid_audio_stream {ch.uuid} start {media.url} mono 16k", check=False) == (
+            "-ERR Operation Failed\n"  # a stream is already attached
+        )
+        await ch.hangup()
+
+
+async def test_start_pre_answers(freeswitch: FakeFreeSWITCH, esl_client: esl.Inbound) -> None:
+    freeswitch.endpoints["user/slow"] = Endpoint(answer_after=None)
+    async with MediaServer() as media:
+        ch = await MediaChannel.create(esl_client, "user/slow")
+        while ch.uuid not in freeswitch.channels:
+            await asyncio.sleep(0.01)
+        assert not ch.answered
+        await ch.start_audio_stream(media.url)
+        await ch.wait("CHANNEL_PROGRESS_MEDIA", timeout=5)
+        stream = await media.stream_for(ch.uuid, timeout=5)
+        assert await stream.read(timeout=2)
+        await ch.hangup()

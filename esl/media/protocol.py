@@ -26,17 +26,17 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 __all__ = [
+    "AUDIO_TYPES",
+    "EVENTS",
     "EVENT_CONNECT",
     "EVENT_DISCONNECT",
     "EVENT_ERROR",
     "EVENT_JSON",
     "EVENT_PLAY",
-    "EVENTS",
-    "MIXES",
-    "RAW_RATES",
-    "AUDIO_TYPES",
     "MAX_METADATA",
     "MAX_URL",
+    "MIXES",
+    "RAW_RATES",
     "StreamInfo",
     "build_metadata",
     "channels_of",

@@ -73,7 +73,7 @@ class MediaServer:
         port: int = 0,
         max_frames: int = 250,
         max_texts: int = 64,
-        metadata_timeout: float = 2.0,
+        metadata_timeout: float = 1.0,
         rate: int = 16000,
         channels: int = 1,
         max_message: int = 1 << 20,
@@ -154,10 +154,12 @@ class MediaServer:
 
     # -- what apps use -----------------------------------------------------------------------
 
-    def url_for(self, uuid: str, *, secure: bool = False) -> str:
-        """The URL to give ``uuid_audio_stream ... start`` for channel ``uuid`` (the uuid as the
-        path, so the stream is matched even with metadata of the app's own)."""
-        return f"{'wss' if secure else 'ws'}://{self.host}:{self.port}/{uuid}"
+    def url_for(self, uuid: str, *, rate: int | None = None, mix: str | None = None, secure: bool = False) -> str:
+        """The URL to give ``uuid_audio_stream ... start`` for channel ``uuid``: the uuid as the
+        path (so the stream is matched whatever the metadata), and ``rate``/``mix`` as a query
+        (so a stream started without esl's metadata still knows its format)."""
+        query = "&".join(f"{k}={v}" for k, v in (("rate", rate), ("mix", mix)) if v is not None)
+        return f"{'wss' if secure else 'ws'}://{self.host}:{self.port}/{uuid}{'?' + query if query else ''}"
 
     @property
     def url(self) -> str:

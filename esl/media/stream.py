@@ -30,7 +30,7 @@ T = TypeVar("T")
 class _Buffer(Generic[T]):
     """A bounded FIFO that drops (and counts) its oldest item when full, with one reader."""
 
-    __slots__ = ("items", "waiter", "dropped")
+    __slots__ = ("dropped", "items", "waiter")
 
     def __init__(self, size: int) -> None:
         self.items: collections.deque[T] = collections.deque(maxlen=max(1, size))

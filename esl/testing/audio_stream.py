@@ -43,7 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from esl.testing.connection import FakeConnection
     from esl.testing.server import FakeFreeSWITCH
 
-__all__ = ["FakeAudioStream", "AudioStreams", "install", "separate_string", "streams_of"]
+__all__ = ["AudioStreams", "FakeAudioStream", "install", "separate_string", "streams_of"]
 
 USAGE = (
     "-USAGE: <uuid> [start | stop | send_text | pause | resume | graceful-shutdown ] [wss-url | path] "
