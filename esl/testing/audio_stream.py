@@ -51,7 +51,7 @@ USAGE = (
 )
 OK = "+OK Success\n"
 FAILED = "-ERR Operation Failed\n"
-CALLING = ("mod_audio_stream.c", "responseHandler", 19)
+CALLING = ("mod_audio_stream.c", "responseHandler", 16)  # as the real module reports it
 
 _HOST = re.compile(r"^wss?://[A-Za-z0-9.-]+(:[0-9]*)?(/.*)?$")
 _RAW_EXT = {8000: ".r8", 16000: ".r16", 24000: ".r24", 32000: ".r32", 48000: ".r48", 64000: ".r64"}

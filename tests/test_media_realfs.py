@@ -1,0 +1,194 @@
+"""mod_audio_stream on a real FreeSWITCH (opt-in: ``ESL_FREESWITCH=host:port pytest -m realfs``).
+
+The switch must run on this machine (its module connects back to our server on 127.0.0.1) with
+mod_audio_stream loaded and the dialplan of ../shared/freeswitch (9001 endless tone, 9004 echo).
+``ESL_PASSWORD`` overrides the password (ClueCon).
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import math
+import os
+import socket
+from typing import Any
+
+import pytest
+
+import esl
+from esl.channel_media import MediaVerbs
+from esl.exceptions import ChannelError, TimeoutError
+from esl.media import AudioStream, MediaServer
+
+pytestmark = [
+    pytest.mark.realfs,
+    pytest.mark.skipif(not os.environ.get("ESL_FREESWITCH"), reason="set ESL_FREESWITCH=host:port"),
+]
+
+MediaChannel: Any = (
+    esl.Channel if issubclass(esl.Channel, MediaVerbs) else type("MediaChannel", (esl.Channel, MediaVerbs), {"__slots__": ()})
+)
+
+
+def power(pcm: bytes, freq: float, rate: int, channels: int = 1, channel: int = 0) -> float:
+    """Goertzel: the relative power of ``freq`` in one channel of s16le ``pcm`` (0..1)."""
+    samples = array.array("h", pcm)[channel::channels]
+    n = len(samples)
+    coeff = 2 * math.cos(2 * math.pi * freq / rate)
+    s1 = s2 = 0.0
+    for x in samples:
+        s1, s2 = x + coeff * s1 - s2, s1
+    energy = sum(float(x) * x for x in samples) or 1.0
+    return (s1 * s1 + s2 * s2 - coeff * s1 * s2) / (energy * n / 2)
+
+
+@pytest.fixture
+async def client() -> Any:
+    host, _, port = os.environ["ESL_FREESWITCH"].partition(":")
+    async with esl.Inbound(host, int(port or 8021), os.environ.get("ESL_PASSWORD", "ClueCon")) as inbound:
+        if (await inbound.api("module_exists mod_audio_stream")).strip() != "true":
+            pytest.skip("mod_audio_stream is not loaded")
+        yield inbound
+
+
+async def _leg(client: Any, extension: str = "9001", app: str = "&park()") -> Any:
+    ch = await MediaChannel.create(client, f"loopback/{extension}/default", app=app)
+    await ch.wait(esl.ChannelState.EXECUTE, timeout=10)
+    return ch
+
+
+async def _frames(stream: AudioStream, n: int) -> list[bytes]:
+    out = []
+    for _ in range(n):
+        frame = await stream.read(timeout=3)
+        assert frame is not None
+        out.append(frame)
+    return out
+
+
+async def test_real_stream_text_audio_events(client: Any) -> None:
+    async with MediaServer() as media:
+        ch = await _leg(client)
+        try:
+            kinds: list[str] = []
+            ch.on_audio_stream("*", lambda channel, ev: kinds.append(ev.kind))
+            meta = {"campaign": "it's \"spring\"", "lines": "a\nb", "path": "C:\\x"}
+            assert (await ch.start_audio_stream(media.url, "mono", 16000, meta, connect_timeout=5)).startswith("+OK")
+            stream = await media.stream_for(ch.uuid, timeout=5)
+            assert stream.data == meta and (stream.rate, stream.channels) == (16000, 1)
+            assert "Origin" in stream.headers or "origin" in stream.headers
+
+            frames = await _frames(stream, 50)
+            assert {len(f) for f in frames} == {640}
+            tone = max((power(b"".join(frames), f, 16000), f) for f in (350, 400, 425, 440, 480, 1000))
+            assert tone[0] > 0.3, tone
+
+            for text in ("one", "two words", "it's 'quoted'", 'back\\slash \\n', "line1\nline2", "\ttab "):
+                await ch.send_audio_stream_text(text)
+                assert await stream.next_text(timeout=5) == text
+
+            json_ev = asyncio.ensure_future(ch.wait_audio_stream("json"))
+            await stream.send_json({"type": "bot", "say": "hi"})
+            assert (await json_ev).body == '{"type":"bot","say":"hi"}'
+
+            ch.auto_play_audio_stream(True)
+            play_ev = asyncio.ensure_future(ch.wait_audio_stream("play"))
+            stopped = asyncio.ensure_future(ch.wait("PLAYBACK_STOP", timeout=10))
+            await stream.send_audio(b"".join(frames[:25]))  # 0.5 s back
+            played = await play_ev
+            assert played.data["sampleRate"] == 16000 and played.file and played.file.endswith(".r16")
+            stop_event = await stopped
+            assert stop_event.get("Playback-Status") == "done"
+            assert stop_event.get("Playback-File-Path") == played.file
+
+            await ch.pause_audio_stream()
+            await asyncio.sleep(0.1)
+            while stream.stats.buffered:
+                await stream.read()
+            before = stream.stats.frames
+            await asyncio.sleep(0.4)
+            assert stream.stats.frames == before
+            await ch.resume_audio_stream()
+            await _frames(stream, 3)
+
+            await ch.stop_audio_stream("bye 'now'")
+            assert await stream.next_text(timeout=5) == "bye 'now'"
+            await stream.wait_closed(timeout=5)
+            assert stream.close_code == 1000
+            assert not os.path.exists(played.file)
+            with pytest.raises(ChannelError):
+                await ch.stop_audio_stream()
+            await asyncio.sleep(0.2)
+            assert kinds == ["connect", "json", "play"]
+        finally:
+            await ch.hangup()
+
+
+async def test_real_disconnect_error_and_hangup(client: Any) -> None:
+    async with MediaServer() as media:
+        ch = await _leg(client)
+        try:
+            await ch.start_audio_stream(media.url_for(ch.uuid), metadata="", connect_timeout=5)
+            stream = await media.stream_for(ch.uuid, timeout=5)
+            assert stream.metadata_text is None
+            gone = asyncio.ensure_future(ch.wait_audio_stream("disconnect"))
+            await stream.close(1000, "bot done")
+            ev = await gone
+            assert ev.code == 1000 and ev.reason == "bot done"
+            assert (await ch.stop_audio_stream()).startswith("+OK")
+
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+            sock.close()
+            with pytest.raises(ChannelError, match="refused"):
+                await ch.start_audio_stream(f"ws://127.0.0.1:{port}/x", connect_timeout=5)
+            with pytest.raises(ChannelError):
+                await ch.stop_audio_stream()  # detached by the error
+
+            await ch.start_audio_stream(media.url, connect_timeout=5)
+            stream = await media.stream_for(ch.uuid, timeout=5)
+            await _frames(stream, 2)
+            late = asyncio.ensure_future(ch.wait_audio_stream("*", timeout=1))
+            await ch.hangup()
+            await stream.wait_closed(timeout=5)
+            with pytest.raises((ChannelError, TimeoutError)):
+                await late  # hangup fires no disconnect
+        finally:
+            await ch.hangup()
+
+
+async def test_real_stereo_needs_both_sides(client: Any) -> None:
+    async with MediaServer() as media:
+        parked = await _leg(client)  # A leg parked: hears the tone, writes nothing
+        echo = await _leg(client, app="&echo()")  # A leg echoes the tone: audio both ways
+        try:
+            await parked.start_audio_stream(media.url, "stereo", 16000, connect_timeout=5)
+            quiet = await media.stream_for(parked.uuid, timeout=5)
+            await asyncio.sleep(0.5)
+            assert quiet.stats.frames == 0
+            await echo.start_audio_stream(media.url, "stereo", 16000, connect_timeout=5)
+            stereo = await media.stream_for(echo.uuid, timeout=5)
+            frames = await _frames(stereo, 10)
+            assert {len(f) for f in frames} == {1280}
+            await echo.stop_audio_stream()
+            await echo.start_audio_stream(media.url, "mixed", 8000, connect_timeout=5)
+            await stereo.wait_closed(timeout=5)
+            mixed = await media.stream_for(echo.uuid, timeout=5)
+            assert {len(f) for f in await _frames(mixed, 5)} == {320}
+        finally:
+            await parked.hangup()
+            await echo.hangup()
+
+
+async def test_real_buffer_size_variable(client: Any) -> None:
+    async with MediaServer() as media:
+        ch = await _leg(client)
+        try:
+            await ch.setvar("STREAM_BUFFER_SIZE", "100")
+            await ch.start_audio_stream(media.url, rate=16000, connect_timeout=5)
+            stream = await media.stream_for(ch.uuid, timeout=5)
+            assert {len(f) for f in await _frames(stream, 3)} == {3200}  # 100 ms frames
+        finally:
+            await ch.hangup()
