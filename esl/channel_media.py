@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from esl.commands import check_line
 from esl.exceptions import ChannelError, TimeoutError
 from esl.media.protocol import EVENTS, MAX_METADATA, MAX_URL, MIXES, build_metadata
+from esl.types import ChannelState
 
 __all__ = ["AudioStreamEvent", "MediaVerbs", "check_stream_url", "quote_text", "rate_word"]
 
@@ -180,6 +181,8 @@ class MediaVerbs:
 
         def on(self, name: str, handler: Callable[..., Any] | None = None) -> Any: ...
 
+        async def wait(self, target: ChannelState | str, timeout: float | None = 30.0) -> Any: ...
+
     # -- commands ------------------------------------------------------------------------------
 
     def _media_command_allowed(self) -> None:
@@ -261,16 +264,28 @@ class MediaVerbs:
 
     async def _connect_outcome(self, timeout: float) -> AudioStreamEvent:
         """The next ``::connect`` or ``::error`` of this channel."""
+        return await self._media_wait(("connect", "error"), timeout)
+
+    async def _media_wait(self, kinds: tuple[str, ...], timeout: float | None) -> AudioStreamEvent:
+        """The next event of one of ``kinds``; the channel's own wait for its hangup guards it, so a
+        hangup fails it with ChannelError and a lost connection with ConnectionError."""
         state = self._media_state()
         loop = asyncio.get_running_loop()
-        futs: list[asyncio.Future[AudioStreamEvent]] = [loop.create_future(), loop.create_future()]
-        state.waiters += [("connect", futs[0]), ("error", futs[1])]
+        futs: list[asyncio.Future[AudioStreamEvent]] = [loop.create_future() for _ in kinds]
+        state.waiters += list(zip(kinds, futs))
+        guard = asyncio.ensure_future(self.wait(ChannelState.HANGUP, timeout=None))
         try:
-            done, _ = await asyncio.wait(futs, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-            if not done:
-                raise TimeoutError(f"audio stream of channel {self.uuid}: not connected within {timeout}s")
-            return done.pop().result()
+            done, _ = await asyncio.wait([*futs, guard], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            for fut in futs:
+                if fut in done:
+                    return fut.result()
+            if guard in done:
+                exc = guard.exception()
+                raise exc if exc is not None else ChannelError(f"channel {self.uuid} hung up", self.uuid)
+            wanted = "|".join(kinds)
+            raise TimeoutError(f"channel {self.uuid}: no mod_audio_stream::{wanted} within {timeout}s")
         finally:
+            guard.cancel()
             state.waiters = [w for w in state.waiters if w[1] not in futs]
             for fut in futs:
                 fut.cancel()
@@ -324,7 +339,6 @@ class MediaVerbs:
 
             state.dispatcher = dispatch
             self.on("CUSTOM", dispatch)
-            self.on("hangup", lambda channel, cause: channel._media_gone())
         return state
 
     def _media_event(self, event: Any) -> None:
@@ -354,15 +368,6 @@ class MediaVerbs:
         else:  # pragma: no cover - outside Channel
             hook(self, ev)
 
-    def _media_gone(self) -> None:
-        state = _STATES.get(self)
-        if state is None:
-            return
-        for _kind, fut in state.waiters:
-            if not fut.done():
-                fut.set_exception(ChannelError(f"channel {self.uuid} hung up", self.uuid))
-        state.waiters = []
-
     def on_audio_stream(self, kind: str, handler: Hook | None = None) -> Any:
         """Run ``handler(channel, ev)`` (an :class:`AudioStreamEvent`) on each
         ``mod_audio_stream::<kind>`` event of this channel; ``kind`` is connect, disconnect,
@@ -391,15 +396,7 @@ class MediaVerbs:
         if kind not in KINDS and kind != "*":
             raise ValueError(f"kind must be one of {', '.join(KINDS)} or '*', not {kind!r}")
         self._check_alive()
-        state = self._media_state()
-        fut: asyncio.Future[AudioStreamEvent] = asyncio.get_running_loop().create_future()
-        state.waiters.append((kind, fut))
-        try:
-            return await asyncio.wait_for(fut, timeout)
-        except asyncio.TimeoutError:
-            raise TimeoutError(f"channel {self.uuid}: no mod_audio_stream::{kind} within {timeout}s") from None
-        finally:
-            state.waiters = [w for w in state.waiters if w[1] is not fut]
+        return await self._media_wait((kind,), timeout)
 
     def auto_play_audio_stream(self, enabled: bool = True, leg: str = "aleg") -> None:
         """Play each file of returned audio (``::play``) with ``uuid_broadcast <uuid> <file> <leg>``

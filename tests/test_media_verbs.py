@@ -181,3 +181,12 @@ async def test_wait_fails_when_the_channel_hangs_up(freeswitch: FakeFreeSWITCH, 
         await waiting
     with pytest.raises(ValueError):
         ch.on_audio_stream("bogus", lambda c, e: None)
+
+
+async def test_wait_fails_when_the_connection_drops(freeswitch: FakeFreeSWITCH, esl_client: esl.Inbound) -> None:
+    ch = await _call(freeswitch, esl_client)
+    waiting = asyncio.ensure_future(ch.wait_audio_stream("*", timeout=5))
+    await asyncio.sleep(0.01)
+    await freeswitch.drop_all()
+    with pytest.raises(esl.exceptions.ConnectionError):
+        await waiting
