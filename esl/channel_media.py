@@ -74,7 +74,7 @@ def check_stream_url(url: str) -> str:
         raise ValueError("stream url must not contain NUL")
     if not _URL.match(url):
         raise ValueError(
-            f"invalid stream url {url[:80]!r}: mod_audio_stream takes ws://host[:port][/path] or wss://... "
+            f"invalid stream url {url.split('?')[0][:80]!r}: mod_audio_stream takes ws://host[:port][/path] or wss://... "
             "(host: letters, digits, '-', '.'; no spaces, quotes or backslashes)"
         )
     if len(url.encode("utf-8", "surrogateescape")) > MAX_URL:

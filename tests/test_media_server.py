@@ -192,3 +192,19 @@ def test_send_audio_validates() -> None:
         stream_audio_message("text", 8000)  # type: ignore[arg-type]
     msg = json.loads(stream_audio_message(b"RIFF....", audio_type="wav"))
     assert msg["data"] == {"audioDataType": "wav", "audioData": base64.b64encode(b"RIFF....").decode()}
+
+
+async def test_a_handler_that_ignores_the_close_is_cancelled() -> None:
+    cancelled = asyncio.Event()
+
+    async def stubborn(stream: AudioStream) -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            cancelled.set()
+
+    media = await MediaServer(stubborn, metadata_timeout=0.05, handler_timeout=0.1).start()
+    async with connect(media.url_for(UUID)):
+        await media.stream_for(UUID, timeout=5)
+    await asyncio.wait_for(media.close(), 5)
+    assert cancelled.is_set() and media.stats.active == 0

@@ -62,7 +62,8 @@ class MediaServer:
     the stream as one without metadata (the module sends none when ``start`` had none).
     ``rate``/``channels``: assumed when neither metadata nor URL says. ``max_message``: the
     largest websocket message accepted (bigger ones close the stream with 1009).
-    ``ping_interval``: keepalive pings (None: none).
+    ``ping_interval``: keepalive pings (None: none). ``handler_timeout``: how long a handler may
+    run on after its stream closed before it is cancelled (so :meth:`close` always ends).
     """
 
     def __init__(
@@ -78,6 +79,7 @@ class MediaServer:
         channels: int = 1,
         max_message: int = 1 << 20,
         ping_interval: float | None = 20.0,
+        handler_timeout: float = 5.0,
     ) -> None:
         if max_frames < 1 or max_texts < 1:
             raise ValueError("max_frames and max_texts must be at least 1")
@@ -91,6 +93,7 @@ class MediaServer:
         self.channels = channels
         self.max_message = max_message
         self.ping_interval = ping_interval
+        self.handler_timeout = handler_timeout
         self._server: Server | None = None
         self._by_uuid: dict[str, AudioStream] = {}
         self._live: set[AudioStream] = set()
@@ -247,12 +250,19 @@ class MediaServer:
                 if user.done() and not reader.done():
                     await ws.close(1011 if _failed(user) else 1000)
                 await reader
-                await user
+                stream._set_closed(ws.close_code, ws.close_reason)
+                await asyncio.wait({user}, timeout=self.handler_timeout)
+                if not user.done():
+                    log.warning("media handler for stream %s still running %.1fs after its stream closed; "
+                                "cancelled", stream.uuid, self.handler_timeout)
             else:
                 await self._read(ws, stream)
         finally:
-            if user is not None and not user.done():
-                user.cancel()
+            if user is not None:
+                if not user.done():
+                    user.cancel()
+                elif not user.cancelled():
+                    user.exception()  # retrieved (it was logged by _run_handler)
             stream._set_closed(ws.close_code, ws.close_reason)
             self._unregister(stream)
 
