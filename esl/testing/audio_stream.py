@@ -9,7 +9,7 @@ the DTMF tone pair of each digit the channel receives for the digit's duration; 
 channel that writes no audio (parked, no bridge, no playing application), so those send no frames,
 as on a real switch. ``pause``/``resume``/``send_text``/``stop [text]`` behave as the module does,
 with its replies (``+OK Success``, ``-ERR Operation Failed``, ``-USAGE: ...``, and an empty reply
-for ``send_text`` without text).
+for ``send_text`` without text and for an unknown mix, as checked against the real module).
 
 What the server sends back fires the module's CUSTOM events, each with the channel's headers and
 a JSON body: ``mod_audio_stream::connect`` (after the metadata), ``::json`` (any text, verbatim),
@@ -485,7 +485,7 @@ class AudioStreams:
             return FAILED
         url, mix = argv[2], argv[3]
         if mix not in ("mono", "mixed", "stereo"):
-            return FAILED
+            return ""  # the module logs "invalid mix type" and answers nothing
         rate = 8000
         if len(argv) > 4:
             rate = {"16k": 16000, "8k": 8000}.get(argv[4], _atoi(argv[4]))
