@@ -192,3 +192,56 @@ async def test_real_buffer_size_variable(client: Any) -> None:
             assert {len(f) for f in await _frames(stream, 3)} == {3200}  # 100 ms frames
         finally:
             await ch.hangup()
+
+
+REPLY_CASES = [
+    "", "start", "start ws://127.0.0.1:1/x", "start http://127.0.0.1/x mono 16k", "start {url} quad 16k",
+    "start {url} mono 12000", "start {url} mono abc", "pause", "resume", "stop", "send_text", "send_text x",
+    "graceful-shutdown", "bogus", "start {url} mono", "start {url} mono 16k", "send_text", "pause", "pause",
+    "resume", "graceful-shutdown", "stop", "stop",
+]
+
+
+async def _scenario(client: Any, media: MediaServer, dial: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """The module's replies to REPLY_CASES, then the events of connect/json/play/disconnect/error."""
+    ch = await MediaChannel.create(client, dial)
+    await ch.wait(esl.ChannelState.EXECUTE, timeout=10)
+    try:
+        replies = []
+        for case in REPLY_CASES:
+            line = f"uuid_audio_stream {ch.uuid} {case.replace('{url}', media.url)}".rstrip()
+            replies.append(await client.api(line, check=False))
+            await asyncio.sleep(0.02)
+        replies.append(await client.api("uuid_audio_stream no-such-uuid stop", check=False))
+        events: list[tuple[str, str]] = []
+        ch.on_audio_stream("*", lambda channel, ev: events.append(
+            (ev.kind, ev.body.replace(ev.file or "\0", "FILE"))))
+        await ch.start_audio_stream(media.url, connect_timeout=5)
+        stream = await media.stream_for(ch.uuid, timeout=5)
+        await stream.send_text("plain text, not JSON")
+        await stream.send_audio(b"\x00\x01" * 160, 8000)
+        await stream.send_text('{"type":"streamAudio","data":{"audioDataType":"raw","sampleRate":11025,"audioData":"AA"}}')
+        gone = asyncio.ensure_future(ch.wait_audio_stream("disconnect"))
+        await asyncio.sleep(0.2)
+        await stream.close(4000, "custom reason")
+        await gone
+        await ch.stop_audio_stream()
+        with pytest.raises(ChannelError):
+            await ch.start_audio_stream("ws://127.0.0.1:1/x", connect_timeout=5)
+        return replies, events
+    finally:
+        await ch.hangup()
+
+
+async def test_fake_answers_and_fires_like_the_real_module(client: Any) -> None:
+    from esl.testing import Endpoint, FakeFreeSWITCH
+
+    async with MediaServer() as media:
+        real = await _scenario(client, media, "loopback/9001/default")
+        async with FakeFreeSWITCH() as fake:
+            fake.endpoints["user/1"] = Endpoint()
+            async with esl.Inbound(fake.host, fake.port, "ClueCon") as fake_client:
+                faked = await _scenario(fake_client, media, "user/1")
+    assert faked[0] == real[0]
+    assert faked[1] == real[1]
+    assert [kind for kind, _ in real[1]] == ["connect", "json", "play", "json", "disconnect", "error"]
