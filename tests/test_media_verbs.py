@@ -190,3 +190,36 @@ async def test_wait_fails_when_the_connection_drops(freeswitch: FakeFreeSWITCH, 
     await freeswitch.drop_all()
     with pytest.raises(esl.exceptions.ConnectionError):
         await waiting
+
+
+@pytest.mark.parametrize("full", [True, False])
+async def test_outbound_session(freeswitch: FakeFreeSWITCH, full: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    got: dict[str, Any] = {}
+    monkeypatch.setattr(esl.session, "Channel", MediaChannel)  # until Channel has the verbs itself
+
+    async with MediaServer() as media:
+        async def handler(session: esl.Session) -> None:
+            ch = session.channel
+            await ch.answer()
+            try:
+                await ch.start_audio_stream(media.url, connect_timeout=5)
+            except ChannelError as exc:
+                got["error"] = str(exc)
+                await ch.hangup()
+                return
+            stream = await media.stream_for(ch.uuid, timeout=5)
+            got["frame"] = await stream.read(timeout=2)
+            json_ev = asyncio.ensure_future(ch.wait_audio_stream("json"))
+            await stream.send_text("hi")
+            got["json"] = (await json_ev).body
+            await ch.stop_audio_stream()
+            await ch.hangup()
+
+        async with esl.Outbound(handler, "127.0.0.1", 0) as app:
+            freeswitch.dialplan["app"] = [("socket", f"127.0.0.1:{app.port} async{' full' if full else ''}")]
+            leg = await freeswitch.call("app")
+            await leg.wait_hangup(10)
+    if full:
+        assert got.get("frame") is not None and len(got["frame"]) == 640 and got["json"] == "hi"
+    else:
+        assert "full" in got["error"]
