@@ -329,6 +329,13 @@ class FakeAudioStream:
             self._error(1, "Connection closed without WebSocket CLOSE (abnormal EOF)")
 
     async def _send_frames(self, ws: ClientConnection) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        with contextlib.suppress(ConnectionClosed):
+            await self._pace(ws)
+
+    async def _pace(self, ws: ClientConnection) -> None:
+        """Frames at real-time pace (absolute schedule; a late loop catches up a few frames)."""
         loop = asyncio.get_running_loop()
         period = self.frame_ms / 1000
         samples = self.rate * self.frame_ms // 1000
