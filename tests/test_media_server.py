@@ -208,3 +208,19 @@ async def test_a_handler_that_ignores_the_close_is_cancelled() -> None:
         await media.stream_for(UUID, timeout=5)
     await asyncio.wait_for(media.close(), 5)
     assert cancelled.is_set() and media.stats.active == 0
+
+
+async def test_url_for_canonical_and_other_ids() -> None:
+    from esl.channel_media import check_stream_url
+
+    async with MediaServer() as media:
+        assert media.url_for(UUID) == f"{media.url}/{UUID}"
+        odd = "my call/1 é"
+        url = media.url_for(odd, rate=8000, mix="mono")
+        assert check_stream_url(url) == url  # the module takes it
+        assert parse_metadata(None, url.split(str(media.port), 1)[1]).uuid == odd
+        async with connect(url) as ws:
+            await ws.send(b"\x00" * 320)
+            stream = await media.stream_for(odd, timeout=5)
+            assert (stream.rate, stream.mix) == (8000, "mono")
+    assert parse_metadata(None, "/websocket").uuid is None  # a word is not taken for a uuid

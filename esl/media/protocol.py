@@ -12,7 +12,7 @@ esl's own metadata (built by :func:`build_metadata`, sent by ``Channel.start_aud
 one JSON object: ``{"uuid": <channel uuid>, "mix": ..., "rate": ..., "channels": ..., "data":
 <the caller's own metadata>}``; :func:`parse_metadata` reads it back, and
 :func:`uuid_from_path` reads a uuid from the URL (``ws://host/stream/<uuid>`` or ``?uuid=``)
-for streams started with other metadata.
+(a canonical uuid as a path segment) for streams started with other metadata.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ __all__ = [
     "build_metadata",
     "channels_of",
     "frame_bytes",
+    "is_canonical_uuid",
     "parse_metadata",
     "stream_audio_message",
     "uuid_from_path",
@@ -66,7 +67,7 @@ MAX_METADATA = 8191
 #: and the URL into a 4096-byte one
 MAX_URL = 4095
 
-_UUID_SEGMENT = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_.-]{7,127}$")
+_UUID_SEGMENT = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
 def channels_of(mix: str) -> int:
@@ -112,17 +113,22 @@ class StreamInfo:
 
 def uuid_from_path(path: str) -> str | None:
     """The channel uuid a URL path names: a ``uuid=`` query parameter, else the last path segment
-    when it looks like an id (8-128 characters of letters, digits, ``-_.``)."""
+    shaped like a uuid (8-4-4-4-12 hex digits; other ids go in the query)."""
     parts = urlsplit(path)
     query = parse_qs(parts.query)
     for key in ("uuid", "call_uuid", "channel"):
         values = query.get(key)
         if values and values[0]:
             return values[0]
-    segments = [unquote(s) for s in parts.path.split("/") if s]
-    if segments and _UUID_SEGMENT.match(segments[-1]):
-        return segments[-1]
+    for segment in reversed([unquote(s) for s in parts.path.split("/") if s]):
+        if _UUID_SEGMENT.match(segment):
+            return segment
     return None
+
+
+def is_canonical_uuid(text: str) -> bool:
+    """True for an 8-4-4-4-12 hex uuid (what FreeSWITCH makes unless ``origination_uuid`` says else)."""
+    return bool(_UUID_SEGMENT.match(text))
 
 
 def _int(value: Any) -> int | None:

@@ -20,12 +20,13 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from esl.exceptions import ConnectionError, TimeoutError
-from esl.media.protocol import parse_metadata
+from esl.media.protocol import is_canonical_uuid, parse_metadata
 from esl.media.stream import AudioStream
 
 __all__ = ["MediaServer", "ServerStats", "StreamHandler"]
@@ -159,10 +160,16 @@ class MediaServer:
 
     def url_for(self, uuid: str, *, rate: int | None = None, mix: str | None = None, secure: bool = False) -> str:
         """The URL to give ``uuid_audio_stream ... start`` for channel ``uuid``: the uuid as the
-        path (so the stream is matched whatever the metadata), and ``rate``/``mix`` as a query
-        (so a stream started without esl's metadata still knows its format)."""
-        query = "&".join(f"{k}={v}" for k, v in (("rate", rate), ("mix", mix)) if v is not None)
-        return f"{'wss' if secure else 'ws'}://{self.host}:{self.port}/{uuid}{'?' + query if query else ''}"
+        path (``?uuid=`` for one not shaped like a uuid), so the stream is matched whatever the
+        metadata, and ``rate``/``mix`` as a query, so a stream started without esl's metadata still
+        knows its format."""
+        params = [(k, str(v)) for k, v in (("rate", rate), ("mix", mix)) if v is not None]
+        path = f"/{uuid}"
+        if not is_canonical_uuid(uuid):
+            path = "/"
+            params.insert(0, ("uuid", uuid))
+        query = urlencode(params, quote_via=quote)
+        return f"{'wss' if secure else 'ws'}://{self.host}:{self.port}{path}{'?' + query if query else ''}"
 
     @property
     def url(self) -> str:
