@@ -249,30 +249,36 @@ class MediaVerbs:
             self.auto_play_audio_stream(auto_play)
         if connect_timeout is None:
             return await self._audio_stream(args)
-        outcome = asyncio.ensure_future(self._connect_outcome(connect_timeout))
+        futs = self._media_expect(("connect", "error"))  # before the command: the event may follow at once
         try:
             reply = await self._audio_stream(args)
-        except BaseException:
-            outcome.cancel()
-            raise
-        ev = await outcome
+            ev = await self._media_wait(futs, connect_timeout)
+        finally:
+            self._media_forget(futs)
         if ev.kind == "error":
             raise ChannelError(
                 f"audio stream of channel {self.uuid} failed to connect: {ev.reason} (code {ev.code})", self.uuid
             )
         return reply
 
-    async def _connect_outcome(self, timeout: float) -> AudioStreamEvent:
-        """The next ``::connect`` or ``::error`` of this channel."""
-        return await self._media_wait(("connect", "error"), timeout)
-
-    async def _media_wait(self, kinds: tuple[str, ...], timeout: float | None) -> AudioStreamEvent:
-        """The next event of one of ``kinds``; the channel's own wait for its hangup guards it, so a
-        hangup fails it with ChannelError and a lost connection with ConnectionError."""
+    def _media_expect(self, kinds: tuple[str, ...]) -> list[asyncio.Future[AudioStreamEvent]]:
+        """Futures resolved by the next event of each of ``kinds`` (drop them with _media_forget)."""
         state = self._media_state()
         loop = asyncio.get_running_loop()
         futs: list[asyncio.Future[AudioStreamEvent]] = [loop.create_future() for _ in kinds]
         state.waiters += list(zip(kinds, futs))
+        return futs
+
+    def _media_forget(self, futs: list[asyncio.Future[AudioStreamEvent]]) -> None:
+        state = _STATES.get(self)
+        if state is not None:
+            state.waiters = [w for w in state.waiters if w[1] not in futs]
+        for fut in futs:
+            fut.cancel()
+
+    async def _media_wait(self, futs: list[asyncio.Future[AudioStreamEvent]], timeout: float | None) -> AudioStreamEvent:
+        """The first of ``futs`` to resolve; the channel's own wait for its hangup guards it, so a
+        hangup fails it with ChannelError and a lost connection with ConnectionError."""
         guard = asyncio.ensure_future(self.wait(ChannelState.HANGUP, timeout=None))
         try:
             done, _ = await asyncio.wait([*futs, guard], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
@@ -282,13 +288,9 @@ class MediaVerbs:
             if guard in done:
                 exc = guard.exception()
                 raise exc if exc is not None else ChannelError(f"channel {self.uuid} hung up", self.uuid)
-            wanted = "|".join(kinds)
-            raise TimeoutError(f"channel {self.uuid}: no mod_audio_stream::{wanted} within {timeout}s")
+            raise TimeoutError(f"channel {self.uuid}: no mod_audio_stream event within {timeout}s")
         finally:
             guard.cancel()
-            state.waiters = [w for w in state.waiters if w[1] not in futs]
-            for fut in futs:
-                fut.cancel()
 
     async def stop_audio_stream(self, text: str | None = None) -> str:
         """Stop streaming (``stop [text]``): ``text`` is sent as a last text message, then the
@@ -396,7 +398,11 @@ class MediaVerbs:
         if kind not in KINDS and kind != "*":
             raise ValueError(f"kind must be one of {', '.join(KINDS)} or '*', not {kind!r}")
         self._check_alive()
-        return await self._media_wait((kind,), timeout)
+        futs = self._media_expect((kind,))
+        try:
+            return await self._media_wait(futs, timeout)
+        finally:
+            self._media_forget(futs)
 
     def auto_play_audio_stream(self, enabled: bool = True, leg: str = "aleg") -> None:
         """Play each file of returned audio (``::play``) with ``uuid_broadcast <uuid> <file> <leg>``
