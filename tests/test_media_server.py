@@ -224,3 +224,23 @@ async def test_url_for_canonical_and_other_ids() -> None:
             stream = await media.stream_for(odd, timeout=5)
             assert (stream.rate, stream.mix) == (8000, "mono")
     assert parse_metadata(None, "/websocket").uuid is None  # a word is not taken for a uuid
+
+
+async def test_metadata_after_a_first_frame_is_still_the_metadata() -> None:
+    # the real module sometimes sends a frame before its open callback sends the metadata (1 in 40)
+    async with MediaServer() as media, connect(media.url + "/x") as ws:
+        await ws.send(b"\x07" * 640)
+        await ws.send(build_metadata(UUID, "mono", 16000, "late"))
+        await ws.send(b"\x08" * 640)
+        stream = await media.stream_for(UUID, timeout=5)
+        assert stream.data == "late" and stream.metadata_text is not None
+        assert [await stream.read(timeout=1) for _ in range(2)] == [b"\x07" * 640, b"\x08" * 640]
+        assert stream.stats.texts == 0  # the metadata is not a text message of the stream
+
+
+async def test_without_metadata_the_stream_registers_after_the_grace() -> None:
+    async with MediaServer(metadata_grace=0.05) as media, connect(media.url_for(UUID)) as ws:
+        for _ in range(3):
+            await ws.send(b"\x01" * 640)
+        stream = await media.stream_for(UUID, timeout=5)
+        assert stream.metadata_text is None and stream.stats.frames == 3

@@ -76,6 +76,7 @@ class MediaServer:
         max_frames: int = 250,
         max_texts: int = 64,
         metadata_timeout: float = 1.0,
+        metadata_grace: float = 0.2,
         rate: int = 16000,
         channels: int = 1,
         max_message: int = 1 << 20,
@@ -90,6 +91,7 @@ class MediaServer:
         self.max_frames = max_frames
         self.max_texts = max_texts
         self.metadata_timeout = metadata_timeout
+        self.metadata_grace = metadata_grace
         self.rate = rate
         self.channels = channels
         self.max_message = max_message
@@ -229,14 +231,28 @@ class MediaServer:
 
     async def _connection(self, ws: ServerConnection) -> None:
         path = ws.request.path if ws.request is not None else "/"
-        first: str | bytes | None = None
+        # The module sends the metadata from its open callback while the media thread may already
+        # send frames: the metadata can follow the first frame(s). Frames read before it are kept.
+        early: list[bytes] = []
+        text: str | None = None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.metadata_timeout
         try:
-            first = await asyncio.wait_for(ws.recv(), self.metadata_timeout)
+            while len(early) < self.max_frames:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                message = await asyncio.wait_for(ws.recv(), remaining)
+                if isinstance(message, str):
+                    text = message
+                    break
+                early.append(message)
+                if len(early) == 1:
+                    deadline = min(deadline, loop.time() + self.metadata_grace)
         except asyncio.TimeoutError:
-            first = None
+            pass
         except ConnectionClosed:
             return
-        text = first if isinstance(first, str) else None
         info = parse_metadata(text, path)
         stream = AudioStream(
             ws, info,
@@ -245,8 +261,8 @@ class MediaServer:
             max_frames=self.max_frames,
             max_texts=self.max_texts,
         )  # fmt: skip
-        if isinstance(first, bytes):
-            stream._feed(first)
+        for frame in early:
+            stream._feed(frame)
         self._register(stream)
         user: asyncio.Task[Any] | None = None
         try:
