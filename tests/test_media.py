@@ -152,7 +152,7 @@ async def test_refused_url_fires_error_and_detaches(freeswitch: FakeFreeSWITCH, 
 
 async def test_server_close_fires_disconnect_and_stream_stays(freeswitch: FakeFreeSWITCH,
                                                              esl_client: esl.Inbound) -> None:
-    async with MediaServer() as media:
+    async with MediaServer(metadata_timeout=0.1) as media:
         ch = await call(freeswitch, esl_client)
         await ch.start_audio_stream(media.url_for(ch.uuid), metadata="")
         stream = await media.stream_for(ch.uuid, timeout=5)
@@ -245,7 +245,7 @@ async def test_dtmf_the_call_receives_is_in_the_audio(freeswitch: FakeFreeSWITCH
 
 
 async def test_module_replies(freeswitch: FakeFreeSWITCH, esl_client: esl.Inbound) -> None:
-    async with MediaServer() as media:
+    async with MediaServer(metadata_timeout=0.1) as media:
         ch = await call(freeswitch, esl_client)
         api = esl_client.api
         assert (await api(f"uuid_audio_stream {ch.uuid}", check=False)).startswith("-USAGE")
@@ -275,7 +275,9 @@ async def test_start_pre_answers(freeswitch: FakeFreeSWITCH, esl_client: esl.Inb
     freeswitch.endpoints["user/slow"] = Endpoint(answer_after=None)
     async with MediaServer() as media:
         ch = await MediaChannel.create(esl_client, "user/slow")
-        while ch.uuid not in freeswitch.channels:
+        for _ in range(500):
+            if ch.uuid in freeswitch.channels:
+                break
             await asyncio.sleep(0.01)
         assert not ch.answered
         await ch.start_audio_stream(media.url)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from collections.abc import Callable
 
 import pytest
 from websockets.asyncio.client import connect
@@ -15,6 +16,14 @@ from esl.exceptions import ConnectionError, TimeoutError
 from esl.media import AudioStream, MediaServer, StreamClosed, build_metadata, parse_metadata
 
 UUID = "0f8e2a64-1c1e-4c39-9d0b-7d0b1b6a1f00"
+
+
+async def _until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    async def poll() -> None:
+        while not predicate():
+            await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(poll(), timeout)
 
 
 async def test_metadata_matches_and_frames_flow_in_order() -> None:
@@ -38,13 +47,13 @@ async def test_metadata_matches_and_frames_flow_in_order() -> None:
 async def test_slow_consumer_drops_oldest_and_counts() -> None:
     async with MediaServer(max_frames=8, max_texts=2) as media:
         async with connect(media.url_for(UUID)) as ws:
+            await ws.send(build_metadata(UUID, "mono", 8000))
             for i in range(100):
                 await ws.send(i.to_bytes(2, "little") * 160)
             for i in range(5):
                 await ws.send(f"t{i}")
             stream = await media.stream_for(UUID, timeout=5)
-            while stream.stats.frames < 100 or stream.stats.texts < 5:
-                await asyncio.sleep(0.01)
+            await _until(lambda: stream.stats.frames == 100 and stream.stats.texts == 5)
             stats = stream.stats
             assert stats.buffered == 8 and stats.dropped == 92 and stats.texts_dropped == 3
             kept = [int.from_bytes((await stream.read(timeout=1) or b"")[:2], "little") for _ in range(8)]
@@ -64,7 +73,7 @@ async def test_handler_api_and_talking_back() -> None:
                 await stream.send_audio(b"\x00\x01" * 4)
                 return  # returning closes the stream
 
-    async with MediaServer(handler) as media:
+    async with MediaServer(handler, metadata_timeout=0.1) as media:
         async with connect(media.url_for(UUID, rate=16000)) as ws:
             await ws.send(b"\x00" * 640)
             assert json.loads(await ws.recv()) == {"echo": 640}
@@ -118,8 +127,7 @@ async def test_no_metadata_first_frame_is_kept_and_unmatched_streams_count() -> 
         async with connect(media.url + "/") as ws:  # no uuid anywhere
             await asyncio.sleep(0.15)
             await ws.send(b"\x01" * 320)
-            while media.stats.frames < 1:
-                await asyncio.sleep(0.01)
+            await _until(lambda: media.stats.frames >= 1)
             assert media.stats.unmatched == 1 and media.streams == {}
         async with connect(media.url_for(UUID)) as ws:
             await ws.send(b"\x02" * 320)  # first message binary: audio, not metadata
@@ -140,7 +148,7 @@ async def test_close_ends_every_stream_with_going_away() -> None:
 
 async def test_oversized_message_closes_that_stream_only() -> None:
     async with (
-        MediaServer(max_message=1000) as media,
+        MediaServer(max_message=1000, metadata_timeout=0.1) as media,
         connect(media.url_for(UUID)) as big,
         connect(media.url_for("other-uuid-1")) as small,
     ):
@@ -158,10 +166,9 @@ async def test_newest_stream_of_a_uuid_wins_and_old_one_does_not_remove_it() -> 
         async with connect(media.url_for(UUID)) as first:
             one = await media.stream_for(UUID, timeout=5)
             async with connect(media.url_for(UUID)):
-                while media.stats.active < 2:
-                    await asyncio.sleep(0.01)
+                await _until(lambda: media.streams.get(UUID) not in (None, one))
                 two = media.streams[UUID]
-                assert two is not one
+                assert media.stats.active == 2
                 await first.close()
                 await one.wait_closed(timeout=5)
                 assert media.streams[UUID] is two
@@ -213,7 +220,7 @@ async def test_a_handler_that_ignores_the_close_is_cancelled() -> None:
 async def test_url_for_canonical_and_other_ids() -> None:
     from esl.channel_media import check_stream_url
 
-    async with MediaServer() as media:
+    async with MediaServer(metadata_timeout=0.1) as media:
         assert media.url_for(UUID) == f"{media.url}/{UUID}"
         odd = "my call/1 é"
         url = media.url_for(odd, rate=8000, mix="mono")
@@ -238,9 +245,34 @@ async def test_metadata_after_a_first_frame_is_still_the_metadata() -> None:
         assert stream.stats.texts == 0  # the metadata is not a text message of the stream
 
 
-async def test_without_metadata_the_stream_registers_after_the_grace() -> None:
-    async with MediaServer(metadata_grace=0.05) as media, connect(media.url_for(UUID)) as ws:
+async def test_without_metadata_the_stream_is_handed_over_after_metadata_timeout() -> None:
+    async with MediaServer(metadata_timeout=0.05) as media, connect(media.url_for(UUID)) as ws:
         for _ in range(3):
             await ws.send(b"\x01" * 640)
         stream = await media.stream_for(UUID, timeout=5)
-        assert stream.metadata_text is None and stream.stats.frames == 3
+        assert stream.metadata_text is None
+        assert not await stream.wait_metadata(timeout=0.01)
+        await _until(lambda: stream.stats.frames == 3)
+
+
+async def test_a_late_metadata_still_matches_the_stream() -> None:
+    # under load the real module sent the metadata seconds after its first frames
+    async with MediaServer(metadata_timeout=0.05) as media, connect(media.url + "/x") as ws:
+        await ws.send(b"\x01" * 640)
+        await _until(lambda: media.stats.unmatched == 1)  # handed over unmatched
+        waiting = asyncio.ensure_future(media.stream_for(UUID, timeout=5))
+        await asyncio.sleep(0.05)
+        await ws.send(build_metadata(UUID, "stereo", 8000, {"late": True}))
+        stream = await waiting
+        assert stream.data == {"late": True} and (stream.rate, stream.channels) == (8000, 2)
+        assert await stream.wait_metadata(timeout=1)
+        assert media.stats.unmatched == 0 and stream.stats.texts == 0
+        assert await stream.read(timeout=1) == b"\x01" * 640
+
+
+async def test_expect_metadata_false_delivers_every_text() -> None:
+    async with MediaServer(expect_metadata=False) as media, connect(media.url_for(UUID)) as ws:
+        await ws.send('{"uuid": "not-metadata"}')
+        stream = await media.stream_for(UUID, timeout=1)
+        assert await stream.next_text(timeout=1) == '{"uuid": "not-metadata"}'
+        assert stream.uuid == UUID and stream.metadata_text is None

@@ -59,12 +59,18 @@ class MediaServer:
 
     ``handler``: optional ``async def handler(stream)``. ``max_frames``: frames buffered per
     stream before the oldest are dropped (250 = 5 s of 20 ms frames); ``max_texts`` likewise for
-    text messages. ``metadata_timeout``: how long to wait for the first message before taking
-    the stream as one without metadata (the module sends none when ``start`` had none).
+    text messages. ``expect_metadata``: the first text message of a stream is its metadata (what
+    ``uuid_audio_stream ... start`` sends first); False: there is none, every text is a message.
+    ``metadata_timeout``: how long a new stream waits for its metadata before it is handed to the
+    app matched by its URL alone (frames are kept meanwhile); a later metadata still updates and
+    matches it (the module may send frames first: seconds first under load on a real switch).
     ``rate``/``channels``: assumed when neither metadata nor URL says. ``max_message``: the
     largest websocket message accepted (bigger ones close the stream with 1009).
     ``ping_interval``: keepalive pings (None: none). ``handler_timeout``: how long a handler may
     run on after its stream closed before it is cancelled (so :meth:`close` always ends).
+    ``backlog``: the listen queue. The module gives up on a websocket not open within 1 s
+    (libwsc's connect timeout) with ``::error`` "Timeout", so a burst of starts must not wait
+    for SYN retransmits behind a short queue (asyncio's default is 100).
     """
 
     def __init__(
@@ -76,12 +82,13 @@ class MediaServer:
         max_frames: int = 250,
         max_texts: int = 64,
         metadata_timeout: float = 1.0,
-        metadata_grace: float = 0.2,
+        expect_metadata: bool = True,
         rate: int = 16000,
         channels: int = 1,
         max_message: int = 1 << 20,
         ping_interval: float | None = 20.0,
         handler_timeout: float = 5.0,
+        backlog: int = 2048,
     ) -> None:
         if max_frames < 1 or max_texts < 1:
             raise ValueError("max_frames and max_texts must be at least 1")
@@ -91,15 +98,17 @@ class MediaServer:
         self.max_frames = max_frames
         self.max_texts = max_texts
         self.metadata_timeout = metadata_timeout
-        self.metadata_grace = metadata_grace
+        self.expect_metadata = expect_metadata
         self.rate = rate
         self.channels = channels
         self.max_message = max_message
         self.ping_interval = ping_interval
         self.handler_timeout = handler_timeout
+        self.backlog = backlog
         self._server: Server | None = None
         self._by_uuid: dict[str, AudioStream] = {}
         self._live: set[AudioStream] = set()
+        self._registered: set[AudioStream] = set()
         self._waiters: dict[str, list[asyncio.Future[AudioStream]]] = {}
         self._closing = False
         self._accepted = 0
@@ -123,6 +132,7 @@ class MediaServer:
             max_size=self.max_message,
             compression=None,
             ping_interval=self.ping_interval,
+            backlog=self.backlog,
         )
         sock = next(iter(self._server.sockets))
         self.host, self.port = sock.getsockname()[:2]
@@ -231,29 +241,7 @@ class MediaServer:
 
     async def _connection(self, ws: ServerConnection) -> None:
         path = ws.request.path if ws.request is not None else "/"
-        # The module sends the metadata from its open callback while the media thread may already
-        # send frames: the metadata can follow the first frame(s). Frames read before it are kept.
-        early: list[bytes] = []
-        text: str | None = None
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.metadata_timeout
-        try:
-            while len(early) < self.max_frames:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                message = await asyncio.wait_for(ws.recv(), remaining)
-                if isinstance(message, str):
-                    text = message
-                    break
-                early.append(message)
-                if len(early) == 1:
-                    deadline = min(deadline, loop.time() + self.metadata_grace)
-        except asyncio.TimeoutError:
-            pass
-        except ConnectionClosed:
-            return
-        info = parse_metadata(text, path)
+        info = parse_metadata(None, path)
         stream = AudioStream(
             ws, info,
             rate=info.rate or self.rate,
@@ -261,14 +249,23 @@ class MediaServer:
             max_frames=self.max_frames,
             max_texts=self.max_texts,
         )  # fmt: skip
-        for frame in early:
-            stream._feed(frame)
-        self._register(stream)
+        self._accepted += 1
+        self._live.add(stream)
         user: asyncio.Task[Any] | None = None
+        # The module sends the metadata from its open callback while its media thread may already
+        # send frames, and under load the metadata came seconds after the first frames on a real
+        # switch: frames are buffered meanwhile, and a metadata later than metadata_timeout still
+        # updates (and matches) the stream.
+        reader = asyncio.ensure_future(self._read(ws, stream, path))
         try:
+            if self.expect_metadata:
+                await asyncio.wait({reader, stream._metadata_seen}, timeout=self.metadata_timeout,
+                                   return_when=asyncio.FIRST_COMPLETED)
+            if reader.done() and not stream.n_frames and stream.metadata_text is None:
+                return  # closed before saying anything
+            self._register(stream)
             if self.handler is not None:
                 user = asyncio.ensure_future(self._run_handler(stream))
-                reader = asyncio.ensure_future(self._read(ws, stream))
                 await asyncio.wait({reader, user}, return_when=asyncio.FIRST_COMPLETED)
                 if user.done() and not reader.done():
                     await ws.close(1011 if _failed(user) else 1000)
@@ -279,8 +276,10 @@ class MediaServer:
                     log.warning("media handler for stream %s still running %.1fs after its stream closed; "
                                 "cancelled", stream.uuid, self.handler_timeout)
             else:
-                await self._read(ws, stream)
+                await reader
         finally:
+            if not reader.done():
+                reader.cancel()
             if user is not None:
                 if not user.done():
                     user.cancel()
@@ -289,14 +288,30 @@ class MediaServer:
             stream._set_closed(ws.close_code, ws.close_reason)
             self._unregister(stream)
 
-    async def _read(self, ws: ServerConnection, stream: AudioStream) -> None:
+    async def _read(self, ws: ServerConnection, stream: AudioStream, path: str) -> None:
         feed = stream._feed
+        metadata = self.expect_metadata
         try:
             async for message in ws:
+                if metadata and isinstance(message, str):
+                    metadata = False  # the first text message is the metadata
+                    self._metadata(stream, message, path)
+                    continue
                 feed(message)
         except ConnectionClosed:
             pass
         stream._set_closed(ws.close_code, ws.close_reason)
+
+    def _metadata(self, stream: AudioStream, text: str, path: str) -> None:
+        info = parse_metadata(text, path)
+        old = stream.uuid
+        stream._set_info(info, info.rate or stream.rate, info.channels or stream.channels)
+        if stream in self._registered and stream.uuid != old:  # a late metadata names the channel
+            if old is not None and self._by_uuid.get(old) is stream:
+                del self._by_uuid[old]
+            if old is None:
+                self._unmatched -= 1
+            self._bind(stream)
 
     async def _run_handler(self, stream: AudioStream) -> None:
         assert self.handler is not None
@@ -309,8 +324,10 @@ class MediaServer:
             raise
 
     def _register(self, stream: AudioStream) -> None:
-        self._accepted += 1
-        self._live.add(stream)
+        self._registered.add(stream)
+        self._bind(stream)
+
+    def _bind(self, stream: AudioStream) -> None:
         uuid = stream.uuid
         if uuid is None:
             self._unmatched += 1
@@ -322,6 +339,7 @@ class MediaServer:
 
     def _unregister(self, stream: AudioStream) -> None:
         self._live.discard(stream)
+        self._registered.discard(stream)
         if stream.uuid is not None and self._by_uuid.get(stream.uuid) is stream:
             del self._by_uuid[stream.uuid]
         done = self._done

@@ -121,6 +121,7 @@ class AudioStream:
         self._texts: _Buffer[str] = _Buffer(max_texts)
         self._closed = False
         self._closed_fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._metadata_seen: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.n_frames = 0
         self.n_bytes = 0
         self.n_texts = 0
@@ -154,6 +155,20 @@ class AudioStream:
         )  # fmt: skip
 
     # -- fed by the server's reader ------------------------------------------------------
+
+    def _set_info(self, info: StreamInfo, rate: int, channels: int) -> None:
+        """The metadata arrived: what it says replaces what the URL said."""
+        if info.uuid is not None:
+            self.uuid = info.uuid
+        self.info = info
+        self.metadata_text = info.metadata_text
+        self.metadata = info.metadata
+        self.data = info.data
+        self.mix = info.mix or self.mix
+        self.rate = rate
+        self.channels = channels
+        if not self._metadata_seen.done():
+            self._metadata_seen.set_result(None)
 
     def _feed(self, message: str | bytes) -> None:
         if isinstance(message, str):
@@ -230,6 +245,17 @@ class AudioStream:
                 raise TimeoutError(f"audio stream {self.uuid}: nothing within {timeout}s") from None
             finally:
                 buf.waiter = None
+
+    async def wait_metadata(self, timeout: float | None = None) -> bool:
+        """Until the metadata arrived (True); False after ``timeout`` s or once the stream closed
+        without one. (The server hands a stream over without it after ``metadata_timeout``.)"""
+        if not self._metadata_seen.done() and not self._closed:
+            waits = {asyncio.ensure_future(asyncio.shield(self._metadata_seen)),
+                     asyncio.ensure_future(asyncio.shield(self._closed_fut))}
+            _, pending = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            for fut in pending:
+                fut.cancel()
+        return self._metadata_seen.done()
 
     async def wait_closed(self, timeout: float | None = None) -> None:
         """Until the websocket is closed."""

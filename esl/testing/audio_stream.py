@@ -52,6 +52,8 @@ USAGE = (
 OK = "+OK Success\n"
 FAILED = "-ERR Operation Failed\n"
 CALLING = ("mod_audio_stream.c", "responseHandler", 16)  # as the real module reports it
+#: libwsc's connection_timeout (the module leaves it at 1 s): connect + handshake or ::error "Timeout"
+CONNECT_TIMEOUT = 1.0
 
 _HOST = re.compile(r"^wss?://[A-Za-z0-9.-]+(:[0-9]*)?(/.*)?$")
 _RAW_EXT = {8000: ".r8", 16000: ".r16", 24000: ".r24", 32000: ".r32", 48000: ".r48", 64000: ".r64"}
@@ -285,7 +287,7 @@ class FakeAudioStream:
         try:
             ws = await connect(
                 self.url, origin=origin, additional_headers=headers, compression=None,  # type: ignore[arg-type]
-                open_timeout=10, ping_interval=None, user_agent_header=None, max_size=None,
+                open_timeout=CONNECT_TIMEOUT, ping_interval=None, user_agent_header=None, max_size=None,
             )  # fmt: skip
         except OSError as exc:
             if not self.cleaned_up:
@@ -299,7 +301,7 @@ class FakeAudioStream:
             return
         except asyncio.TimeoutError:
             if not self.cleaned_up:
-                self._error(10, "Connection/handshake timeout")
+                self._error(10, "Timeout")
             return
         self.ws = ws
         if self.cleaned_up:
