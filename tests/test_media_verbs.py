@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import esl
@@ -27,6 +27,20 @@ TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters=
 
 
 @settings(max_examples=300, deadline=None)
+@given(st.text(st.sampled_from(" '\"\\\\ntsrabc\t\n\r$"), max_size=30), st.integers(2, 7))
+def test_splitter_port_agrees_with_the_byte_level_port(text: str, limit: int) -> None:
+    # the fake's port (esl.testing.audio_stream) against tests/fsparse.py (a byte-level port of the C)
+    import fsparse
+
+    line = fsparse.strip_whitespace(f"u c {text}")
+    try:
+        expected = fsparse.split(line, " ", limit)
+    except fsparse.OverRead:  # a trailing lone backslash: C reads past the end (never sent by esl)
+        assume(False)
+    assert separate_string(line, limit) == expected
+
+
+@settings(max_examples=300, deadline=None)
 @given(TEXT)
 def test_quoted_text_survives_the_splitter(text: str) -> None:
     line = f"c0ffee-uuid send_text {quote_text(text)}"
@@ -36,6 +50,10 @@ def test_quoted_text_survives_the_splitter(text: str) -> None:
     assert argv[2] == text
     argv = separate_string(f"u start ws://h/x mono 16k {quote_text(text)}", 6)
     assert len(argv) == 6 and argv[5] == text  # metadata: the rest of the line
+    import fsparse  # and the byte-level port, after switch_api_execute's whitespace strip
+
+    assert fsparse.split(fsparse.strip_whitespace(f"u send_text {quote_text(text)}"), " ", 6)[2] == text
+    assert fsparse.split(fsparse.strip_whitespace(f"u start ws://h/x mono 16k {quote_text(text)}"), " ", 6)[5] == text
 
 
 def test_splitter_matches_what_the_real_switch_did() -> None:
