@@ -182,6 +182,22 @@ async def test_real_stereo_needs_both_sides(client: Any) -> None:
             await echo.hangup()
 
 
+async def test_real_dtmf_is_not_in_the_audio(client: Any) -> None:
+    async with MediaServer() as media:
+        ch = await _leg(client)
+        try:
+            digits: list[str] = []
+            ch.on("DTMF", lambda ev: digits.append(ev.get("DTMF-Digit")))
+            await ch.start_audio_stream(media.url, rate=8000, connect_timeout=5)
+            stream = await media.stream_for(ch.uuid, timeout=5)
+            await client.api(f"uuid_recv_dtmf {ch.uuid} 5@500")
+            frames = await _frames(stream, 40)
+            assert max(min(power(f, 770, 8000), power(f, 1336, 8000)) for f in frames) < 0.01
+            assert digits == ["5"]  # the channel got the digit, out of band
+        finally:
+            await ch.hangup()
+
+
 async def test_real_buffer_size_variable(client: Any) -> None:
     async with MediaServer() as media:
         ch = await _leg(client)

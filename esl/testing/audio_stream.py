@@ -3,8 +3,9 @@
 ``uuid_audio_stream <uuid> start <ws-url> <mono|mixed|stereo> [<8k|16k|rate>] [metadata]``
 opens a real websocket (the ``websockets`` client) to the URL, sends the metadata as the first
 text message, then streams binary frames of signed 16-bit little-endian PCM at real-time pace
-(one every 20 ms, or ``STREAM_BUFFER_SIZE`` ms): the channel's read side is a 440 Hz tone, with
-the DTMF tone pair of each digit the channel receives for the digit's duration; the write side
+(one every 20 ms, or ``STREAM_BUFFER_SIZE`` ms): the channel's read side is a 440 Hz tone (and,
+with ``streams_of(fake).inband_dtmf = True``, the tone pair of each DTMF digit the channel
+receives, for the digit's duration, as from a phone that sends DTMF in-band); the write side
 (``mixed``/``stereo``) is a 660 Hz tone (the read signal under ``echo``) and carries nothing on a
 channel that writes no audio (parked, no bridge, no playing application), so those send no frames,
 as on a real switch. ``pause``/``resume``/``send_text``/``stop [text]`` behave as the module does,
@@ -147,8 +148,9 @@ def _tone_table(freq: int, rate: int, amplitude: int = 8000) -> array.array[int]
 class _Signal:
     """The audio a fake channel hears (read) and says (write), frame by frame."""
 
-    def __init__(self, channel: FakeChannel, rate: int) -> None:
+    def __init__(self, channel: FakeChannel, rate: int, inband_dtmf: bool = False) -> None:
         self.channel = channel
+        self.inband_dtmf = inband_dtmf
         self.rate = rate
         self.read_tone = _tone_table(440, rate)
         self.write_tone = _tone_table(660, rate)
@@ -181,7 +183,9 @@ class _Signal:
 
     def next(self, samples: int, channels: int, mixed: bool) -> bytes:
         """The next ``samples`` per channel; ``channels`` 2: read left, write right; ``mixed``: one sum."""
-        self.digits.extend(self._scan())
+        new = self._scan()
+        if self.inband_dtmf:
+            self.digits.extend(new)
         rate = self.rate
         start = self.pos
         self.pos = (start + samples) % rate
@@ -244,7 +248,7 @@ class FakeAudioStream:
             if size % 20 == 0 and size >= 20:
                 packets = size // 20
         self.frame_ms = 20 * packets
-        self.signal = _Signal(channel, rate)
+        self.signal = _Signal(channel, rate, owner.inband_dtmf)
         self.task: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
@@ -451,6 +455,10 @@ class AudioStreams:
         self.streams: dict[str, FakeAudioStream] = {}
         #: where returned audio is written ($${temp_dir})
         self.temp_dir: str = fake.global_vars.setdefault("temp_dir", tempfile.gettempdir())
+        #: DTMF a channel receives is also heard in its audio (as from a phone sending DTMF in-band).
+        #: Off by default, as on a real switch: DTMF arrives out of band (RFC 2833) and a stream
+        #: carries no tones for it (checked on FreeSWITCH 1.11 with mod_audio_stream).
+        self.inband_dtmf = False
 
     def detach(self, stream: FakeAudioStream) -> None:
         """Forget ``stream`` (stop, hangup, error)."""
