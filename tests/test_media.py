@@ -219,10 +219,12 @@ async def test_buffer_size_variable_makes_longer_frames(freeswitch: FakeFreeSWIT
     async with MediaServer() as media:
         ch = await call(freeswitch, esl_client)
         await ch.setvar("STREAM_BUFFER_SIZE", "100")
+        await ch.setvar("STREAM_EXTRA_HEADERS", '{"X-Tenant": "acme", "X-N": 1}')
         await ch.start_audio_stream(media.url, rate=16000)
         stream = await media.stream_for(ch.uuid, timeout=5)
         frame = await stream.read(timeout=2)
         assert frame is not None and len(frame) == 3200  # 100 ms
+        assert stream.headers.get("X-Tenant") == "acme" and "X-N" not in stream.headers  # strings only
         await ch.hangup()
 
 

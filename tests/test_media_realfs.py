@@ -203,9 +203,11 @@ async def test_real_buffer_size_variable(client: Any) -> None:
         ch = await _leg(client)
         try:
             await ch.setvar("STREAM_BUFFER_SIZE", "100")
+            await ch.setvar("STREAM_EXTRA_HEADERS", '{"X-Tenant": "acme", "X-N": 1}')
             await ch.start_audio_stream(media.url, rate=16000, connect_timeout=5)
             stream = await media.stream_for(ch.uuid, timeout=5)
             assert {len(f) for f in await _frames(stream, 3)} == {3200}  # 100 ms frames
+            assert stream.headers.get("X-Tenant") == "acme" and "X-N" not in stream.headers  # strings only
         finally:
             await ch.hangup()
 
