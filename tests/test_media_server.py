@@ -85,7 +85,7 @@ async def test_handler_api_and_talking_back() -> None:
             assert base64.b64decode(audio["data"]["audioData"]) == b"\x00\x01" * 4
             with pytest.raises(ConnectionClosed):
                 await ws.recv()
-            assert ws.close_code == 1000
+            assert ws.protocol.close_code == 1000
         assert seen and seen[0].uuid == UUID and seen[0].metadata_text is None
         assert seen[0].stats.sent_texts == 2 and seen[0].stats.sent_audio == 1
         with pytest.raises(StreamClosed):
@@ -99,7 +99,7 @@ async def test_failing_handler_closes_with_1011() -> None:
     async with MediaServer(handler, metadata_timeout=0.1) as media, connect(media.url_for(UUID)) as ws:
         with pytest.raises(ConnectionClosed):
             await ws.recv()
-        assert ws.close_code == 1011
+        assert ws.protocol.close_code == 1011
 
 
 async def test_stream_for_timeout_and_waiters_are_removed() -> None:
@@ -142,7 +142,7 @@ async def test_close_ends_every_stream_with_going_away() -> None:
         await media.close()
         with pytest.raises(ConnectionClosed):
             await ws.recv()
-        assert ws.close_code == 1001
+        assert ws.protocol.close_code == 1001
     assert stream.closed and media.stats.active == 0
 
 
@@ -155,7 +155,7 @@ async def test_oversized_message_closes_that_stream_only() -> None:
         await big.send(b"\x00" * 2000)
         with pytest.raises(ConnectionClosed):
             await big.recv()
-        assert big.close_code == 1009
+        assert big.protocol.close_code == 1009
         await small.send(b"\x00" * 320)
         other = await media.stream_for("other-uuid-1", timeout=5)
         assert await other.read(timeout=2) == b"\x00" * 320

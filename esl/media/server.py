@@ -305,7 +305,7 @@ class MediaServer:
                 if user.done() and not reader.done():
                     await ws.close(1011 if _failed(user) else 1000)
                 await reader
-                stream._set_closed(ws.close_code, ws.close_reason)
+                stream._set_closed(ws.protocol.close_code, ws.protocol.close_reason)
                 await asyncio.wait({user}, timeout=self.handler_timeout)
                 if not user.done():
                     log.warning("media handler for stream %s still running %.1fs after its stream closed; "
@@ -320,7 +320,7 @@ class MediaServer:
                     user.cancel()
                 elif not user.cancelled():
                     user.exception()  # retrieved (it was logged by _run_handler)
-            stream._set_closed(ws.close_code, ws.close_reason)
+            stream._set_closed(ws.protocol.close_code, ws.protocol.close_reason)
             self._unregister(stream)
 
     async def _read(self, ws: ServerConnection, stream: AudioStream, path: str) -> None:
@@ -335,7 +335,7 @@ class MediaServer:
                 feed(message)
         except ConnectionClosed:
             pass
-        stream._set_closed(ws.close_code, ws.close_reason)
+        stream._set_closed(ws.protocol.close_code, ws.protocol.close_reason)
 
     def _metadata(self, stream: AudioStream, text: str, path: str) -> None:
         info = parse_metadata(text, path)
