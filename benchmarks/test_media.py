@@ -23,14 +23,12 @@ import asyncio
 import json
 import os
 import struct
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import Table, add_row
 
 STREAMS = int(os.environ.get("ESL_BENCH_STREAMS", "200"))
