@@ -13,16 +13,13 @@ from typing import Any
 import pytest
 
 import esl
-from esl.channel_media import AudioStreamEvent, MediaVerbs
+from esl.channel.media import AudioStreamEvent
 from esl.exceptions import ChannelError, TimeoutError
 from esl.media import AudioStream, MediaServer
 from esl.testing import Endpoint, FakeFreeSWITCH
 from esl.testing.audio_stream import streams_of
 
-# Channel gains MediaVerbs when the lead folds esl/channel_media.py into esl/channel/
-MediaChannel: Any = (
-    esl.Channel if issubclass(esl.Channel, MediaVerbs) else type("MediaChannel", (esl.Channel, MediaVerbs), {"__slots__": ()})
-)
+MediaChannel = esl.Channel
 
 
 def power(pcm: bytes, freq: float, rate: int, channels: int = 1, channel: int = 0) -> float:

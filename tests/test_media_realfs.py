@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 
 import esl
-from esl.channel_media import MediaVerbs
 from esl.exceptions import ChannelError, TimeoutError
 from esl.media import AudioStream, MediaServer
 
@@ -26,9 +25,7 @@ pytestmark = [
     pytest.mark.skipif(not os.environ.get("ESL_FREESWITCH"), reason="set ESL_FREESWITCH=host:port"),
 ]
 
-MediaChannel: Any = (
-    esl.Channel if issubclass(esl.Channel, MediaVerbs) else type("MediaChannel", (esl.Channel, MediaVerbs), {"__slots__": ()})
-)
+MediaChannel = esl.Channel
 
 
 def power(pcm: bytes, freq: float, rate: int, channels: int = 1, channel: int = 0) -> float:

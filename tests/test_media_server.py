@@ -218,7 +218,7 @@ async def test_a_handler_that_ignores_the_close_is_cancelled() -> None:
 
 
 async def test_url_for_canonical_and_other_ids() -> None:
-    from esl.channel_media import check_stream_url
+    from esl.channel.media import check_stream_url
 
     async with MediaServer(metadata_timeout=0.1) as media:
         assert media.url_for(UUID) == f"{media.url}/{UUID}"

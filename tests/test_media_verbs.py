@@ -13,15 +13,13 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import esl
-from esl.channel_media import MediaVerbs, check_stream_url, quote_text, rate_word
+from esl.channel.media import check_stream_url, quote_text, rate_word
 from esl.exceptions import ChannelError
 from esl.media import MediaServer
 from esl.testing import Endpoint, FakeFreeSWITCH
 from esl.testing.audio_stream import separate_string
 
-MediaChannel: Any = (
-    esl.Channel if issubclass(esl.Channel, MediaVerbs) else type("MediaChannel", (esl.Channel, MediaVerbs), {"__slots__": ()})
-)
+MediaChannel = esl.Channel
 
 TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=60)
 
