@@ -102,7 +102,7 @@ class SequenceTracker:
         if len(given) > 4 * self.window:
             given.clear()
         start = prev = old[0]
-        for h in old[1:] + [None]:  # type: ignore[list-item]
+        for h in old[1:] + [None]:
             if h is not None and h == prev + 1:
                 prev = h
                 continue
