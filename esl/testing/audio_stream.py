@@ -44,6 +44,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from esl.testing.connection import FakeConnection
     from esl.testing.server import FakeFreeSWITCH
 
+from esl.testing.dialstring import separate_string as _separate
+
 __all__ = ["AudioStreams", "FakeAudioStream", "install", "separate_string", "streams_of"]
 
 USAGE = (
@@ -70,70 +72,9 @@ _WRITERS = frozenset({
     "echo", "delay_echo", "playback", "endless_playback", "speak", "say", "play_and_get_digits",
     "read", "conference", "bridge", "gentones", "tone_detect", "playback_terminators",
 })  # fmt: skip
-_UNESCAPE = {"n": "\n", "r": "\r", "t": "\t", "s": " "}
-
-
-# -- FreeSWITCH's argument splitter ----------------------------------------------------------
-
-
-def _cleanup(token: str) -> str:
-    """cleanup_separated_string (delimiter blank): quotes stripped, escapes resolved, spaces trimmed."""
-    i, n = 0, len(token)
-    while i < n and token[i] == " ":
-        i += 1
-    out: list[str] = []
-    end: int | None = None
-    inside = False
-    while i < n:
-        c = token[i]
-        if c == "\\" and i + 1 < n:
-            e = token[i + 1]
-            if e in ("'", '"', "\\") or e in _UNESCAPE:
-                out.append(_UNESCAPE.get(e, e))
-                end = len(out)
-                i += 2
-                continue
-        if c == "'" and (inside or "'" in token[i + 1 :]):
-            inside = not inside
-            if inside:
-                end = len(out)
-        else:
-            out.append(c)
-            if c != " " or inside:
-                end = len(out)
-        i += 1
-    return "".join(out[:end]) if end is not None else ""
-
-
 def separate_string(text: str, limit: int) -> list[str]:
-    """switch_separate_string(buf, ' ', argv, limit): at most ``limit`` arguments, the last one the
-    rest of the line; a space inside single quotes or after a backslash does not split, and each
-    argument then loses its quotes and has ``\\'`` ``\\"`` ``\\\\`` ``\\n`` ``\\r`` ``\\t`` ``\\s`` resolved."""
-    tokens: list[str] = []
-    i, n = 0, len(text)
-    while i < n and len(tokens) < limit:
-        while i < n and text[i] == " ":
-            i += 1
-        if i >= n:
-            break
-        if len(tokens) == limit - 1:
-            tokens.append(text[i:])
-            break
-        start = i
-        inside = False
-        while i < n:
-            c = text[i]
-            if c == "\\":
-                i += 2
-                continue
-            if c == "'":
-                inside = not inside
-            elif c == " " and not inside:
-                break
-            i += 1
-        tokens.append(text[start : min(i, n)])
-        i += 1
-    return [_cleanup(t) for t in tokens]
+    """switch_separate_string(buf, ' ', argv, limit): the fake's one port (esl.testing.dialstring)."""
+    return _separate(text, " ", limit)
 
 
 # -- the signal ------------------------------------------------------------------------------
