@@ -32,7 +32,7 @@ import collections
 import json
 import math
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -49,6 +49,8 @@ PROMPTS = {
     "agent-unavailable": "ivr/ivr-all_circuits_busy.wav",
     "stream-error": "ivr/ivr-call_cannot_be_completed_as_dialed.wav",
 }
+#: the same as tones, for a switch without the sound files
+TONE_PROMPTS = {status: "tone_stream://%(400,100,523,659);loops=2" for status in PROMPTS}
 ANSWER_GRACE = 10.0  # seconds past the ring timeout before giving up on an answer or a failure
 
 # -- DTMF in the audio -----------------------------------------------------------------------
@@ -236,12 +238,14 @@ async def voice_ai_call(
     listen_timeout: float = 20.0,
     talk_timeout: float | None = None,
     rate: int = 8000,
+    prompts: Mapping[str, str] = PROMPTS,
 ) -> Report:
     """Call ``destination`` with ``data``, stream it to the AI at ``ai_url``, act on its answer.
 
     ``listen_timeout``: how long the AI may take to answer after the call is connected
     (then the customer hears a prompt and is hung up with NO_USER_RESPONSE).
     ``talk_timeout``: the longest customer-agent talk (None: until one hangs up).
+    ``prompts``: what the customer hears before the call ends, by report status.
     """
     report = Report(destination)
     inbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()  # hooks -> the flow below
@@ -273,7 +277,7 @@ async def voice_ai_call(
         if report.status == "pending":
             report.status = status
         phase, deadline = "ending", loop.time() + ANSWER_GRACE
-        prompt = PROMPTS.get(status)
+        prompt = prompts.get(status)
         if prompt is not None and not channel.gone:
             try:
                 await channel.playback(prompt)
@@ -311,7 +315,10 @@ async def voice_ai_call(
             if kind == "connected" and phase == "dialing":
                 phase, deadline = "listening", loop.time() + listen_timeout
                 raw = channel.get(DATA_VAR)
-                report.data = json.loads(raw) if raw else None
+                try:
+                    report.data = json.loads(raw) if raw else None
+                except ValueError:
+                    report.data = raw
                 try:
                     await channel.start_audio_stream(ai_url, "mono", rate, metadata=data, auto_play=True,
                                                      connect_timeout=5.0)
@@ -346,7 +353,13 @@ async def voice_ai_call(
                 else:  # not understood: keep listening
                     await channel.send_audio_stream_text({"prompt": "say again"})
             elif kind == "agent-connected" and phase == "calling-agent" and agent_leg is not None:
-                await channel.bridge(agent_leg)
+                try:
+                    await channel.bridge(agent_leg)
+                except ESLError as exc:  # a leg left meanwhile: its hangup event follows
+                    report.steps.append(f"bridge: {exc}")
+                    if not channel.gone:
+                        await finish("agent-unavailable", "NORMAL_TEMPORARY_FAILURE")
+                    continue
                 report.status = "agent"
                 phase = "talking"
                 deadline = None if talk_timeout is None else loop.time() + talk_timeout
@@ -372,6 +385,8 @@ async def voice_ai_call(
         await stop_stream("call ended")
         if not channel.call.done:
             await terminate(channel.call)
+        if agent_leg is not None and report.agent_cause is None and agent_leg.gone:
+            report.agent_cause = str(agent_leg.hangup_cause)
     return report
 
 
@@ -460,7 +475,7 @@ async def real_switch(address: str, press: str) -> tuple[Report, BotRecord | Non
 
         flow = asyncio.ensure_future(
             voice_ai_call(conn, "loopback/9004/default", data, media.url, agent="loopback/9004/default",
-                          talk_timeout=2.0)
+                          talk_timeout=2.0, prompts=TONE_PROMPTS)
         )
         waiting = asyncio.ensure_future(press_when_streaming(media, bot, customer_presses))
         await asyncio.wait([flow, waiting], return_when=asyncio.FIRST_COMPLETED)

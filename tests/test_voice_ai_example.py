@@ -92,3 +92,18 @@ def test_detector_ignores_other_sounds(voice_ai: ModuleType) -> None:
     assert det.feed(_pcm(8000, 500, 350, 440)) == []  # dial tone
     assert det.feed(_pcm(8000, 500)) == []  # silence
     assert det.feed(_pcm(8000, 20, 697, 1209)) == []  # too short to count
+
+
+@pytest.mark.realfs
+@pytest.mark.skipif(not __import__("os").environ.get("ESL_FREESWITCH"), reason="set ESL_FREESWITCH=host:port")
+@pytest.mark.parametrize("key,status", [("1", "agent"), ("2", "goodbye")])
+async def test_real_switch(voice_ai: ModuleType, key: str, status: str) -> None:
+    """On a real FreeSWITCH with mod_audio_stream (on this machine): the key's tone pair is played
+    into a loopback/9004 (echo) call, comes back in its audio and reaches the bot."""
+    import os
+
+    report, bot = await voice_ai.real_switch(os.environ["ESL_FREESWITCH"], key)
+    assert report.status == status and report.intent == status
+    assert report.data == {"customer": "Ann", "order": 4711}
+    assert bot is not None and bot.digits == [key] and "ai-audio" in report.steps
+    assert report.steps[-1] == "disconnected"
