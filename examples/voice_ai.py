@@ -244,7 +244,9 @@ async def voice_ai_call(
 
     ``listen_timeout``: how long the AI may take to answer after the call is connected
     (then the customer hears a prompt and is hung up with NO_USER_RESPONSE).
-    ``talk_timeout``: the longest customer-agent talk (None: until one hangs up).
+    A stream that fails or that the AI closes before answering ends the call
+    (``stream-error``). ``talk_timeout``: the longest customer-agent talk (None: until one
+    hangs up).
     ``prompts``: what the customer hears before the call ends, by report status.
     """
     report = Report(destination)
@@ -261,6 +263,7 @@ async def voice_ai_call(
     channel.on("failed", post("failed"))
     channel.on_audio_stream("json", post("ai"))
     channel.on_audio_stream("error", post("stream-error"))
+    channel.on_audio_stream("disconnect", post("stream-error"))  # the AI closed the websocket
     channel.on_audio_stream("play", post("ai-audio"))  # auto_play plays it; noted in the report
     if channel.answered:  # answered before the hooks were in place
         inbox.put_nowait(("connected", None))
@@ -327,9 +330,9 @@ async def voice_ai_call(
                     report.steps.append(f"stream: {exc}")
                     await finish("stream-error", "NORMAL_TEMPORARY_FAILURE")
             elif kind == "stream-error" and phase == "listening":
-                streaming = False  # the module detached it
                 ev: AudioStreamEvent = info
-                report.steps.append(f"stream error {ev.code}: {ev.reason}")
+                streaming = ev.kind == "disconnect"  # an error detaches the stream, a close does not
+                report.steps.append(f"stream {ev.kind} {ev.code}: {ev.reason}")
                 await finish("stream-error", "NORMAL_TEMPORARY_FAILURE")
             elif kind == "ai" and phase == "listening":
                 answer: AudioStreamEvent = info

@@ -9,6 +9,7 @@ import math
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -107,3 +108,51 @@ async def test_real_switch(voice_ai: ModuleType, key: str, status: str) -> None:
     assert report.data == {"customer": "Ann", "order": 4711}
     assert bot is not None and bot.digits == [key] and "ai-audio" in report.steps
     assert report.steps[-1] == "disconnected"
+
+
+async def test_ai_closes_the_stream(voice_ai: ModuleType, freeswitch: Any, esl_client: Any) -> None:
+    from esl.media import MediaServer
+    from esl.testing import Endpoint
+    from esl.testing.audio_stream import streams_of
+
+    async def broken_ai(stream: Any) -> None:
+        await stream.read(timeout=5)
+        await stream.close(1011, "model crashed")
+
+    freeswitch.endpoints["user/1000"] = Endpoint(answer_after=0.05)
+    async with MediaServer(broken_ai) as media:
+        report = await voice_ai.voice_ai_call(esl_client, "user/1000", DATA, media.url)
+    assert (report.status, report.cause) == ("stream-error", "NORMAL_TEMPORARY_FAILURE")
+    assert report.steps == ["connected", "stream-error", "stream disconnect 1011: model crashed", "disconnected"]
+    assert streams_of(freeswitch).streams == {} and not freeswitch.channels  # nothing left behind
+    assert await _no_channels_owned(esl_client)
+
+
+async def test_ai_unreachable(voice_ai: ModuleType, freeswitch: Any, esl_client: Any) -> None:
+    import socket
+
+    from esl.testing import Endpoint
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens there
+    freeswitch.endpoints["user/1000"] = Endpoint(answer_after=0.05)
+    report = await voice_ai.voice_ai_call(esl_client, "user/1000", DATA, f"ws://127.0.0.1:{port}/ai")
+    assert (report.status, report.cause) == ("stream-error", "NORMAL_TEMPORARY_FAILURE")
+    assert report.steps[0] == "connected" and "refused" in report.steps[1]
+    assert report.steps[-1] == "disconnected" and not freeswitch.channels
+    assert await _no_channels_owned(esl_client)
+
+
+async def _no_channels_owned(client: Any) -> bool:
+    """The connection's ownership table lets go of the call's channels (after CHANNEL_DESTROY)."""
+    import asyncio
+
+    from esl.channel import channels_of
+
+    for _ in range(200):
+        if not channels_of(client):
+            return True
+        await asyncio.sleep(0.01)
+    return False
