@@ -437,7 +437,8 @@ async def demo(
             await fake.channels[uuid].send_dtmf(press, duration=200)
 
         async def agent_hangs_up() -> None:
-            """The agent talks a moment once bridged, then hangs up."""
+            """The agent talks a moment once bridged, then hangs up (done here: the fake's
+            Endpoint(hangup_after=) timer does not survive a uuid_bridge)."""
             while True:
                 bridged = [ch for ch in fake.channels.values() if ch.other_leg is not None and not ch.down]
                 agent = next((ch for ch in bridged if ch.name.startswith("sofia/internal/1001@")), None)
@@ -455,6 +456,11 @@ async def demo(
                 waiting = asyncio.ensure_future(press_when_streaming(media, bot, customer_presses))
                 await asyncio.wait([flow, waiting], return_when=asyncio.FIRST_COMPLETED)
                 waiting.cancel()
+                error = waiting.exception() if waiting.done() and not waiting.cancelled() else None
+                if error is not None:  # never streamed: the flow cleans up, then the error is raised
+                    flow.cancel()
+                    await asyncio.gather(flow, return_exceptions=True)
+                    raise error
             agent = asyncio.ensure_future(agent_hangs_up())
             try:
                 report = await flow
