@@ -351,8 +351,11 @@ class CallEngine:
         if endpoint.dtmf:
             await asyncio.sleep(self.fake.timings.playback)
             await ch.send_dtmf(endpoint.dtmf)
-        if endpoint.hangup_after is not None and await ch.pause(endpoint.hangup_after, breakable=False):
-            ch.hangup("NORMAL_CLEARING")
+        if endpoint.hangup_after is not None:
+            # the far end's own clock: what the leg runs meanwhile (a uuid_bridge included) does not stop it
+            await asyncio.sleep(endpoint.hangup_after)
+            if not ch.down:
+                ch.hangup("NORMAL_CLEARING")
 
     # -- bridging ---------------------------------------------------------------------------
 
