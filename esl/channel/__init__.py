@@ -4,7 +4,10 @@ The pieces:
 
 * :mod:`esl.channel.state` — state, waits and handlers, from the channel's own
   events (handed over by the connection's owners table before any flow control);
-* :mod:`esl.channel.verbs` — the call-control verbs;
+* :mod:`esl.channel.verbs` — executing applications, answer/hangup and media;
+* :mod:`esl.channel.variables`, :mod:`esl.channel.control`,
+  :mod:`esl.channel.recording` — variables; bridge, transfer, DTMF, hold,
+  mute, scheduling, broadcast, avmd...; background recording;
 * :mod:`esl.channel.originate` — placing a call (``Channel.create``) and the
   escaping of its variables.
 """
@@ -19,6 +22,9 @@ from esl.channel.originate import kill_orphan, originate_command
 from esl.channel.history import History
 from esl.channel.hooks import LIFECYCLE
 from esl.channel.host import ChannelHost
+from esl.channel.control import Control
+from esl.channel.recording import Recording
+from esl.channel.variables import Variables
 from esl.channel.verbs import CallControl
 from esl.exceptions import ChannelError
 
@@ -29,7 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Channel", "ChannelHost", "History", "LIFECYCLE", "channels_of"]
 
 
-class Channel(CallControl):
+class Channel(Recording, Control, Variables, CallControl):
     """One call leg (FreeSWITCH channel), in outbound or inbound mode.
 
     Get one from :meth:`create` (originate), ``session.channel`` (the call an

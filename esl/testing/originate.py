@@ -200,6 +200,7 @@ class CallEngine:
             source="mod_loopback" if target.startswith("loopback/") else "mod_sofia",
             variables={k: v for k, v in variables.items()},
         )
+        channel.endpoint = endpoint
         channel.callee_id_name = "Outbound Call"
         channel.callee_id_number = dest
         channel.variables.setdefault("call_uuid", channel.uuid)
