@@ -372,7 +372,9 @@ class Control(Variables):
         told otherwise, and needs the leg's media up (answered or early media).
         mod_avmd refuses silently (a log line); with ``check`` (default) a
         start that fired no ``avmd::start`` raises :class:`~esl.exceptions.ChannelError`.
-        (The ``avmd <uuid> start`` api is not used: mod_avmd starts no detector from it.)
+        Returns the ``avmd::start`` event (the execute's completion where the
+        events cannot arrive). (The ``avmd <uuid> start`` api is not used:
+        mod_avmd starts no detector from it.)
         """
         parts = []
         for name, value in options.items():
@@ -384,26 +386,38 @@ class Control(Variables):
                 parts.append(f"{name}={value}")
             else:
                 raise ValueError(f"avmd option {name} takes a bool or a non-negative int, not {value!r}")
+        return await self._avmd("avmd_start", ",".join(parts) or None, "avmd::start", check, timeout)
+
+    async def avmd_stop(self, *, check: bool = False, timeout: float | None = None) -> "Event":
+        """Stop beep detection (``avmd_stop``); returns the ``avmd::stop`` event (``Beep-Status``:
+        ``DETECTED``/``NOTDETECTED``, ``Total-time``) where the events arrive, else the execute's
+        completion. ``check``: raise :class:`~esl.exceptions.ChannelError` when no detection ran.
+        """
+        return await self._avmd("avmd_stop", None, "avmd::stop", check, timeout)
+
+    async def _avmd(self, app: str, arg: str | None, subclass: str, check: bool, timeout: float | None) -> "Event":
+        """Run ``app`` and return the ``subclass`` event it fires (fired before the app completes)."""
         self._check_alive()
-        watch = await self._avmd_events() and check
-        started: "asyncio.Task[Event | None] | None" = None
-        if watch:
-            started = asyncio.ensure_future(self.wait("avmd::start", timeout=None))
+        fired: "asyncio.Task[Event | None] | None" = None
+        if await self._avmd_events():
+            fired = asyncio.ensure_future(self.wait(subclass, timeout=None))
             await asyncio.sleep(0)  # registered before the command goes out
         try:
-            event = await self.execute("avmd_start", ",".join(parts) or None, timeout=timeout)
+            done = await self.execute(app, arg, timeout=timeout)
         finally:
-            if started is not None and not started.done():
-                started.cancel()
-        if started is not None and (started.cancelled() or started.exception() is not None):
-            raise ChannelError(f"avmd did not start on channel {self.uuid} (mod_avmd listens on outbound legs "
-                               "with media unless inbound_channel=True; see the FreeSWITCH log)", self.uuid)
-        return event
-
-    async def avmd_stop(self) -> "Event":
-        """Stop beep detection (``avmd_stop``; fires ``avmd::stop`` with the ``Beep-Status``)."""
-        self._check_alive()
-        return await self.execute("avmd_stop")
+            if fired is not None and not fired.done():
+                fired.cancel()
+        if fired is None:
+            return done
+        if fired.cancelled() or fired.exception() is not None or fired.result() is None:
+            if check:
+                raise ChannelError(f"{app} on channel {self.uuid}: mod_avmd fired no {subclass} (it listens on "
+                                   "outbound legs with media unless inbound_channel=True, runs once at a time; "
+                                   "see the FreeSWITCH log)", self.uuid)
+            return done
+        result = fired.result()
+        assert result is not None
+        return result
 
     async def _avmd_events(self) -> bool:
         """Subscribe the avmd events where the socket may; True when they will arrive."""

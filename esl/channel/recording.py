@@ -15,6 +15,9 @@ from esl.escaping import file_vars
 __all__ = ["Recording"]
 
 
+_URL = {c: f"%{ord(c):02X}" for c in " \t'\"\\%$"}
+
+
 def _path(path: str) -> str:
     check_line(path, "record path")
     if not path or " " in path or path.startswith("{"):
@@ -43,7 +46,7 @@ class Recording(Control):
         (``RECORD_STEREO``); ``sample_rate``: e.g. 16000 (``record_sample_rate``).
         ``variables``: further recording variables (``RECORD_APPEND``,
         ``RECORD_TITLE``...). These apply to this recording only: they are
-        passed as the recording's ``{...}`` variables, escaped.
+        passed as the recording's ``{...}`` variables, escaped (any text).
         """
         _path(path)
         opts: dict[str, object] = {}
@@ -56,9 +59,9 @@ class Recording(Control):
                 raise ValueError(f"sample_rate must be a positive multiple of 8000, not {sample_rate!r}")
             opts["record_sample_rate"] = int(sample_rate)
         opts.update(variables or {})
-        block = file_vars(opts)
-        if " " in block or "%" in block:
-            raise ValueError("recording variables must not contain spaces or '%' (the argument is url-decoded)")
+        # FreeSWITCH space-splits the argument (cleaning quotes and escapes), url-decodes the
+        # {...} block, then parses it: what the split would touch is %-encoded
+        block = "".join(_URL.get(c, c) for c in file_vars(opts))
         self._check_alive()
         if self._own() or not self.connection.full_control:
             # the application takes its limit as "+<seconds>" (a bare second word would be its variables)

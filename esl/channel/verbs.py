@@ -202,9 +202,11 @@ class CallControl(ChannelCore):
         ``file_string://a!b`` file). ``variables``: parameters of each file
         (``{name=value,...}path``, escaped; e.g. ``{"volume": 2}``).
         ``start_sample``: start that many samples in (``path@@<n>``).
-        ``endless``: repeat until :meth:`break_media` or hangup
-        (``endless_playback``; use ``block=False``). ``loops``: play it that
-        many times (the sendmsg ``loops`` header; -1 without end).
+        ``endless``: repeat until :meth:`break_media` or hangup (the sendmsg
+        ``loops: -1`` header, which ``uuid_break`` ends; FreeSWITCH's
+        ``endless_playback`` ignores it; use ``block=False``; FreeSWITCH stops
+        repeating what plays under half a second). ``loops``: play it that
+        many times.
         ``terminators``: DTMF digits that stop it (``"#"``, ``"any"``,
         ``"none"``; sets ``playback_terminators`` first).
         ``leg``: play on ``"aleg"``, ``"bleg"`` (the bridged leg) or ``"both"``
@@ -227,10 +229,14 @@ class CallControl(ChannelCore):
         else:
             text = file_string([block_vars + p for p in paths])
         if start_sample is not None:
-            if endless or int(start_sample) < 0:
-                raise ValueError("start_sample is a sample count >= 0 (not with endless)")
+            if int(start_sample) < 0:
+                raise ValueError("start_sample is a sample count >= 0")
             text += f"@@{int(start_sample)}"
-        app = "endless_playback" if endless else "playback"
+        if endless:
+            if loops is not None:
+                raise ValueError("give endless or loops, not both")
+            loops = -1
+        app = "playback"
         if terminators is not None:
             if not re.fullmatch(r"any|none|[0-9*#A-D]+", terminators):
                 raise ValueError(f"invalid playback terminators {terminators!r}: 'any', 'none' or DTMF digits")
@@ -242,6 +248,8 @@ class CallControl(ChannelCore):
             if " " in arg or "\t" in arg:
                 raise ValueError("a playback on a leg cannot carry spaces (uuid_broadcast splits on them)")
             self._check_alive()
+            if endless or loops is not None:
+                raise ValueError("a playback on a leg (uuid_broadcast) cannot repeat")
             if not self.connection.full_control:
                 return await self.execute("broadcast", f"{app}::{arg} {leg}", block=block)
             return await self._api(f"uuid_broadcast {self.uuid} {app}::{arg} {leg}")

@@ -132,8 +132,7 @@ def install(fake: FakeFreeSWITCH) -> None:
             return "-USAGE: [off] <uuid>\n"
         off = parts[0].lower() == "off"
         ch = find(parts[1] if off and len(parts) > 1 else parts[0])
-        # switch_ivr_nomedia needs a bridged leg; switch_ivr_media one in proxy mode
-        if ch is None or (off and ch.other_leg is None) or (not off and ch.variables.get("bypass_media") != "true"):
+        if ch is None:
             return "-ERR Operation failed\n"
         if off:
             ch.variables["bypass_media"] = "true"
