@@ -96,6 +96,7 @@ class Channel(Recording, Control, Variables, CallControl):
         timeout: float | None = None,
         app: str = "&park()",
         history: int | None = None,
+        return_ring_ready: bool = False,
     ) -> "Channel":
         """Place a call to ``dial_path`` and return its Channel at once (before it is answered).
 
@@ -113,8 +114,26 @@ class Channel(Recording, Control, Variables, CallControl):
         :class:`~esl.exceptions.OriginateError` by every wait on the channel.
         Cancelling ``create`` once the originate is on its way does not leave
         an unowned call: it is hung up (``ORIGINATOR_CANCEL``) when placed.
+
+        ``return_ring_ready``: the originate's result (``channel.job``) comes
+        back as soon as the far end rings instead of when it answers
+        (``return_ring_ready=true``), so the job frees FreeSWITCH's originate
+        thread early; a failure after that still reaches the channel, as a
+        hangup before answer. ``channel.job.channel`` is this channel and
+        ``channel.job.session_uuid`` its UUID once the result is in.
+
+        On a connection with event filters (``filter ...``), what genesis
+        documents as steps is done here, in this order: the UUID is chosen
+        client-side (a ``uuid4``, the same as the ``create_uuid`` api without
+        its round trip), ``filter Unique-ID <uuid>`` is added (and the channel
+        events subscribed) before the originate is written, BACKGROUND_JOB is
+        let through the filters for the result, and the filter is removed
+        when the channel is destroyed. A connection without filters gets no
+        filter (the first one would hide every other event from its handlers).
         """
         uuid = str(_uuid_mod.uuid4())
+        if return_ring_ready:
+            variables = {**(variables or {}), "return_ring_ready": "true"}
         command = originate_command(uuid, dial_path, variables, caller_id_number=caller_id_number,
                                     caller_id_name=caller_id_name, timeout=timeout, app=app)
         channel = cls(connection, uuid, dial_path=dial_path.strip(), created=True, history=history)
@@ -134,6 +153,7 @@ class Channel(Recording, Control, Variables, CallControl):
             channel._unregister()
             raise
         channel.job = job
+        job.channel = channel
         job.add_done_callback(channel._job_done)
         return channel
 

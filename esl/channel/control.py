@@ -409,7 +409,7 @@ class Control(Variables):
                 fired.cancel()
         if fired is None:
             return done
-        if fired.cancelled() or fired.exception() is not None or fired.result() is None:
+        if not fired.done() or fired.cancelled() or fired.exception() is not None or fired.result() is None:
             if check:
                 raise ChannelError(f"{app} on channel {self.uuid}: mod_avmd fired no {subclass} (it listens on "
                                    "outbound legs with media unless inbound_channel=True, runs once at a time; "
