@@ -279,6 +279,7 @@ async def test_session_without_full_uses_applications(freeswitch: FakeFreeSWITCH
                 await ch.bypass_media()
             with pytest.raises(ChannelError, match="needs `full` control"):
                 await ch.stop_record("/tmp/m.wav", delay=3)
+            await ch.transfer("9999", leg="bleg")  # no B leg: mod_dptools logs and does nothing
             await ch.hangup()
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
@@ -294,7 +295,7 @@ async def test_session_without_full_uses_applications(freeswitch: FakeFreeSWITCH
     for expected in (("hold", "_undef_"), ("unhold", "_undef_"), ("set_mute", "write 2"),
                      ("set_audio_level", "read 1"), ("broadcast", "ivr/x.wav aleg"),
                      ("sched_broadcast", "+5 send_dtmf::1 aleg"), ("sched_cancel", call.uuid),
-                     ("record_session_mask", "/tmp/m.wav")):
+                     ("record_session_mask", "/tmp/m.wav"), ("transfer", "-bleg 9999 XML default")):
         assert expected in apps, (expected, apps)
     assert isinstance(got["sched"], int) and got["getvar"] == str(got["sched"])
     assert got["sched_del"] is None  # sched_cancel reports no count

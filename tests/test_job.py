@@ -115,10 +115,22 @@ async def test_session_uuid_of_an_originate() -> None:
 async def test_job_links_to_the_channel_it_created(freeswitch: "FakeFreeSWITCH", esl_client: "Inbound") -> None:
     from esl.channel import Channel
 
-    ch = await Channel.create(esl_client, "user/1000", return_ring_ready=True)
+    from esl.exceptions import OriginateError
+    from esl.testing import Endpoint
+
+    freeswitch.endpoints["user/slow"] = Endpoint(answer_after=0.3)
+    freeswitch.endpoints["user/busy"] = Endpoint(answer_after=0.1, fail="USER_BUSY")
+    ch = await Channel.create(esl_client, "user/slow", return_ring_ready=True)
     assert ch.job is not None and ch.job.channel is ch
-    assert await ch.job.get(5) == f"+OK {ch.uuid}\n"
+    assert await ch.job.get(5) == f"+OK {ch.uuid}\n"  # back once it rings...
     assert ch.job.session_uuid == ch.uuid and ch.job.successful()
+    assert not ch.answered
+    await ch.wait("CHANNEL_ANSWER", timeout=5)  # ...and answered later
     sent = [c for conn in freeswitch.connections for c in conn.commands if c.startswith("bgapi originate")]
     assert "return_ring_ready=true" in sent[0]
     await ch.hangup()
+    busy = await Channel.create(esl_client, "user/busy", return_ring_ready=True)
+    assert busy.job is not None and (await busy.job.get(5)).startswith("+OK")
+    with pytest.raises(OriginateError) as err:  # a failure after the ringing still reaches the channel
+        await busy.wait("CHANNEL_ANSWER", timeout=5)
+    assert err.value.cause == "USER_BUSY"
