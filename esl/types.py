@@ -16,11 +16,26 @@ __all__ = ["ChannelState", "CallState", "HangupCause"]
 _E = TypeVar("_E", bound=enum.Enum)
 
 
+_PARSED: dict[tuple[type, str], Any] = {}  # the few strings FreeSWITCH sends, parsed once
+
+
 def _parse_member(cls: type[_E], value: object, prefix: str, what: str, *, numeric: bool) -> _E:
     """``value`` as a member of ``cls``: a member, its name in any case with or without
     FreeSWITCH's ``prefix``, or (when ``numeric``) its number as int or digits; ValueError otherwise."""
     if isinstance(value, cls):
         return value
+    if type(value) is str:
+        hit = _PARSED.get((cls, value))
+        if hit is not None:
+            return hit  # type: ignore[no-any-return]
+        member = _parse_text(cls, value, prefix, what, numeric=numeric)
+        if len(_PARSED) < 4096:
+            _PARSED[(cls, value)] = member
+        return member
+    return _parse_text(cls, value, prefix, what, numeric=numeric)
+
+
+def _parse_text(cls: type[_E], value: object, prefix: str, what: str, *, numeric: bool) -> _E:
     number: int | None = None
     if isinstance(value, str):
         text = value.strip().upper()
@@ -67,7 +82,7 @@ class _NamedIntEnum(enum.IntEnum):
     def __eq__(self, other: object) -> bool:
         if isinstance(other, str):
             return other == self.wire
-        return int.__eq__(self, other)  # type: ignore[operator,no-any-return]
+        return int.__eq__(self, other)
 
     def __ne__(self, other: object) -> bool:
         result = self.__eq__(other)

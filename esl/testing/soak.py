@@ -112,7 +112,8 @@ async def soak(
     client.on("*", slow)
     batches = max(1, -(-calls // batch))
     drop_at = {batches * (i + 1) // (reconnects + 1) for i in range(reconnects)} if reconnects else set()
-    warmup = min(2, batches - 1)
+    # the core's bounded string caches fill during the warm-up (a tenth of the run, at least two batches)
+    warmup = min(max(2, batches // 10), batches - 1)
     base_memory: int | None = None
     events = renames = jobs = 0
     unfinished = 0
