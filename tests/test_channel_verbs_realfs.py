@@ -134,3 +134,58 @@ async def test_transfer_the_bridged_leg(client: esl.Inbound) -> None:
     assert await b.getvar("destination_number") == "9003"
     await a.call.hangup()
     assert a.gone and b.gone
+
+
+SIP_ECHO = "sofia/internal/9004@127.0.0.1:5060"  # a SIP call the switch places to itself (echo)
+
+
+async def test_hold_on_a_sip_leg(client: esl.Inbound) -> None:
+    ch = await _answered(client, SIP_ECHO)
+    held = asyncio.ensure_future(ch.wait("CHANNEL_HOLD", timeout=5))
+    await asyncio.sleep(0)
+    assert (await ch.hold()).startswith("+OK")
+    assert (await held)["Channel-Call-State"] == "HELD"
+    await asyncio.sleep(0.3)
+    assert (await ch.unhold()).startswith("+OK")
+    done = await ch.playback("tone_stream://%(100,0,440)", timeout=5)
+    assert done["Application-Response"] == "FILE PLAYED"
+    await ch.hangup()
+
+
+async def test_single_channel_socket_uses_applications(client: esl.Inbound) -> None:
+    """An outbound socket without `full`: hold, mute, broadcast, sched_* and bridging to another
+    leg go through hold/unhold, set_mute, broadcast, sched_broadcast/sched_cancel and intercept."""
+    other = await _answered(client, "loopback/9004", loopback_bowout="false")
+    got: dict[str, object] = {}
+    finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def handler(session: esl.Session) -> None:
+        ch = session.channel
+        try:
+            got["hold"] = (await ch.hold())["Reply-Text"]
+            await asyncio.sleep(0.3)
+            got["unhold"] = (await ch.unhold())["Reply-Text"]
+            got["mute"] = (await ch.mute("read", level=2))["Reply-Text"]
+            got["broadcast"] = (await ch.broadcast("tone_stream://%(100,0,440)", "aleg"))["Application-Response"]
+            got["task"] = await ch.sched_dtmf(30, "1")
+            got["last_sched_id"] = await ch.getvar("last_sched_id")
+            await ch.sched_del()
+            with pytest.raises(ChannelError, match="needs `full` control"):
+                await ch.bypass_media()
+            await ch.bridge(esl.Channel.attach(session, other.uuid), timeout=5)
+            got["bridged"] = ch.other_uuid
+            await ch.hangup()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            got["error"] = exc
+        finally:
+            finished.set_result(None)
+
+    async with esl.Outbound(handler, "127.0.0.1", 0) as app:
+        await esl.Channel.create(client, SIP_ECHO, app=f"&socket(127.0.0.1:{app.port} async)")
+        await asyncio.wait_for(finished, 20)
+    assert "error" not in got, got
+    assert got["hold"] == got["unhold"] == got["mute"] == "+OK"
+    assert got["broadcast"] == "BROADCAST_SENT"
+    assert isinstance(got["task"], int) and got["last_sched_id"] == str(got["task"])
+    assert got["bridged"] == other.uuid
+    await other.hangup()
