@@ -214,6 +214,13 @@ async def test_bridge_builds_a_dial_string(freeswitch: FakeFreeSWITCH, esl_clien
     assert b_leg.variables["origination_caller_id_name"] == "Smith, John"
     assert b_leg.name.startswith("sofia/internal/2000@10.0.0.2")
     await ch.hangup()
+    ch2 = await _answered(esl_client)
+    # (quotes and backslashes: checked on the real switch, test_channel_verbs_realfs.py; the fake
+    # does not expand application arguments)
+    await ch2.bridge("user/1001", params={"x_note": "odd {x}, [really] | y"}, block=False)
+    await ch2.wait("CHANNEL_BRIDGE", timeout=5)
+    assert freeswitch.channels[ch2.other_uuid or ""].variables["x_note"] == "odd {x}, [really] | y"
+    await ch2.hangup()
 
 
 async def test_avmd_beep_on_a_machine(freeswitch: FakeFreeSWITCH, esl_client: esl.Inbound) -> None:

@@ -189,3 +189,14 @@ async def test_single_channel_socket_uses_applications(client: esl.Inbound) -> N
     assert isinstance(got["task"], int) and got["last_sched_id"] == str(got["task"])
     assert got["bridged"] == other.uuid
     await other.hangup()
+
+
+@pytest.mark.parametrize("value", ["it's {odd}, [really]", "a\\b", "$y \\'q", "x|y;z ", " lead"])
+async def test_bridge_leg_variables_arrive_exactly(client: esl.Inbound, value: str) -> None:
+    a = await _answered(client, "loopback/9004", loopback_bowout="false")
+    await a.bridge("loopback/9004", params={"x_note": value, "loopback_bowout": "false"}, block=False)
+    await a.wait("CHANNEL_BRIDGE", timeout=10)
+    assert a.other_uuid
+    assert (await client.api(f"uuid_getvar {a.other_uuid} x_note")).rstrip("\n") == value
+    await a.call.hangup()
+    await client.api(f"uuid_kill {a.other_uuid}", check=False)

@@ -20,7 +20,7 @@ from esl.channel.state import ChannelCore
 from esl.channel.variables import Variables
 from esl.channel.verbs import CallControl
 from esl.commands import check_line
-from esl.escaping import app_arg
+from esl.escaping import app_arg, dial_string_leg_vars
 from esl.exceptions import ChannelError
 from esl.types import HangupCause
 
@@ -108,9 +108,16 @@ class Control(Variables):
           for this leg's ``sip_req_uri``) with ``profile=`` (``sofia/<profile>/...``)
           or ``gateway=``, optional ``proxy=`` (``;fs_path=sip:<proxy>``) and
           ``params=`` (variables of the new leg, escaped); see
-          :func:`esl.channel.dialstring.sip_dial_string`.
+          :func:`esl.channel.dialstring.sip_dial_string`. ``params=`` with a
+          whole dial string (``"user/1000"``) puts ``[vars]`` in front of it.
         """
         self._check_alive()
+        if params and profile is None and gateway is None and proxy is None and isinstance(other, str) \
+                and "/" in other:
+            # a whole dial string plus variables for its leg(s): [vars] in front of it
+            check_line(other, "bridge dial string")
+            dial = dial_string_leg_vars(params, api=False) + other
+            return await self.execute("bridge", app_arg(dial), block=block, timeout=timeout, body=True)
         if profile is not None or gateway is not None or proxy is not None or params:
             if not (other is None or isinstance(other, str)):
                 raise TypeError("profile=/gateway=/proxy=/params= build a dial string: other must be a destination")
