@@ -63,8 +63,10 @@ def _task_id(reply: str) -> int | None:
 
 def _dtmf_text(digits: str, duration: int | None) -> str:
     check_line(digits, "DTMF digits")
-    if not _DTMF.fullmatch(digits or ""):
-        raise ValueError(f"invalid DTMF digits {digits!r}: 0-9 * # A-D, w/W for pauses")
+    tones, at, ms_text = (digits or "").partition("@")
+    if not _DTMF.fullmatch(tones) or (at and (not ms_text.isdigit() or duration is not None)):
+        raise ValueError(f"invalid DTMF digits {digits!r}: 0-9 * # A-D, w/W for pauses (an @<ms> suffix, "
+                         "or duration=)")
     if duration is None:
         return digits
     ms = int(duration)
@@ -205,7 +207,8 @@ class Control(Variables):
     async def send_dtmf(self, digits: str, *, duration: int | None = None, block: bool = True) -> Any:
         """Send DTMF ``digits`` (``0-9*#A-D``, ``w``/``W`` half/one second pauses) to the channel.
 
-        ``duration``: milliseconds per tone (FreeSWITCH's ``<digits>@<ms>``).
+        ``duration``: milliseconds per tone (FreeSWITCH's ``<digits>@<ms>``, which
+        ``digits`` may also end with).
         ``uuid_send_dtmf``, or the ``send_dtmf`` application.
         """
         text = _dtmf_text(digits, duration)
