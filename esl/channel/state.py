@@ -83,7 +83,7 @@ class ChannelCore(Hooks):
         "connection", "uuid", "dial_path", "created", "context", "answered", "hangup_cause",
         "failure", "job", "other_uuid", "events", "created_at", "answered_at", "hungup_at",
         "_state", "_top_state", "_visited", "_call_state", "_state_event", "_var_event", "_vars",
-        "_waiters", "_apps", "_locked", "_filtered", "_gone", "_destroyed", "_group", "_seen",
+        "_waiters", "_apps", "_locked", "_filtered", "_gone", "_destroyed", "_group", "_seen", "_custom_seq",
         "__weakref__",
     )
 
@@ -122,6 +122,7 @@ class ChannelCore(Hooks):
         self._destroyed = False
         self._group: Call | None = None
         self._seen: dict[str, Event] | None = None
+        self._custom_seq: tuple[str, ...] = ()  # Event-Sequence of the last CUSTOM events (see _on_event)
         if context is not None:
             self._apply_context(context)
 
@@ -163,9 +164,17 @@ class ChannelCore(Hooks):
 
     def _on_event(self, event: "Event") -> None:
         """One event of this channel (called synchronously by the reader, before flow control)."""
+        name = event.name or ""
+        if name == "CUSTOM":
+            # A module that queues its event to the session and fires a copy (mod_avmd) reaches the
+            # socket twice, the second time with the channel's data: same Event-Sequence. Once is enough.
+            seq = event.get("Event-Sequence")
+            if seq is not None:
+                if seq in self._custom_seq:
+                    return
+                self._custom_seq = (*self._custom_seq[-3:], seq)
         if self.events is not None:
             self.events.append(event)
-        name = event.name or ""
         terminal = False
         if name in _STATEFUL:
             terminal = self._update(event, name)
@@ -188,6 +197,9 @@ class ChannelCore(Hooks):
         if handlers is not None:
             for h in handlers.get(name, ()):
                 self._call(h, event)
+            if name == "CUSTOM":  # a CUSTOM event is also known by its subclass (avmd::beep...)
+                for h in handlers.get(event.get("Event-Subclass") or "", ()):
+                    self._call(h, event)
             for h in handlers.get("*", ()):
                 self._call(h, event)
         if terminal:
@@ -515,7 +527,8 @@ class ChannelCore(Hooks):
                     fut.set_exception(self._gone_error())
                     continue
             else:
-                if event is not None and name == target:
+                if event is not None and (name == target or (name == "CUSTOM" and "::" in target
+                                                             and event.get("Event-Subclass") == target)):
                     fut.set_result(event)
                     continue
                 if self._destroyed or (gone and target not in _AFTER_HANGUP):
@@ -531,7 +544,8 @@ class ChannelCore(Hooks):
         channel already reached it, or passed it on the NEW -> INIT -> ROUTING ->
         EXECUTE -> HANGUP -> REPORTING -> DESTROY line; a ringing outgoing leg in
         CONSUME_MEDIA has not "passed" EXECUTE, it gets there once answered) or an event name such as
-        ``"DTMF"``, ``"CHANNEL_ANSWER"``, ``"CHANNEL_DESTROY"`` (the next such
+        ``"DTMF"``, ``"CHANNEL_ANSWER"``, ``"CHANNEL_DESTROY"``, a CUSTOM subclass
+        such as ``"avmd::beep"`` (the next such
         event of this channel; for events a channel fires only once, such as
         CHANNEL_ANSWER or CHANNEL_HANGUP, one already received is returned at
         once). Raises :class:`~esl.exceptions.TimeoutError` after ``timeout``
@@ -551,7 +565,8 @@ class ChannelCore(Hooks):
                 return self._state_event
         elif isinstance(target, str):
             check_line(target, "event name")
-            target = target.upper()
+            if "::" not in target:  # CUSTOM subclasses (avmd::beep) are case-sensitive
+                target = target.upper()
             if self._seen is not None and target in self._seen:
                 return self._seen[target]
         else:
