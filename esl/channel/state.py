@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, ClassVar
 
+from esl.channel.facts import Facts
 from esl.channel.history import History
 from esl.channel.hooks import Hooks
 from esl.channel.host import ENDED, ChannelHost
@@ -73,7 +74,7 @@ def cause_of(text: str | None) -> HangupCause | str:
         return word
 
 
-class ChannelCore(Hooks):
+class ChannelCore(Facts, Hooks):
     """State, waits and handlers of one leg; :class:`esl.channel.Channel` adds the verbs."""
 
     #: How many events each channel keeps in ``channel.events`` (0 disables).
@@ -399,61 +400,6 @@ class ChannelCore(Hooks):
             return ChannelError(str(gone), gone.uuid, gone.cause)
         return ChannelError(f"channel {self.uuid} is gone", self.uuid)
 
-    # -- facts -----------------------------------------------------------------------------------
-
-    @property
-    def state(self) -> ChannelState:
-        """The latest :class:`~esl.types.ChannelState` reported by the channel's events."""
-        return self._state
-
-    @property
-    def call_state(self) -> CallState | None:
-        """The latest ``Channel-Call-State`` (``None`` until one was seen)."""
-        return self._call_state
-
-    @property
-    def gone(self) -> bool:
-        """True once the channel hung up, failed, or its connection closed for good."""
-        return self._gone is not None or self._state >= ChannelState.HANGUP
-
-    @property
-    def destroyed(self) -> bool:
-        """True once CHANNEL_DESTROY arrived (or the channel was found gone)."""
-        return self._destroyed
-
-    @property
-    def direction(self) -> str | None:
-        """``"inbound"`` (the leg called in) or ``"outbound"`` (FreeSWITCH placed it), from Call-Direction."""
-        return self.get_header("Call-Direction")
-
-    def is_inbound(self) -> bool:
-        """True for a leg that called into FreeSWITCH (``Call-Direction: inbound``)."""
-        return self.direction == "inbound"
-
-    def is_outbound(self) -> bool:
-        """True for a leg FreeSWITCH placed (``Call-Direction: outbound``; every ``Channel.create`` leg)."""
-        return self.direction == "outbound" or (self.direction is None and self.created)
-
-    @property
-    def host(self) -> str | None:
-        """The switch the channel lives on (``FreeSWITCH-Hostname`` of its events)."""
-        return self.get_header("FreeSWITCH-Hostname")
-
-    @property
-    def uptime(self) -> float:
-        """Seconds since this object learnt of the channel (until hangup, then frozen)."""
-        end = self.hungup_at if self.hungup_at is not None else time.time()
-        return max(0.0, end - self.created_at)
-
-    def get_header(self, name: str) -> str | None:
-        """The newest value of header ``name`` from the channel's events (or the connect reply)."""
-        for source in (self._state_event, self._var_event, self.context):
-            if source is not None:
-                value = source.get(name)
-                if value is not None:
-                    return value
-        return None
-
     @property
     def variables(self) -> dict[str, str]:
         """The channel variables (``variable_*`` without the prefix) from its latest full event."""
@@ -480,26 +426,6 @@ class ChannelCore(Hooks):
                 view.pop(name, None)
             else:
                 view[name] = value
-
-    @property
-    def call(self) -> "Call":
-        """The :class:`~esl.call.Call` this leg belongs to (made on first use)."""
-        if self._group is None:
-            from esl.call import Call
-
-            Call(self)  # type: ignore[arg-type]
-        assert self._group is not None
-        return self._group
-
-    def _link_call(self, event: "Event") -> None:
-        owners = self.connection.owners
-        for name in ("Other-Leg-Unique-ID", "Channel-Call-UUID"):
-            peer_uuid = event.get(name)
-            if peer_uuid and peer_uuid != self.uuid:
-                peer = owners.channel(peer_uuid)
-                if isinstance(peer, ChannelCore):
-                    peer.call.add(self)  # type: ignore[arg-type]
-                    return
 
     # -- waiting ---------------------------------------------------------------------------------
 
