@@ -27,7 +27,13 @@ from esl import _codec
 cdef extern from *:
     dict __Pyx_PyDict_NewPresized(Py_ssize_t n)
 
+cdef extern from "strings.h" nogil:
+    int strncasecmp(const char *a, const char *b, size_t n)
+
 cdef extern from "Python.h":
+    bint PyUnicode_IS_ASCII(object o)
+    void *PyUnicode_DATA(object o)
+    Py_ssize_t PyUnicode_GET_LENGTH(object o)
     void PyObject_GC_UnTrack(object o)
     PyObject* PyDict_SetDefault(object d, object key, object default) except NULL
 
@@ -38,8 +44,17 @@ cdef enum:
     K_APP = 3
     K_SUB = 4
     K_SEQ = 5
-    K_BODY = 6
+    K_BODY = 6              # in _have: _body is computed
+    NKEYS = 16              # located keys: the routing keys above, then the channel fields
     KEYS_SCANNED = 1 << 7   # in _have: the key offsets are valid
+
+# The channel fields located with the routing keys (indices 6-15 of the scan).
+cdef tuple _KEY_NAMES = (
+    "Event-Name", "Unique-ID", "Job-UUID", "Application-UUID", "Event-Subclass", "Event-Sequence",
+    "Channel-State", "Channel-State-Number", "Channel-Call-State", "Answer-State", "Hangup-Cause",
+    "Other-Leg-Unique-ID", "DTMF-Digit", "Application", "Application-Response", "Application-Data",
+)
+cdef dict _KEY_INDEX = {name: i for i, name in enumerate(_KEY_NAMES)}
 
 cdef dict _FORMATS = {"text/event-plain": FMT_PLAIN, "text/event-json": FMT_JSON,
                       "text/event-xml": FMT_XML}
@@ -127,8 +142,8 @@ cdef extern from "scan.h" nogil:
     esl_line esl_lines[8192]
     # routing keys: [s, e) per key, -1 when absent, -2 when unsure (json/xml)
     ctypedef struct esl_keys:
-        Py_ssize_t s[6]
-        Py_ssize_t e[6]
+        Py_ssize_t s[16]
+        Py_ssize_t e[16]
         Py_ssize_t ihead
     Py_ssize_t esl_find2(const char *p, Py_ssize_t n, char a, char b)
     void esl_scan_plain(const char *base, Py_ssize_t bs, Py_ssize_t e, esl_keys *k)
@@ -251,7 +266,10 @@ cdef uint32_t _line_fill(esl_line *slot, uint32_t h, const char *p, Py_ssize_t n
         while vs < n and p[vs] == 32:
             vs += 1
         name = _name_str(p, colon)
-        value = _value_str(p + vs, n - vs)
+        if n > vs and p[n - 1] == 13:  # a CRLF line: the CR is not part of the value
+            value = _value_str(p + vs, n - 1 - vs)
+        else:
+            value = _value_str(p + vs, n - vs)
         if colon == 10 and memcmp(p, b"Event-Name", 10) == 0:
             flags |= 2
         elif colon == 14 and memcmp(p, b"Content-Length", 14) == 0:
@@ -294,6 +312,14 @@ cdef esl_line *_line_get_h(const char *p, Py_ssize_t n, uint64_t h) except NULL:
         a.flags = 0
     _line_fill(a, h32, p, n)
     return a
+
+
+cdef object _int_text(object text):
+    """``int`` of a header value's bytes (ASCII digits, as the twin), ``None`` when absent or not a number."""
+    if text is None:
+        return None
+    raw = (<str>text).encode("utf-8", "surrogatepass")  # a lone surrogate is just not a number
+    return _int_or_none(PyBytes_AS_STRING(raw), len(raw))
 
 
 cdef object _int_or_none(const char *p, Py_ssize_t n):
@@ -460,6 +486,22 @@ cdef Py_ssize_t _find(PyObject **kv, Py_ssize_t n, str key) except -2:
     return found
 
 
+cdef object _ABSENT = object()  # _lookup: no such header
+cdef object _SLOW = object()    # _lookup: only the full decode can answer
+
+
+cdef Py_ssize_t _idx_find(const char *blk, Line *idx, Py_ssize_t n, const char *key, Py_ssize_t klen) noexcept:
+    """The indexed line named exactly key[:klen]: the first, the last for Event-Name; -1 if none."""
+    cdef Py_ssize_t i, found = -1
+    cdef bint last = klen == 10 and memcmp(key, b"Event-Name", 10) == 0
+    for i in range(n):
+        if idx[i].nl == klen and memcmp(blk + idx[i].ls, key, klen) == 0:
+            found = i
+            if not last:
+                break
+    return found
+
+
 cdef dict _map_of(PyObject **kv, Py_ssize_t n):
     """The first-occurrence dict of n pairs (Event-Name: the last, as libesl)."""
     cdef dict first = __Pyx_PyDict_NewPresized(n)
@@ -528,10 +570,12 @@ cdef class Event:
     """
 
     def __init__(self, bytes raw, str content_type, bytes outer, object inner):
-        # The twin's constructor: raw is outer + b"\n\n" + (inner or b"").
-        if len(raw) != len(outer) + 2 + (len(inner) if inner is not None else 0) or not raw.startswith(outer):
+        # The twin's constructor: raw is outer + b"\n\n" (or b"\n\r\n") + (inner or b"").
+        cdef Py_ssize_t tlen = len(raw) - len(outer) - (len(inner) if inner is not None else 0)
+        if (tlen not in (2, 3) or not raw.startswith(outer)
+                or raw[len(outer):len(outer) + tlen] != (b"\n\n" if tlen == 2 else b"\n\r\n")):
             raise ValueError("raw must be outer + b'\\n\\n' + inner")
-        _init(self, raw, 0, len(outer), len(raw), inner is not None, content_type)
+        _init(self, raw, 0, len(outer), len(outer) + tlen, len(raw), inner is not None, content_type)
 
     # -- construction -------------------------------------------------------
 
@@ -569,7 +613,7 @@ cdef class Event:
     # -- routing keys -------------------------------------------------------
 
     cdef void _scan_keys(self) noexcept:
-        """Locate the routing keys (and, for plain, the end of the inner header block) in one pass.
+        """Locate the routing keys and channel fields (and, for plain, the end of the inner header block) in one pass.
 
         A key is the value of the first header whose name is exactly the key
         (the last one for Event-Name), else of the first one whose name
@@ -578,27 +622,42 @@ cdef class Event:
         where only the full decode can answer as the twin does.
         """
         cdef esl_keys k
+        cdef int w
         cdef const char *base = PyBytes_AS_STRING(self._buf)
         if self._fmt == FMT_PLAIN:
-            esl_scan_plain(base, self._hend + 2, self._end, &k)
+            esl_scan_plain(base, self._bs, self._end, &k)
             self._ihead = k.ihead
         elif self._fmt == FMT_JSON:
-            if esl_scan_json(base, self._hend + 2, self._end, &k) < 0:
+            if esl_scan_json(base, self._bs, self._end, &k) < 0:
                 return
-        elif esl_scan_xml(base, self._hend + 2, self._end, &k) < 0:
+        elif esl_scan_xml(base, self._bs, self._end, &k) < 0:
             return
         self._have |= KEYS_SCANNED
-        self._name_s, self._name_e = k.s[K_NAME], k.e[K_NAME]
-        self._uuid_s, self._uuid_e = k.s[K_UUID], k.e[K_UUID]
-        self._job_s, self._job_e = k.s[K_JOB], k.e[K_JOB]
-        self._app_s, self._app_e = k.s[K_APP], k.e[K_APP]
-        self._sub_s, self._sub_e = k.s[K_SUB], k.e[K_SUB]
-        self._seq_s, self._seq_e = k.s[K_SEQ], k.e[K_SEQ]
+        for w in range(NKEYS):
+            self._ks[w] = k.s[w]
+            self._ke[w] = k.e[w]
+
+    cdef object _field(self, int which):
+        """Located key ``which`` decoded from its offsets (not cached; short values come from the value cache)."""
+        cdef Py_ssize_t s, e
+        cdef const char *base
+        if self._have & KEYS_SCANNED:
+            s = self._ks[which]
+            if s == -1:
+                return None
+            if s >= 0:
+                e = self._ke[which]
+                base = PyBytes_AS_STRING(self._buf)
+                # json values are not percent-encoded: the raw bytes as they are
+                if self._fmt == FMT_JSON and memchr(base + s, 37, e - s) != NULL:
+                    return _to_str(base + s, e - s)
+                return _value_str(base + s, e - s)  # UUIDs and states repeat: shared strings
+        return self.get(<str>_KEY_NAMES[which])
 
     cdef object _key(self, int which):
         """Routing key ``which`` as a Python object, computed once."""
         cdef unsigned int bit = 1u << which
-        cdef Py_ssize_t s = -2, e = -2
+        cdef Py_ssize_t s, e
         cdef const char *base
         if self._have & bit:
             if which == K_NAME:
@@ -612,44 +671,21 @@ cdef class Event:
             if which == K_SUB:
                 return self._sub
             return self._seq
-        if self._have & KEYS_SCANNED:
-            if which == K_NAME:
-                s, e = self._name_s, self._name_e
-            elif which == K_UUID:
-                s, e = self._uuid_s, self._uuid_e
-            elif which == K_JOB:
-                s, e = self._job_s, self._job_e
-            elif which == K_APP:
-                s, e = self._app_s, self._app_e
-            elif which == K_SUB:
-                s, e = self._sub_s, self._sub_e
-            else:
-                s, e = self._seq_s, self._seq_e
-        if s == -1:
-            value = None
-        elif s >= 0:
-            # json values are not percent-encoded: the raw bytes as they are
-            base = PyBytes_AS_STRING(self._buf)
-            if which == K_SEQ:
+        if which == K_SEQ:
+            s = self._ks[K_SEQ] if self._have & KEYS_SCANNED else -2
+            if s == -1:
+                value = None
+            elif s >= 0:
+                e = self._ke[K_SEQ]
+                base = PyBytes_AS_STRING(self._buf)
                 if self._fmt == FMT_JSON or memchr(base + s, 37, e - s) == NULL:
                     value = _int_or_none(base + s, e - s)
                 else:
-                    raw = (<str>_decode_value(base + s, e - s)).encode("utf-8", "surrogateescape")
-                    value = _int_or_none(PyBytes_AS_STRING(raw), len(raw))
-            elif self._fmt == FMT_JSON and memchr(base + s, 37, e - s) != NULL:
-                value = _to_str(base + s, e - s)  # the value cache percent-decodes
+                    value = _int_text(_decode_value(base + s, e - s))
             else:
-                value = _value_str(base + s, e - s)  # UUIDs repeat: shared strings
-        elif which == K_SEQ:
-            text = self.get("Event-Sequence")
-            if text is None:
-                value = None
-            else:
-                raw = (<str>text).encode("utf-8", "surrogateescape")
-                value = _int_or_none(PyBytes_AS_STRING(raw), len(raw))
+                value = _int_text(self.get("Event-Sequence"))
         else:
-            value = self.get(("Event-Name", "Unique-ID", "Job-UUID", "Application-UUID",
-                              "Event-Subclass")[which])
+            value = self._field(which)
         if which == K_NAME:
             self._name = value
         elif which == K_UUID:
@@ -670,11 +706,11 @@ cdef class Event:
         cdef const char *raw
         cdef Py_ssize_t k
         if (self._have & (KEYS_SCANNED | 1u)) == KEYS_SCANNED:
-            if self._name_s == -1:
+            if self._ks[K_NAME] == -1:
                 return False
-            if self._name_s >= 0:
-                raw = PyBytes_AS_STRING(self._buf) + self._name_s
-                k = self._name_e - self._name_s
+            if self._ks[K_NAME] >= 0:
+                raw = PyBytes_AS_STRING(self._buf) + self._ks[K_NAME]
+                k = self._ke[K_NAME] - self._ks[K_NAME]
                 if self._fmt == FMT_JSON or memchr(raw, 37, k) == NULL:
                     return k == n and memcmp(raw, lit, n) == 0
         name = self._key(K_NAME)
@@ -710,14 +746,66 @@ cdef class Event:
         """``Event-Sequence`` as an int."""
         return self._key(K_SEQ)
 
+    # -- channel fields (located with the routing keys) ----------------------
+
+    @property
+    def channel_state(self):
+        """``Channel-State`` (``CS_EXECUTE``...)."""
+        return self._field(6)
+
+    @property
+    def channel_state_number(self):
+        """``Channel-State-Number`` as an int; ``None`` when absent or not a number."""
+        return _int_text(self._field(7))
+
+    @property
+    def call_state(self):
+        """``Channel-Call-State`` (``ACTIVE``, ``HELD``...)."""
+        return self._field(8)
+
+    @property
+    def answer_state(self):
+        """``Answer-State`` (``ringing``, ``early``, ``answered``, ``hangup``)."""
+        return self._field(9)
+
+    @property
+    def hangup_cause(self):
+        """``Hangup-Cause`` (``NORMAL_CLEARING``...)."""
+        return self._field(10)
+
+    @property
+    def other_leg_uuid(self):
+        """``Other-Leg-Unique-ID``: the bridged peer."""
+        return self._field(11)
+
+    @property
+    def dtmf_digit(self):
+        """``DTMF-Digit`` of a DTMF event."""
+        return self._field(12)
+
+    @property
+    def application(self):
+        """``Application`` of CHANNEL_EXECUTE(_COMPLETE)."""
+        return self._field(13)
+
+    @property
+    def application_response(self):
+        """``Application-Response`` of CHANNEL_EXECUTE_COMPLETE."""
+        return self._field(14)
+
+    @property
+    def application_data(self):
+        """``Application-Data`` of CHANNEL_EXECUTE(_COMPLETE)."""
+        return self._field(15)
+
     # -- headers ------------------------------------------------------------
 
     cdef int _plain_head(self, Py_ssize_t *hs, Py_ssize_t *he) except -1:
         """The header block to decode for plain events and other messages; 1 if a body follows."""
         if self._fmt == FMT_NONE:
             hs[0], he[0] = self._start, self._hend
-            return self._has_inner and self._end > self._hend + 2
-        hs[0] = self._hend + 2
+            return self._has_inner and self._end > self._bs
+        hs[0] = self._bs
         he[0] = self._ihead if self._ihead >= 0 else self._end
         return self._ihead >= 0 and self._end > self._ihead + 2
 
@@ -745,6 +833,9 @@ cdef class Event:
         if self._kv != NULL:
             _release(self._kv, self._nkv)
             self._kv = NULL
+        if self._idx != NULL:
+            PyMem_Free(self._idx)
+            self._idx = NULL
 
     cdef list _decode(self):
         """Every header in wire order, decoded once: a flat list name, value, name, value...
@@ -773,8 +864,7 @@ cdef class Event:
     cdef bytes _inner(self):
         if not self._has_inner:
             return b""
-        return PyBytes_FromStringAndSize(PyBytes_AS_STRING(self._buf) + self._hend + 2,
-                                         self._end - self._hend - 2)
+        return PyBytes_FromStringAndSize(PyBytes_AS_STRING(self._buf) + self._bs, self._end - self._bs)
 
     cdef dict _first_map(self):
         """First value of each name (Event-Name: the last), as a real dict."""
@@ -801,15 +891,143 @@ cdef class Event:
         self._first = first
         return first
 
+    cdef int _build_index(self) except -1:
+        """Index the header lines of a plain block (name and value offsets), once: lookups need no decode."""
+        cdef Py_ssize_t hs = 0, he = 0, n, ls = 0, le, colon, vs, ve, count = 0, cap = 128
+        cdef const char *blk
+        cdef Line *idx
+        cdef Line *grown
+        if self._nidx >= 0:
+            return 0
+        body = self._plain_head(&hs, &he)
+        n = he - hs
+        if n >= 0xFFFFFFFF:
+            self._nidx = -2  # too big for 32-bit offsets: lookups take the full decode
+            return 0
+        blk = PyBytes_AS_STRING(self._buf) + hs
+        idx = <Line *>PyMem_Malloc(cap * sizeof(Line))
+        if idx == NULL:
+            raise MemoryError()
+        while ls < n:
+            le = ls + esl_find2(blk + ls, n - ls, 10, 10)
+            colon = esl_find2(blk + ls, le - ls, 58, 58)
+            if 0 < colon < le - ls:
+                if count == cap:
+                    cap *= 2
+                    grown = <Line *>PyMem_Realloc(idx, cap * sizeof(Line))
+                    if grown == NULL:
+                        PyMem_Free(idx)
+                        raise MemoryError()
+                    idx = grown
+                vs = ls + colon + 1
+                while vs < le and blk[vs] == 32:
+                    vs += 1
+                ve = le
+                if ve > vs and blk[ve - 1] == 13:
+                    ve -= 1
+                idx[count].ls = <uint32_t>ls
+                idx[count].nl = <uint32_t>colon
+                idx[count].vs = <uint32_t>vs
+                idx[count].ve = <uint32_t>ve
+                count += 1
+            ls = le + 1
+        # the Content-Length line that frames a plain event's body is not a header
+        if (body and self._fmt == FMT_PLAIN and count and idx[count - 1].nl == 14
+                and memcmp(blk + idx[count - 1].ls, b"Content-Length", 14) == 0):
+            count -= 1
+        self._idx = idx
+        self._nidx = count
+        return 0
+
+    cdef object _lookup(self, str name):
+        """``self[name]`` of a plain block through the line index: one value decoded, cached.
+
+        ``_ABSENT`` when there is no such header; ``_SLOW`` when only the full
+        decode can answer as the twin does (a non-ASCII name asked for
+        case-insensitively, a Kelvin sign that lowercases to ``k``...).
+        """
+        cdef Py_ssize_t hs = 0, he = 0, klen, i, found = -1, j
+        cdef const char *key
+        cdef const char *blk
+        cdef Line *idx
+        cdef object w
+        cdef int which
+        cdef bint ascii
+        if self._seen is not None:
+            value = self._seen.get(name, _ABSENT)
+            if value is not _ABSENT:
+                return value
+        w = _KEY_INDEX.get(name)
+        if w is not None and (self._have & KEYS_SCANNED) and self._fmt == FMT_PLAIN:
+            which = <int>w
+            if self._ks[which] == -1:
+                return _ABSENT
+            value = self._field(which)
+        else:
+            self._build_index()
+            if self._nidx < 0:
+                return _SLOW
+            ascii = PyUnicode_IS_ASCII(name)
+            if ascii:
+                key = <const char *>PyUnicode_DATA(name)
+                klen = PyUnicode_GET_LENGTH(name)
+            else:
+                try:
+                    kb = name.encode("utf-8", "surrogateescape")
+                except UnicodeEncodeError:
+                    return _SLOW
+                key = PyBytes_AS_STRING(kb)
+                klen = PyBytes_GET_SIZE(kb)
+            if memchr(key, 58, klen) != NULL:
+                return _SLOW  # a name never holds ':'; let the mapping say so
+            self._plain_head(&hs, &he)
+            blk = PyBytes_AS_STRING(self._buf) + hs
+            idx = self._idx
+            found = _idx_find(blk, idx, self._nidx, key, klen)
+            if found < 0:
+                if not ascii:
+                    return _SLOW
+                if memchr(key, 107, klen) != NULL or memchr(key, 75, klen) != NULL:
+                    for i in range(self._nidx):  # a name that is not ASCII may lowercase to a 'k'
+                        for j in range(idx[i].nl):
+                            if <unsigned char>blk[idx[i].ls + j] >= 0x80:
+                                return _SLOW
+                for i in range(self._nidx):
+                    if idx[i].nl == klen and strncasecmp(blk + idx[i].ls, key, klen) == 0:
+                        found = i
+                        break
+                if found < 0:
+                    return _ABSENT
+                if idx[found].nl == 10 and memcmp(blk + idx[found].ls, b"Event-Name", 10) == 0:
+                    found = _idx_find(blk, idx, self._nidx, b"Event-Name", 10)
+            value = _value_str(blk + idx[found].vs, idx[found].ve - idx[found].vs)
+        if self._seen is None:
+            self._seen = {}
+        self._seen[name] = value
+        return value
+
     def __getitem__(self, name):
         cdef dict first
         cdef dict lower
         cdef Py_ssize_t i
-        if type(name) is str and self._uses_pairs():
-            self._load_pairs()
-            i = _find(self._kv, self._nkv, <str>name)
-            if i >= 0:
-                return <object>self._kv[2 * i + 1]
+        if self._first is not None:
+            value = self._first.get(name, _ABSENT)
+            if value is not _ABSENT:
+                return value
+        elif type(name) is str and self._uses_pairs():
+            if self._kv != NULL:
+                i = _find(self._kv, self._nkv, <str>name)
+                if i >= 0:
+                    return <object>self._kv[2 * i + 1]
+            else:
+                value = self._lookup(<str>name)
+                if value is _ABSENT:
+                    raise KeyError(name)
+                if value is not _SLOW:
+                    return value
+                value = self._first_map().get(name, _ABSENT)
+                if value is not _ABSENT:
+                    return value
         else:
             first = self._first_map()
             try:
@@ -892,7 +1110,7 @@ cdef class Event:
         if not (self._have & (1u << K_BODY)):
             base = PyBytes_AS_STRING(self._buf)
             if self._fmt == FMT_NONE:
-                bs = self._hend + 2
+                bs = self._bs
                 self._body = _to_str(base + bs, self._end - bs) if (self._has_inner and self._end > bs) else None
             elif self._fmt == FMT_PLAIN:
                 bs = self._ihead + 2
@@ -932,21 +1150,26 @@ cdef class Event:
 _Mapping.register(Event)
 
 
-cdef inline int _init(Event ev, bytes buf, Py_ssize_t start, Py_ssize_t hend, Py_ssize_t end,
+cdef inline int _init(Event ev, bytes buf, Py_ssize_t start, Py_ssize_t hend, Py_ssize_t bs, Py_ssize_t end,
                       bint has_inner, str content_type) except -1:
     ev._buf = buf
     ev._start = start
     ev._hend = hend
+    ev._bs = bs
     ev._end = end
     ev._has_inner = has_inner
     ev.content_type = content_type
     ev._ihead = -1
-    ev._name_s = ev._uuid_s = ev._job_s = ev._app_s = ev._sub_s = ev._seq_s = -1
     ev._have = 0
     if ev._kv != NULL:  # __init__ called again
         _release(ev._kv, ev._nkv)
     ev._kv = NULL
     ev._nkv = 0
+    if ev._idx != NULL:
+        PyMem_Free(ev._idx)
+    ev._idx = NULL
+    ev._nidx = -1
+    ev._seen = None
     ev._nuniq = -1
     ev._flat = None
     ev._first = ev._lower = None
@@ -957,9 +1180,34 @@ cdef inline int _init(Event ev, bytes buf, Py_ssize_t start, Py_ssize_t hend, Py
     return 0
 
 
-cdef Event make_event(bytes buf, Py_ssize_t start, Py_ssize_t hend, Py_ssize_t end,
+cdef int own_frame(Event ev) except -1:
+    """Move the event onto a copy of its own frame (it pointed into a larger chunk)."""
+    cdef Py_ssize_t d = ev._start, w
+    cdef bytes frame
+    if d == 0 and ev._end == PyBytes_GET_SIZE(ev._buf):
+        return 0
+    if ev._raw is not None:
+        frame = ev._raw
+    else:
+        frame = PyBytes_FromStringAndSize(PyBytes_AS_STRING(ev._buf) + d, ev._end - d)
+    ev._buf = frame
+    ev._start = 0
+    ev._hend -= d
+    ev._bs -= d
+    ev._end -= d
+    if ev._ihead >= 0:
+        ev._ihead -= d
+    if ev._have & KEYS_SCANNED:
+        for w in range(NKEYS):
+            if ev._ks[w] >= 0:
+                ev._ks[w] -= d
+                ev._ke[w] -= d
+    return 0
+
+
+cdef Event make_event(bytes buf, Py_ssize_t start, Py_ssize_t hend, Py_ssize_t bs, Py_ssize_t end,
                       bint has_inner, str content_type):
-    """An Event over buf[start:end]: outer headers end at ``hend``, body follows ``hend + 2``."""
+    """An Event over buf[start:end]: outer headers end at ``hend``, the body starts at ``bs``."""
     cdef Event ev = Event.__new__(Event)
-    _init(ev, buf, start, hend, end, has_inner, content_type)
+    _init(ev, buf, start, hend, bs, end, has_inner, content_type)
     return ev

@@ -49,40 +49,103 @@ static inline Py_ssize_t esl_find2(const char *p, Py_ssize_t n, char a, char b) 
     return n;
 }
 
-/* Routing keys of a plain header block: [s, e) per key (-1: absent);
-   exact-casing and case-insensitive candidates are kept apart. */
-typedef struct { Py_ssize_t s[6], e[6], cs[6], ce[6]; Py_ssize_t ihead; } esl_keys;
+/* The keys located by the scans: the routing keys (0-5) and the channel
+   fields (6-15); [s, e) per key (-1: absent); exact-casing and
+   case-insensitive candidates are kept apart. */
+#define ESL_NKEYS 16
+typedef struct { Py_ssize_t s[ESL_NKEYS], e[ESL_NKEYS], cs[ESL_NKEYS], ce[ESL_NKEYS]; Py_ssize_t ihead; } esl_keys;
 
+/* Which key the name p[0:k] is (-1: none); *exact: same casing. */
 ESL_INLINE int esl_key_of(const char *p, Py_ssize_t k, int *exact) {
     const char *lit;
     int which;
+    unsigned char c = (unsigned char)p[0] | 0x20;
     switch (k) {
-    case 10: lit = "Event-Name"; which = 0; break;
+    case 10:
+        if (c == 'e') { lit = "Event-Name"; which = 0; }
+        else if (c == 'd') { lit = "DTMF-Digit"; which = 12; }
+        else return -1;
+        break;
     case 9: lit = "Unique-ID"; which = 1; break;
     case 8: lit = "Job-UUID"; which = 2; break;
-    case 16: lit = "Application-UUID"; which = 3; break;
+    case 16:  /* Application-[U]UID or Application-[D]ata */
+        if (((unsigned char)p[12] | 0x20) == 'u') { lit = "Application-UUID"; which = 3; }
+        else { lit = "Application-Data"; which = 15; }
+        break;
     case 14:  /* Event-S[u]bclass or Event-S[e]quence */
         if ((p[7] | 0x20) == 'u') { lit = "Event-Subclass"; which = 4; }
         else { lit = "Event-Sequence"; which = 5; }
         break;
+    case 13: lit = "Channel-State"; which = 6; break;
+    case 20:  /* [C]hannel-State-Number or [A]pplication-Response */
+        if (c == 'c') { lit = "Channel-State-Number"; which = 7; }
+        else { lit = "Application-Response"; which = 14; }
+        break;
+    case 18: lit = "Channel-Call-State"; which = 8; break;
+    case 12:  /* [A]nswer-State or [H]angup-Cause */
+        if (c == 'a') { lit = "Answer-State"; which = 9; }
+        else { lit = "Hangup-Cause"; which = 10; }
+        break;
+    case 19: lit = "Other-Leg-Unique-ID"; which = 11; break;
+    case 11: lit = "Application"; which = 13; break;
     default: return -1;
     }
     if (memcmp(p, lit, (size_t)k) == 0) { *exact = 1; return which; }
     *exact = 0;
+    /* most lines that get here are other names of the same length: two bytes rule them out */
+    if (c != ((unsigned char)lit[0] | 0x20) || ((unsigned char)p[k - 2] | 0x20) != ((unsigned char)lit[k - 2] | 0x20))
+        return -1;
     return strncasecmp(p, lit, (size_t)k) == 0 ? which : -1;
 }
 
-/* One non-empty line [ls, le): record it if it is a routing key. */
+/* One non-empty line [ls, le): record it if it is a located key. The value
+   ends before a '\r' that ends the line (CRLF-framed messages). */
+/* The first eight bytes of a name as a little-endian word, ASCII letters lowercased
+   (a prefilter only: esl_key_of makes the exact comparison). */
+#define ESL_W8(a, b, c, d, e, f, g, h) \
+    ((uint64_t)(a) | (uint64_t)(b) << 8 | (uint64_t)(c) << 16 | (uint64_t)(d) << 24 | \
+     (uint64_t)(e) << 32 | (uint64_t)(f) << 40 | (uint64_t)(g) << 48 | (uint64_t)(h) << 56)
+
 ESL_INLINE void esl_line_key(const char *base, Py_ssize_t ls, Py_ssize_t le, esl_keys *k) {
-    unsigned char c = (unsigned char)base[ls] | 0x20;
-    if (c != 'e' && c != 'u' && c != 'j' && c != 'a') return;
-    Py_ssize_t n = le - ls, lim = n < 17 ? n : 17, colon = 0;
-    while (colon < lim && base[ls + colon] != ':') colon++;
-    if (colon >= lim) return;
-    int exact, w = esl_key_of(base + ls, colon, &exact);
+    const char *p = base + ls;
+    Py_ssize_t n = le - ls, colon;
+    uint64_t w8;
+    const signed char *lens;
+    static const signed char L_EVENT[] = {10, 14, 0}, L_UNIQ[] = {9, 0}, L_JOB[] = {8, 0},
+        L_APPL[] = {11, 16, 20, 0}, L_ANSW[] = {12, 0}, L_CHAN[] = {13, 18, 20, 0},
+        L_HANG[] = {12, 0}, L_OTHER[] = {19, 0}, L_DTMF[] = {10, 0};
+    int exact, w = -1;
+    if (n < 9) return;  /* the shortest key, Job-UUID, and its ':' */
+    memcpy(&w8, p, 8);
+    w8 |= 0x2020202020202020ULL;
+    switch ((unsigned char)p[0] | 0x20) {
+    case 'e':
+        if ((w8 & 0x0000FFFFFFFFFFFFULL) != ESL_W8('e', 'v', 'e', 'n', 't', '-', 0, 0)) return;
+        lens = L_EVENT; break;
+    case 'u': if (w8 != ESL_W8('u', 'n', 'i', 'q', 'u', 'e', '-', 'i')) return; lens = L_UNIQ; break;
+    case 'j': if (w8 != ESL_W8('j', 'o', 'b', '-', 'u', 'u', 'i', 'd')) return; lens = L_JOB; break;
+    case 'a':
+        if (w8 == ESL_W8('a', 'p', 'p', 'l', 'i', 'c', 'a', 't')) lens = L_APPL;
+        else if (w8 == ESL_W8('a', 'n', 's', 'w', 'e', 'r', '-', 's')) lens = L_ANSW;
+        else return;
+        break;
+    case 'c': if (w8 != ESL_W8('c', 'h', 'a', 'n', 'n', 'e', 'l', '-')) return; lens = L_CHAN; break;
+    case 'h': if (w8 != ESL_W8('h', 'a', 'n', 'g', 'u', 'p', '-', 'c')) return; lens = L_HANG; break;
+    case 'o': if (w8 != ESL_W8('o', 't', 'h', 'e', 'r', '-', 'l', 'e')) return; lens = L_OTHER; break;
+    case 'd': if (w8 != ESL_W8('d', 't', 'm', 'f', '-', 'd', 'i', 'g')) return; lens = L_DTMF; break;
+    default: return;
+    }
+    /* a candidate when ':' sits right after a key's length (shortest first: the name ends at the first ':') */
+    for (; (colon = *lens) != 0; lens++) {
+        if (colon < n && p[colon] == ':') {
+            w = esl_key_of(p, colon, &exact);
+            break;
+        }
+    }
     if (w < 0) return;
     Py_ssize_t vs = ls + colon + 1;
     while (vs < le && base[vs] == ' ') vs++;
+    if (le > vs && base[le - 1] == '\r') le--;
     if (exact) {
         if (w == 0 || k->s[w] < 0) { k->s[w] = vs; k->e[w] = le; }  /* Event-Name: last wins */
     } else if (k->cs[w] < 0) {
@@ -95,7 +158,7 @@ ESL_INLINE void esl_line_key(const char *base, Py_ssize_t ls, Py_ssize_t le, esl
 static void esl_scan_plain(const char *base, Py_ssize_t bs, Py_ssize_t e, esl_keys *k) {
     Py_ssize_t ls = bs, i = bs, j;
     int w;
-    for (w = 0; w < 6; w++) k->s[w] = k->e[w] = k->cs[w] = k->ce[w] = -1;
+    for (w = 0; w < ESL_NKEYS; w++) k->s[w] = k->cs[w] = -1;  /* e, ce: read only where s, cs >= 0 */
     k->ihead = -1;
 #if defined(__SSE2__)
     const __m128i nl = _mm_set1_epi8(10);  /* newline */
@@ -126,7 +189,7 @@ static void esl_scan_plain(const char *base, Py_ssize_t bs, Py_ssize_t e, esl_ke
     }
     if (ls < e) esl_line_key(base, ls, e, k);
 done:
-    for (w = 0; w < 6; w++)
+    for (w = 0; w < ESL_NKEYS; w++)
         if (k->s[w] < 0 && k->cs[w] >= 0) { k->s[w] = k->cs[w]; k->e[w] = k->ce[w]; }
 }
 
@@ -137,7 +200,7 @@ done:
    is -2 when only the full decode can give its value. */
 
 static inline void esl_keys_init(esl_keys *k) {
-    for (int w = 0; w < 6; w++) k->s[w] = k->e[w] = k->cs[w] = k->ce[w] = -1;
+    for (int w = 0; w < ESL_NKEYS; w++) k->s[w] = k->cs[w] = -1;
     k->ihead = -1;
 }
 
@@ -149,7 +212,7 @@ static inline void esl_note(esl_keys *k, int w, int exact, Py_ssize_t vs, Py_ssi
 }
 
 static inline void esl_keys_done(esl_keys *k) {
-    for (int w = 0; w < 6; w++)
+    for (int w = 0; w < ESL_NKEYS; w++)
         if (k->s[w] == -1 && k->cs[w] == 0) k->s[w] = -2;  /* case-insensitive: full decode */
 }
 
