@@ -61,6 +61,9 @@ cdef dict _FORMATS = {"text/event-plain": FMT_PLAIN, "text/event-json": FMT_JSON
 cdef tuple _FMT_NAMES = (None, "plain", "json", "xml")
 cdef object _parse_event = _codec.parse_event
 cdef object _split_array = _codec.split_array
+cdef object _xml_value = _codec.xml_value
+cdef object _xml_body = _codec.xml_body
+from json.decoder import scanstring as _scanstring  # the C string scanner of the json module
 cdef str _EVENT_NAME = "Event-Name"
 cdef str _CONTENT_LENGTH = "Content-Length"
 
@@ -93,23 +96,9 @@ cdef str _decode_value(const char *p, Py_ssize_t n):
         out = <char *>PyMem_Malloc(n)
         if out == NULL:
             raise MemoryError()
-    cdef Py_ssize_t i = pct - p, m = pct - p
-    cdef int hi, lo
-    cdef unsigned char c
+    cdef Py_ssize_t m = pct - p
     memcpy(out, p, m)
-    while i < n:
-        c = <unsigned char>p[i]
-        if c == 37 and i + 2 < n:
-            hi = _hexval(<unsigned char>p[i + 1])
-            lo = _hexval(<unsigned char>p[i + 2])
-            if hi >= 0 and lo >= 0:
-                out[m] = <char>(hi * 16 + lo)
-                m += 1
-                i += 3
-                continue
-        out[m] = <char>c
-        m += 1
-        i += 1
+    m += esl_unescape(pct, n - m, out + m)
     try:
         return PyUnicode_DecodeUTF8(out, m, "surrogateescape")
     finally:
@@ -146,9 +135,16 @@ cdef extern from "scan.h" nogil:
         Py_ssize_t e[16]
         Py_ssize_t ihead
     Py_ssize_t esl_find2(const char *p, Py_ssize_t n, char a, char b)
+    Py_ssize_t esl_unescape(const char *p, Py_ssize_t n, char *out)
     void esl_scan_plain(const char *base, Py_ssize_t bs, Py_ssize_t e, esl_keys *k)
-    int esl_scan_json(const char *p, Py_ssize_t i, Py_ssize_t n, esl_keys *k)
-    int esl_scan_xml(const char *p, Py_ssize_t i, Py_ssize_t n, esl_keys *k)
+    ctypedef struct esl_ent:
+        Py_ssize_t ks, ke, vs, ve
+        int kind, esc
+    ctypedef struct esl_ents:
+        esl_ent *ent
+        Py_ssize_t n, cap
+    int esl_scan_json(const char *p, Py_ssize_t i, Py_ssize_t n, esl_keys *k, esl_ents *o)
+    int esl_scan_xml(const char *p, Py_ssize_t i, Py_ssize_t n, esl_keys *k, esl_ents *o)
     void esl_prefetch(const void *p)
 
 DEF SLOT_MAX = 48
@@ -553,6 +549,105 @@ cdef int _shape_store(PyObject **kv, Py_ssize_t n, uint64_t h, Py_ssize_t nuniq)
     return 0
 
 
+# -- json and xml events: the full decode in C ---------------------------------
+#
+# When the key scan found the exact shape FreeSWITCH writes (a flat cJSON
+# object of strings and arrays of strings; switch_event_xmlize's <headers>),
+# the same scan is run again recording where every pair lies, and the pairs
+# are decoded from those offsets: names and short values through the string
+# caches, json strings with escapes by the json module's C scanner, xml values
+# with entities by the twin's codec. Anything else takes the twin's decode.
+
+cdef inline str _json_str(const char *base, esl_ent *e):
+    """A json string value (the bytes between its quotes) as the json module reads it."""
+    cdef Py_ssize_t n = e.ve - e.vs
+    if e.esc:
+        return _scanstring(_to_str(base + e.vs - 1, n + 2), 1, False)[0]
+    if memchr(base + e.vs, 37, n) == NULL:
+        return _value_str(base + e.vs, n)  # no '%': the cached decode is the plain one
+    return _to_str(base + e.vs, n)
+
+
+cdef bint _fast_decode(Event ev, list flat) except -1:
+    """Decode a json or xml event into ``flat`` (and ``ev._body``) in C; False when the twin's decode must."""
+    cdef esl_keys k
+    cdef esl_ents o
+    cdef esl_ent *e
+    cdef Py_ssize_t cap = 256, i, j, m, r, cl
+    cdef const char *base = PyBytes_AS_STRING(ev._buf)
+    cdef list items
+    cdef list run = None
+    cdef Py_ssize_t prev_s = -1, prev_n = 0
+    body = None
+    while True:
+        o.ent = <esl_ent *>PyMem_Malloc(cap * sizeof(esl_ent))
+        if o.ent == NULL:
+            raise MemoryError()
+        o.n = 0
+        o.cap = cap
+        if ev._fmt == FMT_JSON:
+            r = esl_scan_json(base, ev._bs, ev._end, &k, &o)
+        else:
+            r = esl_scan_xml(base, ev._bs, ev._end, &k, &o)
+        if r != -3:
+            break
+        PyMem_Free(o.ent)
+        cap *= 4
+    try:
+        if r < 0:
+            return False
+        i = 0
+        if ev._fmt == FMT_JSON:
+            while i < o.n:
+                e = &o.ent[i]
+                is_body = e.ke - e.ks == 5 and memcmp(base + e.ks, b"_body", 5) == 0
+                if e.kind == 0:
+                    value = _json_str(base, e)
+                    i += 1
+                else:
+                    if is_body:
+                        return False  # the twin says what is wrong with it
+                    m = e.vs
+                    items = []
+                    for j in range(i + 1, i + 1 + m):
+                        items.append(_json_str(base, &o.ent[j]))
+                    value = "ARRAY::" + "|:".join(items)
+                    i += 1 + m
+                if is_body:
+                    body = value
+                    continue
+                flat.append(_name_str(base + e.ks, e.ke - e.ks))
+                flat.append(value)
+            if body is not None:
+                for cl in range(len(flat) - 2, -1, -2):
+                    if flat[cl] == _CONTENT_LENGTH:
+                        del flat[cl:cl + 2]
+                        break
+                body = body or None
+        else:
+            for i in range(o.n):
+                e = &o.ent[i]
+                if e.esc:
+                    value = _xml_value(_to_str(base + e.vs, e.ve - e.vs))
+                else:
+                    value = _value_str(base + e.vs, e.ve - e.vs)
+                if (prev_s >= 0 and e.ke - e.ks == prev_n
+                        and memcmp(base + e.ks, base + prev_s, prev_n) == 0):
+                    run.append(value)  # an array: one element per item
+                    flat[len(flat) - 1] = "ARRAY::" + "|:".join(run)
+                else:
+                    run = [value]
+                    flat.append(_name_str(base + e.ks, e.ke - e.ks))
+                    flat.append(value)
+                prev_s = e.ks
+                prev_n = e.ke - e.ks
+            body = _xml_body(_to_str(base + k.ihead, ev._end - k.ihead))
+        ev._body = body
+        return True
+    finally:
+        PyMem_Free(o.ent)
+
+
 # -- the Event ----------------------------------------------------------------
 
 @cython.freelist(512)
@@ -628,9 +723,9 @@ cdef class Event:
             esl_scan_plain(base, self._bs, self._end, &k)
             self._ihead = k.ihead
         elif self._fmt == FMT_JSON:
-            if esl_scan_json(base, self._bs, self._end, &k) < 0:
+            if esl_scan_json(base, self._bs, self._end, &k, NULL) < 0:
                 return
-        elif esl_scan_xml(base, self._bs, self._end, &k) < 0:
+        elif esl_scan_xml(base, self._bs, self._end, &k, NULL) < 0:
             return
         self._have |= KEYS_SCANNED
         for w in range(NKEYS):
@@ -852,11 +947,13 @@ cdef class Event:
             for i in range(2 * self._nkv):
                 flat.append(<object>self._kv[i])
         elif self._fmt != FMT_PLAIN:
-            pairs, self._body = _parse_event(self._inner(), _FMT_NAMES[self._fmt])
+            if not ((self._have & KEYS_SCANNED) and _fast_decode(self, flat)):
+                del flat[:]
+                pairs, self._body = _parse_event(self._inner(), _FMT_NAMES[self._fmt])
+                for k, v in pairs:
+                    flat.append(k)
+                    flat.append(v)
             self._have |= 1u << K_BODY
-            for k, v in pairs:
-                flat.append(k)
-                flat.append(v)
         PyObject_GC_UnTrack(flat)
         self._flat = flat
         return flat

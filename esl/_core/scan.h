@@ -49,6 +49,43 @@ static inline Py_ssize_t esl_find2(const char *p, Py_ssize_t n, char a, char b) 
     return n;
 }
 
+/* Hex digit values (-1: not one), for the percent decoding. */
+static const signed char esl_hexv[256] = {
+    -1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1, -1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,
+    -1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,  0, 1, 2, 3, 4, 5, 6, 7, 8, 9,-1,-1,-1,-1,-1,-1,
+    -1,10,11,12,13,14,15,-1,-1,-1,-1,-1,-1,-1,-1,-1, -1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,
+    -1,10,11,12,13,14,15,-1,-1,-1,-1,-1,-1,-1,-1,-1, -1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,
+    -1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1, -1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,
+    -1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1, -1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,
+    -1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1, -1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,
+    -1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1, -1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1};
+
+/* Percent-decode p[0:n] into out (n bytes of room): "%XX" becomes its byte, a
+   malformed '%' stays, '+' stays. Runs without '%' are copied whole. Returns
+   the decoded length. */
+static Py_ssize_t esl_unescape(const char *p, Py_ssize_t n, char *out) {
+    Py_ssize_t i = 0, m = 0, run;
+    int hi, lo;
+    while (i < n) {
+        if (p[i] != '%') {
+            run = esl_find2(p + i, n - i, '%', '%');
+            memcpy(out + m, p + i, (size_t)run);
+            m += run;
+            i += run;
+            continue;
+        }
+        if (i + 2 < n && (hi = esl_hexv[(unsigned char)p[i + 1]]) >= 0
+            && (lo = esl_hexv[(unsigned char)p[i + 2]]) >= 0) {
+            out[m++] = (char)(hi << 4 | lo);
+            i += 3;
+        } else {
+            out[m++] = '%';
+            i++;
+        }
+    }
+    return m;
+}
+
 /* The keys located by the scans: the routing keys (0-5) and the channel
    fields (6-15); [s, e) per key (-1: absent); exact-casing and
    case-insensitive candidates are kept apart. */
@@ -199,6 +236,21 @@ done:
    decode (esl._codec), which also reports malformed payloads. A key's start
    is -2 when only the full decode can give its value. */
 
+/* Where the pairs of a json or xml event lie, for the full decode: one entry
+   per pair (kind 0: a string value; kind 1: an array, vs = its item count,
+   the items follow as kind-2 entries). esc: the json string has escapes; for
+   xml, 1: the value holds '&' (entities), 2: '%' next to non-ASCII bytes. */
+typedef struct { Py_ssize_t ks, ke, vs, ve; int kind, esc; } esl_ent;
+typedef struct { esl_ent *ent; Py_ssize_t n, cap; } esl_ents;
+
+/* Record an entry; 0 when the array is full (the caller grows it and scans again). */
+static inline int esl_put(esl_ents *o, Py_ssize_t ks, Py_ssize_t ke, Py_ssize_t vs, Py_ssize_t ve, int kind, int esc) {
+    if (o->n >= o->cap) return 0;
+    esl_ent *e = &o->ent[o->n++];
+    e->ks = ks; e->ke = ke; e->vs = vs; e->ve = ve; e->kind = kind; e->esc = esc;
+    return 1;
+}
+
 static inline void esl_keys_init(esl_keys *k) {
     for (int w = 0; w < ESL_NKEYS; w++) k->s[w] = k->cs[w] = -1;
     k->ihead = -1;
@@ -252,9 +304,9 @@ static Py_ssize_t esl_json_str(const char *p, Py_ssize_t i, Py_ssize_t n, int *e
    json.loads would refuse goes to the full decode. A key with escapes
    fails the scan (its text is unknown here); a routing value with escapes
    or an array is -2. */
-ESL_NOINLINE int esl_scan_json(const char *p, Py_ssize_t i, Py_ssize_t n, esl_keys *k) {
-    Py_ssize_t ks, ke, vs, ve;
-    int esc, exact, w;
+ESL_NOINLINE int esl_scan_json(const char *p, Py_ssize_t i, Py_ssize_t n, esl_keys *k, esl_ents *o) {
+    Py_ssize_t ks, ke, vs, ve, head = 0, items;
+    int esc, exact, w, vesc = 0;
     esl_keys_init(k);
     i = esl_ws(p, i, n);
     if (i >= n || p[i] != '{') return -1;
@@ -275,23 +327,33 @@ ESL_NOINLINE int esl_scan_json(const char *p, Py_ssize_t i, Py_ssize_t n, esl_ke
             i = esl_json_str(p, i, n, &esc);
             if (i < 0) return -1;
             ve = i - 1;
+            if (o && !esl_put(o, ks, ke, vs, ve, 0, esc)) return -3;
             if (esc) vs = -2;
         } else if (p[i] == '[') {
             vs = ve = -2;
+            if (o) {
+                head = o->n;
+                if (!esl_put(o, ks, ke, 0, 0, 1, 0)) return -3;
+            }
+            items = 0;
             i = esl_ws(p, i + 1, n);
             if (i < n && p[i] == ']') {
                 i++;
             } else {
                 for (;;) {
                     if (i >= n || p[i] != '"') return -1;
-                    i = esl_json_str(p, i, n, &esc);
+                    Py_ssize_t is = i + 1;
+                    i = esl_json_str(p, i, n, &vesc);
                     if (i < 0) return -1;
+                    if (o && !esl_put(o, 0, 0, is, i - 1, 2, vesc)) return -3;
+                    items++;
                     i = esl_ws(p, i, n);
                     if (i < n && p[i] == ']') { i++; break; }
                     if (i >= n || p[i] != ',') return -1;
                     i = esl_ws(p, i + 1, n);
                 }
             }
+            if (o) o->ent[head].vs = items;
         } else {
             return -1;  /* numbers, objects...: the full decode */
         }
@@ -319,7 +381,7 @@ static inline int esl_lit(const char *p, Py_ssize_t i, Py_ssize_t n, const char 
    A routing value with '&' (an entity), with '%' next to non-ASCII bytes
    (decoded as text by the twin), or repeated in the next element (an
    array: one element per item) is -2. */
-ESL_NOINLINE int esl_scan_xml(const char *p, Py_ssize_t i, Py_ssize_t n, esl_keys *k) {
+ESL_NOINLINE int esl_scan_xml(const char *p, Py_ssize_t i, Py_ssize_t n, esl_keys *k, esl_ents *o) {
     Py_ssize_t ns, nl, vs, ve, pns = 0, pnl = 0, pvs = -1, j;
     int exact, w, hi;
     unsigned char c;
@@ -347,6 +409,13 @@ ESL_NOINLINE int esl_scan_xml(const char *p, Py_ssize_t i, Py_ssize_t n, esl_key
         ve = lt - p;
         if (ve + nl + 3 > n || p[ve + 1] != '/' || memcmp(p + ve + 2, p + ns, (size_t)nl) != 0
             || p[ve + nl + 2] != '>') return -1;
+        if (o) {
+            int flags = memchr(p + vs, '&', (size_t)(ve - vs)) ? 1 : 0;
+            if (memchr(p + vs, '%', (size_t)(ve - vs))) {
+                for (j = vs; j < ve; j++) if ((unsigned char)p[j] >= 0x80) { flags |= 2; break; }
+            }
+            if (!esl_put(o, ns, ns + nl, vs, ve, 0, flags)) return -3;
+        }
         w = esl_key_of(p + ns, nl, &exact);
         if (w >= 0) {
             if (nl == pnl && memcmp(p + ns, p + pns, (size_t)nl) == 0) {
@@ -361,6 +430,7 @@ ESL_NOINLINE int esl_scan_xml(const char *p, Py_ssize_t i, Py_ssize_t n, esl_key
         }
         pns = ns; pnl = nl; pvs = vs;
     }
+    k->ihead = i;  /* where "</headers>" starts: the body part follows */
     esl_keys_done(k);
     return 0;
 }
