@@ -53,7 +53,7 @@ def to_bytes(text: str) -> bytes:
 #: Percent-decoding works through slices of this size, so a huge escaped value
 #: costs about its own size again in memory, not the dozens of times that
 #: ``unquote_to_bytes`` (one bytes object per ``%``) takes on the whole of it.
-_SLICE = 1 << 16
+_SLICE = 1 << 13
 
 
 def _unquote_bytes(raw: bytes) -> bytes:
@@ -120,28 +120,39 @@ def join_array(items: Iterable[str]) -> str:
     return ARRAY_PREFIX + ARRAY_SEP.join(items)
 
 
-def parse_header_block(block: bytes, decode: bool = True) -> Pairs:
-    """``Name: value`` lines as pairs, values percent-decoded when ``decode``.
+def parse_header_block(block: bytes, decode: bool = True, start: int = 0, end: int | None = None) -> Pairs:
+    """``Name: value`` lines of ``block[start:end]`` as pairs, values percent-decoded when ``decode``.
 
     As FreeSWITCH and libesl do: split at the first ``:``, skip the spaces
-    after it, ignore lines with no ``:``.
+    after it, ignore lines with no ``:``; a CR ending a line is not part of
+    its value (mod_event_socket cuts lines there too).
 
     Values are percent-decoded as bytes, then read as UTF-8 (``decode_value``),
     so a value means the same here as in the routing keys, also when raw
-    non-ASCII bytes sit next to ``%XX`` escapes.
+    non-ASCII bytes sit next to ``%XX`` escapes. Each value is sliced once out
+    of the block (no copy of the block, no list of its lines), so a huge
+    header costs its own size, not several times it.
     """
+    block = bytes(block)
+    stop = len(block) if end is None else end
     pairs: Pairs = []
     append = pairs.append
-    for line in bytes(block).split(b"\n"):
-        name, sep, value = line.partition(b":")
-        if not sep or not name:
-            continue
-        if value[:1] == b" ":
-            value = value.lstrip(b" ")
-        if value[-1:] == b"\r":  # a CRLF line (mod_event_socket cuts lines there too)
-            value = value[:-1]
-        append((name.decode("utf-8", "surrogateescape"),
-                decode_value(value) if decode else value.decode("utf-8", "surrogateescape")))
+    find = block.find
+    pos = start
+    while pos < stop:
+        eol = find(b"\n", pos, stop)
+        if eol < 0:
+            eol = stop
+        colon = find(b":", pos, eol)
+        if colon > pos:
+            vs = colon + 1
+            while vs < eol and block[vs] == 32:
+                vs += 1
+            ve = eol - 1 if eol > vs and block[eol - 1] == 13 else eol
+            value = block[vs:ve]
+            append((block[pos:colon].decode("utf-8", "surrogateescape"),
+                    decode_value(value) if decode else value.decode("utf-8", "surrogateescape")))
+        pos = eol + 1
     return pairs
 
 
@@ -157,11 +168,13 @@ def parse_event(payload: bytes, fmt: str) -> tuple[Pairs, str | None]:
 
 
 def _parse_plain(payload: bytes) -> tuple[Pairs, str | None]:
-    head, sep, rest = payload.partition(b"\n\n")
-    pairs = parse_header_block(head)
+    head_end = payload.find(b"\n\n")
+    if head_end < 0:
+        head_end = len(payload)
+    pairs = parse_header_block(payload, True, 0, head_end)
     body: str | None = None
-    if rest:
-        body = to_str(rest)
+    if head_end + 2 < len(payload):
+        body = to_str(payload[head_end + 2 :])
         # The Content-Length line just before the blank line frames the body.
         if pairs and pairs[-1][0] == "Content-Length":
             pairs.pop()

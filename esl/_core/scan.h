@@ -354,6 +354,7 @@ ESL_NOINLINE int esl_scan_json(const char *p, Py_ssize_t i, Py_ssize_t n, esl_ke
                 }
             }
             if (o) o->ent[head].vs = items;
+            if (ke - ks == 5 && memcmp(p + ks, "_body", 5) == 0) return -1;  /* the twin refuses it */
         } else {
             return -1;  /* numbers, objects...: the full decode */
         }
