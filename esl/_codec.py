@@ -156,22 +156,22 @@ def parse_header_block(block: bytes, decode: bool = True, start: int = 0, end: i
     return pairs
 
 
-def parse_event(payload: bytes, fmt: str) -> tuple[Pairs, str | None]:
-    """The headers and inner body of a serialized event in ``fmt``."""
+def parse_event(payload: bytes, fmt: str, start: int = 0) -> tuple[Pairs, str | None]:
+    """The headers and inner body of the event serialized in ``fmt`` at ``payload[start:]``."""
     if fmt == "plain":
-        return _parse_plain(payload)
+        return _parse_plain(payload, start)
     if fmt == "json":
-        return _parse_json(payload)
+        return _parse_json(payload[start:] if start else payload)
     if fmt == "xml":
-        return _parse_xml(payload)
+        return _parse_xml(payload[start:] if start else payload)
     raise ValueError(f"unknown event format {fmt!r}")
 
 
-def _parse_plain(payload: bytes) -> tuple[Pairs, str | None]:
-    head_end = payload.find(b"\n\n")
+def _parse_plain(payload: bytes, start: int = 0) -> tuple[Pairs, str | None]:
+    head_end = payload.find(b"\n\n", start)
     if head_end < 0:
         head_end = len(payload)
-    pairs = parse_header_block(payload, True, 0, head_end)
+    pairs = parse_header_block(payload, True, start, head_end)
     body: str | None = None
     if head_end + 2 < len(payload):
         body = to_str(payload[head_end + 2 :])

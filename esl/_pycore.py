@@ -61,11 +61,11 @@ _KEY_LINE = re.compile(
 )
 
 
-def _plain_keys(head: bytes) -> dict[str, bytes | None]:
-    """The raw values of the routing keys in a plain header block."""
+def _plain_keys(raw: bytes, start: int, end: int) -> dict[str, bytes | None]:
+    """The raw values of the routing keys in the plain header block raw[start:end] (start follows a newline)."""
     exact: dict[str, bytes] = {}
     loose: dict[str, bytes] = {}
-    for m in _KEY_LINE.finditer(head):
+    for m in _KEY_LINE.finditer(raw, start, end):
         name = m.group(1)
         key = _EXACT.get(name)
         value = m.group(2)
@@ -95,8 +95,8 @@ class Event(Mapping[str, str]):
         "content_type",
         "raw",
         "_fmt",
-        "_outer",
-        "_inner",
+        "_hend",
+        "_bs",
         "_pairs",
         "_first",
         "_lower",
@@ -115,8 +115,10 @@ class Event(Mapping[str, str]):
         self.raw = raw
         self.content_type = content_type
         self._fmt = _FORMATS.get(content_type)
-        self._outer = outer
-        self._inner = inner
+        # only raw is kept (an event holds its frame once): the outer block ends at
+        # _hend, the inner payload starts at _bs (None: no inner payload)
+        self._hend = len(outer)
+        self._bs = len(raw) - len(inner) if inner is not None else None
         self._pairs: list[tuple[str, str]] | None = None
         self._first: dict[str, str] | None = None
         self._lower: dict[str, str] | None = None
@@ -158,9 +160,10 @@ class Event(Mapping[str, str]):
         return keys
 
     def _scan_keys(self) -> dict[str, Any]:
-        inner = self._inner
-        if self._fmt == "plain" and inner is not None:
-            raw = _plain_keys(inner.split(b"\n\n", 1)[0])
+        bs = self._bs
+        if self._fmt == "plain" and bs is not None:
+            head_end = self.raw.find(b"\n\n", bs)
+            raw = _plain_keys(self.raw, bs, head_end if head_end >= 0 else len(self.raw))
             keys: dict[str, Any] = {k: _opt(v) for k, v in raw.items()}
         else:
             keys = {k: self.get(name) for k, name in _NAMES.items()}
@@ -252,15 +255,19 @@ class Event(Mapping[str, str]):
 
     # -- headers ----------------------------------------------------------
 
+    def _inner(self) -> bytes | None:
+        """The bytes after the outer header block (the serialized event, the body), or None."""
+        return None if self._bs is None else self.raw[self._bs :]
+
     def _decode(self) -> list[tuple[str, str]]:
         pairs = self._pairs
         if pairs is None:
             if self._fmt is None:
-                pairs = _codec.parse_header_block(self._outer)
-                body = self._inner
+                pairs = _codec.parse_header_block(self.raw, True, 0, self._hend)
+                body = self._inner()
                 self._body = _codec.to_str(body) if body else None
             else:
-                pairs, self._body = _codec.parse_event(self._inner or b"", self._fmt)
+                pairs, self._body = _codec.parse_event(self.raw, self._fmt, len(self.raw) if self._bs is None else self._bs)
             self._pairs = pairs
         return pairs
 

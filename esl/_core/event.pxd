@@ -1,7 +1,7 @@
 # The compiled Event: what parser.pyx and router.pyx may touch directly.
 
 from cpython.ref cimport PyObject
-from libc.stdint cimport uint32_t
+from libc.stdint cimport uint16_t, uint32_t
 
 cdef enum Fmt:
     FMT_NONE = 0
@@ -10,12 +10,12 @@ cdef enum Fmt:
     FMT_XML = 3
 
 
-# one header line of a plain header block: offsets from the block start
+# one header line of a plain header block: offsets from the block start (12 bytes)
 cdef struct Line:
     uint32_t ls     # line start (the name)
-    uint32_t nl     # name length
-    uint32_t vs     # value start
     uint32_t ve     # value end
+    uint16_t nl     # name length
+    uint16_t sp     # spaces between the ':' and the value
 
 cdef class Event:
     cdef readonly str content_type
@@ -39,7 +39,7 @@ cdef class Event:
     cdef Py_ssize_t _nuniq      # number of distinct names (len of the mapping)
     cdef Line *_idx             # header lines of a plain block, for lookups without a decode
     cdef Py_ssize_t _nidx       # their number; -1 before the index is built
-    cdef dict _seen             # values found through _idx, by name
+    cdef list _seen             # values found through _idx: name, value, name, value...
     cdef list _flat             # _kv as a list, for getall / items_all
     cdef dict _first
     cdef dict _lower

@@ -1022,10 +1022,14 @@ cdef class Event:
                 ve = le
                 if ve > vs and blk[ve - 1] == 13:
                     ve -= 1
+                if colon > 0xFFFF or vs - ls - colon - 1 > 0xFFFF:
+                    PyMem_Free(idx)
+                    self._nidx = -2  # a name or a run of spaces past 64 KiB: the full decode answers
+                    return 0
                 idx[count].ls = <uint32_t>ls
-                idx[count].nl = <uint32_t>colon
-                idx[count].vs = <uint32_t>vs
                 idx[count].ve = <uint32_t>ve
+                idx[count].nl = <uint16_t>colon
+                idx[count].sp = <uint16_t>(vs - ls - colon - 1)
                 count += 1
             ls = le + 1
         # the Content-Length line that frames a plain event's body is not a header
@@ -1044,16 +1048,18 @@ cdef class Event:
         case-insensitively, a Kelvin sign that lowercases to ``k``...).
         """
         cdef Py_ssize_t hs = 0, he = 0, klen, i, found = -1, j
+        cdef list seen
         cdef const char *key
         cdef const char *blk
         cdef Line *idx
         cdef object w
         cdef int which
         cdef bint ascii
-        if self._seen is not None:
-            value = self._seen.get(name, _ABSENT)
-            if value is not _ABSENT:
-                return value
+        seen = self._seen
+        if seen is not None:
+            for i in range(0, len(seen), 2):
+                if seen[i] is name or seen[i] == name:
+                    return seen[i + 1]
         w = _KEY_INDEX.get(name)
         if w is not None and (self._have & KEYS_SCANNED) and self._fmt == FMT_PLAIN:
             which = <int>w
@@ -1097,10 +1103,13 @@ cdef class Event:
                     return _ABSENT
                 if idx[found].nl == 10 and memcmp(blk + idx[found].ls, b"Event-Name", 10) == 0:
                     found = _idx_find(blk, idx, self._nidx, b"Event-Name", 10)
-            value = _value_str(blk + idx[found].vs, idx[found].ve - idx[found].vs)
-        if self._seen is None:
-            self._seen = {}
-        self._seen[name] = value
+            j = idx[found].ls + idx[found].nl + 1 + idx[found].sp
+            value = _value_str(blk + j, idx[found].ve - j)
+        if seen is None:
+            self._seen = [name, value]
+        else:
+            seen.append(name)
+            seen.append(value)
         return value
 
     def __getitem__(self, name):
