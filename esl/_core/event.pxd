@@ -1,7 +1,6 @@
 # The compiled Event: what parser.pyx and router.pyx may touch directly.
 
 from cpython.ref cimport PyObject
-from libc.stdint cimport uint16_t, uint32_t
 
 cdef enum Fmt:
     FMT_NONE = 0
@@ -9,13 +8,6 @@ cdef enum Fmt:
     FMT_JSON = 2
     FMT_XML = 3
 
-
-# one header line of a plain header block: offsets from the block start (12 bytes)
-cdef struct Line:
-    uint32_t ls     # line start (the name)
-    uint32_t ve     # value end
-    uint16_t nl     # name length
-    uint16_t sp     # spaces between the ':' and the value
 
 cdef class Event:
     cdef readonly str content_type
@@ -37,9 +29,7 @@ cdef class Event:
     cdef PyObject **_kv         # decoded headers: name, value, name, value... (owned), or NULL
     cdef Py_ssize_t _nkv        # number of pairs in _kv
     cdef Py_ssize_t _nuniq      # number of distinct names (len of the mapping)
-    cdef Line *_idx             # header lines of a plain block, for lookups without a decode
-    cdef Py_ssize_t _nidx       # their number; -1 before the index is built
-    cdef list _seen             # values found through _idx: name, value, name, value...
+    cdef list _seen             # values looked up without a full decode: name, value, name, value...
     cdef list _flat             # _kv as a list, for getall / items_all
     cdef dict _first
     cdef dict _lower
@@ -51,7 +41,6 @@ cdef class Event:
     cdef int _plain_head(self, Py_ssize_t *hs, Py_ssize_t *he) except -1
     cdef bint _uses_pairs(self) noexcept
     cdef int _load_pairs(self) except -1
-    cdef int _build_index(self) except -1
     cdef object _lookup(self, str name)
     cdef list _decode(self)
     cdef bytes _inner(self)

@@ -136,6 +136,9 @@ cdef extern from "scan.h" nogil:
         Py_ssize_t ihead
     Py_ssize_t esl_find2(const char *p, Py_ssize_t n, char a, char b)
     Py_ssize_t esl_unescape(const char *p, Py_ssize_t n, char *out)
+    int esl_find_header(const char *p, Py_ssize_t s, Py_ssize_t e, const char *key, Py_ssize_t klen, int last,
+                        Py_ssize_t *ls_out, Py_ssize_t *le_out)
+    int esl_has_kelvin(const char *p, Py_ssize_t s, Py_ssize_t e)
     void esl_scan_plain(const char *base, Py_ssize_t bs, Py_ssize_t e, esl_keys *k)
     ctypedef struct esl_ent:
         Py_ssize_t ks, ke, vs, ve
@@ -484,18 +487,6 @@ cdef Py_ssize_t _find(PyObject **kv, Py_ssize_t n, str key) except -2:
 
 cdef object _ABSENT = object()  # _lookup: no such header
 cdef object _SLOW = object()    # _lookup: only the full decode can answer
-
-
-cdef Py_ssize_t _idx_find(const char *blk, Line *idx, Py_ssize_t n, const char *key, Py_ssize_t klen) noexcept:
-    """The indexed line named exactly key[:klen]: the first, the last for Event-Name; -1 if none."""
-    cdef Py_ssize_t i, found = -1
-    cdef bint last = klen == 10 and memcmp(key, b"Event-Name", 10) == 0
-    for i in range(n):
-        if idx[i].nl == klen and memcmp(blk + idx[i].ls, key, klen) == 0:
-            found = i
-            if not last:
-                break
-    return found
 
 
 cdef dict _map_of(PyObject **kv, Py_ssize_t n):
@@ -928,9 +919,7 @@ cdef class Event:
         if self._kv != NULL:
             _release(self._kv, self._nkv)
             self._kv = NULL
-        if self._idx != NULL:
-            PyMem_Free(self._idx)
-            self._idx = NULL
+
 
     cdef list _decode(self):
         """Every header in wire order, decoded once: a flat list name, value, name, value...
@@ -988,72 +977,19 @@ cdef class Event:
         self._first = first
         return first
 
-    cdef int _build_index(self) except -1:
-        """Index the header lines of a plain block (name and value offsets), once: lookups need no decode."""
-        cdef Py_ssize_t hs = 0, he = 0, n, ls = 0, le, colon, vs, ve, count = 0, cap = 128
-        cdef const char *blk
-        cdef Line *idx
-        cdef Line *grown
-        if self._nidx >= 0:
-            return 0
-        body = self._plain_head(&hs, &he)
-        n = he - hs
-        if n >= 0xFFFFFFFF:
-            self._nidx = -2  # too big for 32-bit offsets: lookups take the full decode
-            return 0
-        blk = PyBytes_AS_STRING(self._buf) + hs
-        idx = <Line *>PyMem_Malloc(cap * sizeof(Line))
-        if idx == NULL:
-            raise MemoryError()
-        while ls < n:
-            le = ls + esl_find2(blk + ls, n - ls, 10, 10)
-            colon = esl_find2(blk + ls, le - ls, 58, 58)
-            if 0 < colon < le - ls:
-                if count == cap:
-                    cap *= 2
-                    grown = <Line *>PyMem_Realloc(idx, cap * sizeof(Line))
-                    if grown == NULL:
-                        PyMem_Free(idx)
-                        raise MemoryError()
-                    idx = grown
-                vs = ls + colon + 1
-                while vs < le and blk[vs] == 32:
-                    vs += 1
-                ve = le
-                if ve > vs and blk[ve - 1] == 13:
-                    ve -= 1
-                if colon > 0xFFFF or vs - ls - colon - 1 > 0xFFFF:
-                    PyMem_Free(idx)
-                    self._nidx = -2  # a name or a run of spaces past 64 KiB: the full decode answers
-                    return 0
-                idx[count].ls = <uint32_t>ls
-                idx[count].ve = <uint32_t>ve
-                idx[count].nl = <uint16_t>colon
-                idx[count].sp = <uint16_t>(vs - ls - colon - 1)
-                count += 1
-            ls = le + 1
-        # the Content-Length line that frames a plain event's body is not a header
-        if (body and self._fmt == FMT_PLAIN and count and idx[count - 1].nl == 14
-                and memcmp(blk + idx[count - 1].ls, b"Content-Length", 14) == 0):
-            count -= 1
-        self._idx = idx
-        self._nidx = count
-        return 0
-
     cdef object _lookup(self, str name):
-        """``self[name]`` of a plain block through the line index: one value decoded, cached.
+        """``self[name]`` of a plain block found on the bytes (``esl_find_header``): one value decoded, cached.
 
         ``_ABSENT`` when there is no such header; ``_SLOW`` when only the full
         decode can answer as the twin does (a non-ASCII name asked for
         case-insensitively, a Kelvin sign that lowercases to ``k``...).
         """
-        cdef Py_ssize_t hs = 0, he = 0, klen, i, found = -1, j
+        cdef Py_ssize_t hs = 0, he = 0, klen, i, ls = 0, le = 0, vs
         cdef list seen
         cdef const char *key
-        cdef const char *blk
-        cdef Line *idx
+        cdef const char *base
         cdef object w
-        cdef int which
+        cdef int which, r
         cdef bint ascii
         seen = self._seen
         if seen is not None:
@@ -1067,9 +1003,6 @@ cdef class Event:
                 return _ABSENT
             value = self._field(which)
         else:
-            self._build_index()
-            if self._nidx < 0:
-                return _SLOW
             ascii = PyUnicode_IS_ASCII(name)
             if ascii:
                 key = <const char *>PyUnicode_DATA(name)
@@ -1081,30 +1014,30 @@ cdef class Event:
                     return _SLOW
                 key = PyBytes_AS_STRING(kb)
                 klen = PyBytes_GET_SIZE(kb)
-            if memchr(key, 58, klen) != NULL:
-                return _SLOW  # a name never holds ':'; let the mapping say so
-            self._plain_head(&hs, &he)
-            blk = PyBytes_AS_STRING(self._buf) + hs
-            idx = self._idx
-            found = _idx_find(blk, idx, self._nidx, key, klen)
-            if found < 0:
+            if klen == 0 or memchr(key, 58, klen) != NULL:
+                return _SLOW  # a name is never empty and never holds ':'; let the mapping say so
+            body = self._plain_head(&hs, &he)
+            if body and self._fmt == FMT_PLAIN and klen == 14 and strncasecmp(key, b"content-length", 14) == 0:
+                return _SLOW  # the Content-Length line that frames the body is not a header
+            base = PyBytes_AS_STRING(self._buf)
+            r = esl_find_header(base, hs, he, key, klen, klen == 10 and memcmp(key, b"Event-Name", 10) == 0,
+                                &ls, &le)
+            if r != 1:  # no exact name: the case-insensitive answer, where bytes can give it
                 if not ascii:
                     return _SLOW
-                if memchr(key, 107, klen) != NULL or memchr(key, 75, klen) != NULL:
-                    for i in range(self._nidx):  # a name that is not ASCII may lowercase to a 'k'
-                        for j in range(idx[i].nl):
-                            if <unsigned char>blk[idx[i].ls + j] >= 0x80:
-                                return _SLOW
-                for i in range(self._nidx):
-                    if idx[i].nl == klen and strncasecmp(blk + idx[i].ls, key, klen) == 0:
-                        found = i
-                        break
-                if found < 0:
+                if (memchr(key, 107, klen) != NULL or memchr(key, 75, klen) != NULL) and esl_has_kelvin(
+                        base, hs, ls if r == 2 else he):
+                    return _SLOW  # a Kelvin sign in a name lowercases to 'k'
+                if r == 0:
                     return _ABSENT
-                if idx[found].nl == 10 and memcmp(blk + idx[found].ls, b"Event-Name", 10) == 0:
-                    found = _idx_find(blk, idx, self._nidx, b"Event-Name", 10)
-            j = idx[found].ls + idx[found].nl + 1 + idx[found].sp
-            value = _value_str(blk + j, idx[found].ve - j)
+                if le - ls > 10 and memcmp(base + ls, b"Event-Name:", 11) == 0:
+                    esl_find_header(base, hs, he, b"Event-Name", 10, True, &ls, &le)
+            vs = ls + klen + 1
+            while vs < le and base[vs] == 32:
+                vs += 1
+            if le > vs and base[le - 1] == 13:
+                le -= 1
+            value = _value_str(base + vs, le - vs)
         if seen is None:
             self._seen = [name, value]
         else:
@@ -1271,10 +1204,6 @@ cdef inline int _init(Event ev, bytes buf, Py_ssize_t start, Py_ssize_t hend, Py
         _release(ev._kv, ev._nkv)
     ev._kv = NULL
     ev._nkv = 0
-    if ev._idx != NULL:
-        PyMem_Free(ev._idx)
-    ev._idx = NULL
-    ev._nidx = -1
     ev._seen = None
     ev._nuniq = -1
     ev._flat = None

@@ -230,6 +230,67 @@ done:
         if (k->s[w] < 0 && k->cs[w] >= 0) { k->s[w] = k->cs[w]; k->e[w] = k->ce[w]; }
 }
 
+/* One header of a plain block, looked up without decoding the others: walk
+   the lines of p[s:e) (16 bytes at a time, as the key scan) and compare the
+   name at each line start. The first line named exactly key[:klen] (the last
+   one when `last`) goes to *ls/*le and 1 is returned; else the first line
+   whose name matches case-insensitively (ASCII) and 2; else 0. The key holds
+   no ':' (the caller checks), so a name matches when its first ':' follows
+   the key's bytes. */
+ESL_INLINE int esl_hdr_line(const char *p, Py_ssize_t ls, Py_ssize_t le, const char *key, Py_ssize_t klen,
+                            unsigned char k0, Py_ssize_t *cls, Py_ssize_t *cle) {
+    if (le - ls <= klen || p[ls + klen] != ':' || ((unsigned char)p[ls] | 0x20) != k0) return 0;
+    if (memcmp(p + ls, key, (size_t)klen) == 0) return 1;
+    if (*cls < 0 && strncasecmp(p + ls, key, (size_t)klen) == 0) { *cls = ls; *cle = le; }
+    return 0;
+}
+
+static int esl_find_header(const char *p, Py_ssize_t s, Py_ssize_t e, const char *key, Py_ssize_t klen, int last,
+                           Py_ssize_t *ls_out, Py_ssize_t *le_out) {
+    Py_ssize_t ls = s, i = s, j, cls = -1, cle = -1, found = -1, fle = -1;
+    unsigned char k0 = (unsigned char)key[0] | 0x20;
+#if defined(__SSE2__)
+    const __m128i nl = _mm_set1_epi8(10);
+    for (; i + 16 <= e; i += 16) {
+        unsigned m = (unsigned)_mm_movemask_epi8(
+            _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(p + i)), nl));
+        while (m) {
+            j = i + __builtin_ctz(m);
+            m &= m - 1;
+            if (esl_hdr_line(p, ls, j, key, klen, k0, &cls, &cle)) {
+                found = ls; fle = j;
+                if (!last) goto done;
+            }
+            ls = j + 1;
+        }
+    }
+#endif
+    for (; i < e; i++) {
+        if (p[i] != 10) continue;
+        if (esl_hdr_line(p, ls, i, key, klen, k0, &cls, &cle)) {
+            found = ls; fle = i;
+            if (!last) goto done;
+        }
+        ls = i + 1;
+    }
+    if (ls < e && esl_hdr_line(p, ls, e, key, klen, k0, &cls, &cle)) { found = ls; fle = e; }
+done:
+    if (found >= 0) { *ls_out = found; *le_out = fle; return 1; }
+    if (cls >= 0) { *ls_out = cls; *le_out = cle; return 2; }
+    return 0;
+}
+
+/* Whether p[s:e) holds the UTF-8 Kelvin sign (U+212A, which lowercases to 'k'). */
+static int esl_has_kelvin(const char *p, Py_ssize_t s, Py_ssize_t e) {
+    for (; s + 2 < e; s++) {
+        const char *c = (const char *)memchr(p + s, 0xE2, (size_t)(e - s - 2));
+        if (c == NULL) return 0;
+        s = c - p;
+        if ((unsigned char)c[1] == 0x84 && (unsigned char)c[2] == 0xAA) return 1;
+    }
+    return 0;
+}
+
 /* -- json and xml events -------------------------------------------------
    The keys are found on the bytes when the payload has exactly the shape
    FreeSWITCH writes; anything else returns -1 and the caller asks the full
