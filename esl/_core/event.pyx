@@ -85,8 +85,56 @@ cdef str _to_str(const char *p, Py_ssize_t n):
     return PyUnicode_DecodeUTF8(p, n, "surrogateescape")
 
 
+# Large values (a channel variable of tens of KB) repeat in every event of their
+# channel, and decoding them is most of what a full decode of such an event
+# costs (UTF-8 text of mixed widths decodes at about a byte per ns). A few
+# recent ones are kept, checked byte for byte on a hit: at most BIG_SLOTS
+# values of up to BIG_MAX bytes each.
+DEF BIG_SLOTS = 16
+DEF BIG_MIN = 1024
+DEF BIG_MAX = 1 << 17
+cdef list _big = [None] * BIG_SLOTS   # (kind, raw bytes, decoded str) per slot
+
+
+cdef inline Py_ssize_t _big_slot(const char *p, Py_ssize_t n) noexcept nogil:
+    """A slot for p[:n] from its length and 16 words sampled across it."""
+    cdef uint64_t h = <uint64_t>n * 0x9E3779B97F4A7C15ULL, w
+    cdef Py_ssize_t i, step = (n - 8) // 15
+    for i in range(16):
+        memcpy(&w, p + i * step, 8)
+        h = (h ^ w) * 0xFF51AFD7ED558CCDULL
+    return <Py_ssize_t>((h ^ (h >> 32)) & (BIG_SLOTS - 1))
+
+
+cdef object _big_get(int kind, const char *p, Py_ssize_t n, Py_ssize_t *slot):
+    """The cached decode of p[:n] as ``kind``, or None (then ``slot`` is where to store it)."""
+    cdef Py_ssize_t i = _big_slot(p, n)
+    slot[0] = i
+    entry = _big[i]
+    if entry is not None and (<tuple>entry)[0] == kind:
+        raw = (<tuple>entry)[1]
+        if PyBytes_GET_SIZE(raw) == n and memcmp(PyBytes_AS_STRING(raw), p, n) == 0:
+            return (<tuple>entry)[2]
+    return None
+
+
+cdef inline void _big_put(Py_ssize_t slot, int kind, const char *p, Py_ssize_t n, str value):
+    _big[slot] = (kind, PyBytes_FromStringAndSize(p, n), value)
+
+
 cdef str _decode_value(const char *p, Py_ssize_t n):
     """Percent-decode a header value (a malformed ``%`` stays, ``+`` stays) then ``_to_str``."""
+    cdef Py_ssize_t slot
+    if BIG_MIN <= n <= BIG_MAX:
+        value = _big_get(0, p, n, &slot)
+        if value is None:
+            value = _decode_value_now(p, n)
+            _big_put(slot, 0, p, n, value)
+        return value
+    return _decode_value_now(p, n)
+
+
+cdef str _decode_value_now(const char *p, Py_ssize_t n):
     cdef const char *pct = <const char *>memchr(p, 37, n)
     if pct == NULL:
         return PyUnicode_DecodeUTF8(p, n, "surrogateescape")
@@ -129,6 +177,7 @@ cdef extern from "scan.h" nogil:
     esl_slot esl_names[1024]
     esl_slot esl_values[4096]
     esl_line esl_lines[8192]
+    esl_line esl_pairs[4096]
     # routing keys: [s, e) per key, -1 when absent, -2 when unsure (json/xml)
     ctypedef struct esl_keys:
         Py_ssize_t s[16]
@@ -551,12 +600,47 @@ cdef int _shape_store(PyObject **kv, Py_ssize_t n, uint64_t h, Py_ssize_t nuniq)
 
 cdef inline str _json_str(const char *base, esl_ent *e):
     """A json string value (the bytes between its quotes) as the json module reads it."""
-    cdef Py_ssize_t n = e.ve - e.vs
+    cdef Py_ssize_t n = e.ve - e.vs, slot
     if e.esc:
+        if BIG_MIN <= n <= BIG_MAX:
+            value = _big_get(1, base + e.vs, n, &slot)
+            if value is None:
+                value = _scanstring(_to_str(base + e.vs - 1, n + 2), 1, False)[0]
+                _big_put(slot, 1, base + e.vs, n, value)
+            return value
         return _scanstring(_to_str(base + e.vs - 1, n + 2), 1, False)[0]
     if memchr(base + e.vs, 37, n) == NULL:
         return _value_str(base + e.vs, n)  # no '%': the cached decode is the plain one
     return _to_str(base + e.vs, n)
+
+
+DEF PAIR_SLOTS = 4096
+
+
+cdef inline esl_line *_pair_slot(const char *p, Py_ssize_t n, uint32_t kind, uint64_t *h) noexcept:
+    """The pair-cache slot for the raw pair p[:n] (n <= LINE_MAX) of ``kind``; its hash in ``h``."""
+    h[0] = _hash(p, n) ^ kind
+    return &esl_pairs[h[0] & (PAIR_SLOTS - 1)]
+
+
+cdef inline bint _pair_hit(esl_line *slot, const char *p, Py_ssize_t n, uint32_t kind, uint64_t h) noexcept:
+    return (slot.flags == kind and slot.h == <uint32_t>(h >> 32) and slot.n == <uint32_t>n
+            and _eq_padded(slot.data, p, n))
+
+
+cdef inline void _pair_store(esl_line *slot, const char *p, Py_ssize_t n, uint32_t kind, uint64_t h,
+                             object name, object value) noexcept:
+    Py_INCREF(name)
+    Py_INCREF(value)
+    Py_XDECREF(slot.name)
+    Py_XDECREF(slot.value)
+    slot.name = <PyObject *>name
+    slot.value = <PyObject *>value
+    slot.flags = kind
+    slot.h = <uint32_t>(h >> 32)
+    slot.n = <uint32_t>n
+    memset(slot.data, 0, LINE_MAX)
+    memcpy(slot.data, p, n)
 
 
 cdef bint _fast_decode(Event ev, list flat) except -1:
@@ -569,6 +653,8 @@ cdef bint _fast_decode(Event ev, list flat) except -1:
     cdef list items
     cdef list run = None
     cdef Py_ssize_t prev_s = -1, prev_n = 0
+    cdef esl_line *slot
+    cdef uint64_t h
     body = None
     while True:
         o.ent = <esl_ent *>PyMem_Malloc(cap * sizeof(esl_ent))
@@ -592,6 +678,16 @@ cdef bint _fast_decode(Event ev, list flat) except -1:
             while i < o.n:
                 e = &o.ent[i]
                 is_body = e.ke - e.ks == 5 and memcmp(base + e.ks, b"_body", 5) == 0
+                if e.kind == 0 and not is_body and e.ve - e.ks + 2 <= LINE_MAX:
+                    # "Name":"value" as it stands: the pair cache (names and values repeat)
+                    slot = _pair_slot(base + e.ks - 1, e.ve - e.ks + 2, 16, &h)
+                    if not _pair_hit(slot, base + e.ks - 1, e.ve - e.ks + 2, 16, h):
+                        _pair_store(slot, base + e.ks - 1, e.ve - e.ks + 2, 16, h,
+                                    _name_str(base + e.ks, e.ke - e.ks), _json_str(base, e))
+                    flat.append(<object>slot.name)
+                    flat.append(<object>slot.value)
+                    i += 1
+                    continue
                 if e.kind == 0:
                     value = _json_str(base, e)
                     i += 1
@@ -618,7 +714,15 @@ cdef bint _fast_decode(Event ev, list flat) except -1:
         else:
             for i in range(o.n):
                 e = &o.ent[i]
-                if e.esc:
+                slot = NULL
+                if not e.esc and e.ve - e.ks + 1 <= LINE_MAX:
+                    # <Name>value as it stands: the pair cache
+                    slot = _pair_slot(base + e.ks, e.ve - e.ks, 32, &h)
+                    if not _pair_hit(slot, base + e.ks, e.ve - e.ks, 32, h):
+                        _pair_store(slot, base + e.ks, e.ve - e.ks, 32, h,
+                                    _name_str(base + e.ks, e.ke - e.ks), _value_str(base + e.vs, e.ve - e.vs))
+                    value = <object>slot.value
+                elif e.esc:
                     value = _xml_value(_to_str(base + e.vs, e.ve - e.vs))
                 else:
                     value = _value_str(base + e.vs, e.ve - e.vs)
@@ -628,7 +732,7 @@ cdef bint _fast_decode(Event ev, list flat) except -1:
                     flat[len(flat) - 1] = "ARRAY::" + "|:".join(run)
                 else:
                     run = [value]
-                    flat.append(_name_str(base + e.ks, e.ke - e.ks))
+                    flat.append(<object>slot.name if slot != NULL else _name_str(base + e.ks, e.ke - e.ks))
                     flat.append(value)
                 prev_s = e.ks
                 prev_n = e.ke - e.ks

@@ -20,6 +20,8 @@ static ESL_ALIGNED esl_slot esl_values[4096];
 typedef struct { PyObject *name; PyObject *value; uint32_t n; uint32_t h; uint32_t flags;
                  uint32_t pad; char data[96]; } esl_line;
 static ESL_ALIGNED esl_line esl_lines[8192];
+/* json and xml pairs ("Name":"value", <Name>value</Name>) -> (name, value): flags 16 json, 32 xml */
+static ESL_ALIGNED esl_line esl_pairs[4096];
 
 #if defined(__GNUC__) || defined(__clang__)
 /* the plain scan is the hot one: its helpers inlined, the json/xml scans kept out of it */
@@ -67,11 +69,18 @@ static Py_ssize_t esl_unescape(const char *p, Py_ssize_t n, char *out) {
     Py_ssize_t i = 0, m = 0, run;
     int hi, lo;
     while (i < n) {
-        if (p[i] != '%') {
-            run = esl_find2(p + i, n - i, '%', '%');
-            memcpy(out + m, p + i, (size_t)run);
-            m += run;
-            i += run;
+        unsigned char c = (unsigned char)p[i];
+        if (c != '%') {
+            /* long runs go whole; the short ones between escapes byte by byte */
+            if (i + 16 <= n && p[i + 1] != '%' && p[i + 2] != '%' && p[i + 3] != '%') {
+                run = esl_find2(p + i, n - i, '%', '%');
+                memcpy(out + m, p + i, (size_t)run);
+                m += run;
+                i += run;
+            } else {
+                out[m++] = (char)c;
+                i++;
+            }
             continue;
         }
         if (i + 2 < n && (hi = esl_hexv[(unsigned char)p[i + 1]]) >= 0
