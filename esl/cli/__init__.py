@@ -13,6 +13,7 @@ from esl.cli.apps import consumer_group, outbound_group
 from esl.cli.bench import bench_cmd
 from esl.cli.live import api_cmd, events_cmd, record_cmd
 from esl.cli.serve import fake_cmd, replay_cmd
+from esl.cli.serve_http import serve_cmd
 
 __all__ = ["main"]
 
@@ -29,3 +30,4 @@ def main() -> None:
 
 for _cmd in (api_cmd, events_cmd, record_cmd, replay_cmd, bench_cmd, outbound_group, consumer_group, fake_cmd):
     main.add_command(_cmd)
+main.add_command(serve_cmd)
