@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Iterable
+from collections.abc import Iterable
 from urllib.parse import unquote_to_bytes
 
 from esl.exceptions import ProtocolError
@@ -18,13 +18,13 @@ from esl.exceptions import ProtocolError
 __all__ = [
     "decode_value",
     "encode_value",
-    "to_str",
-    "split_array",
-    "join_array",
-    "parse_header_block",
-    "parse_event",
-    "serialize",
     "frame",
+    "join_array",
+    "parse_event",
+    "parse_header_block",
+    "serialize",
+    "split_array",
+    "to_str",
 ]
 
 Pairs = list[tuple[str, str]]

@@ -18,12 +18,13 @@ Wire facts used here (see ESL-PROTOCOL.md):
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 from esl import _codec
 from esl.exceptions import ProtocolError
 
-__all__ = ["Event", "Parser", "Router", "DEFAULT_MAX_SIZE"]
+__all__ = ["DEFAULT_MAX_SIZE", "Event", "Parser", "Router"]
 
 #: FreeSWITCH's own cap on a message (MAX_CONTENT_LENGTH, libesl's ESL_MAX_CONTENT_LENGTH).
 DEFAULT_MAX_SIZE = 16 * 1024 * 1024
@@ -92,16 +93,16 @@ class Event(Mapping[str, str]):
     """
 
     __slots__ = (
-        "content_type",
-        "raw",
+        "_body",
+        "_bs",
+        "_first",
         "_fmt",
         "_hend",
-        "_bs",
-        "_pairs",
-        "_first",
-        "_lower",
-        "_body",
         "_keys",
+        "_lower",
+        "_pairs",
+        "content_type",
+        "raw",
     )
 
     content_type: str
@@ -133,7 +134,7 @@ class Event(Mapping[str, str]):
         headers: Mapping[str, str] | Iterable[tuple[str, str]],
         body: str | bytes | None = None,
         fmt: str = "plain",
-    ) -> "Event":
+    ) -> Event:
         """An event with these headers (in order) and body, as if read in format ``fmt``."""
         pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
         payload = _codec.serialize(pairs, body, fmt)
@@ -397,7 +398,7 @@ class Parser:
     ``reset()``, so nothing after it can be mis-framed silently.
     """
 
-    __slots__ = ("max_size", "_buf", "_scan", "_need", "_outer", "_sep", "_ctype", "_error")
+    __slots__ = ("_buf", "_ctype", "_error", "_need", "_outer", "_scan", "_sep", "max_size")
 
     def __init__(self, max_size: int = DEFAULT_MAX_SIZE) -> None:
         if max_size <= 0:
@@ -528,7 +529,7 @@ class Router:
     ``Old-Unique-ID`` to the new ``Unique-ID`` so a channel keeps its events.
     """
 
-    __slots__ = ("_routes", "_targets", "_default", "_default_call", "matched", "unmatched")
+    __slots__ = ("_default", "_default_call", "_routes", "_targets", "matched", "unmatched")
 
     def __init__(self, default: Any = None) -> None:
         self._routes: dict[str, Callable[[Event], Any]] = {}

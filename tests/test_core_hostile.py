@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import tracemalloc
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -53,7 +54,7 @@ def outcomes(core: Any, data: bytes) -> dict[str, tuple[str, Any]]:
     out = {}
     for key, fn in ACCESSORS.items():
         (event,) = core.Parser().feed(data)
-        out[key] = outcome(lambda: fn(event))
+        out[key] = outcome(lambda fn=fn, event=event: fn(event))  # type: ignore[misc]
     return out
 
 
