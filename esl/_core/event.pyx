@@ -16,7 +16,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStri
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.ref cimport PyObject, Py_DECREF, Py_INCREF, Py_XDECREF
 from cpython.unicode cimport PyUnicode_DecodeUTF8
-from libc.stdint cimport uint32_t, uint64_t
+from libc.stdint cimport int32_t, uint32_t, uint64_t
 from libc.string cimport memchr, memcmp, memcpy, memset
 
 from collections.abc import Mapping as _Mapping
@@ -180,8 +180,8 @@ cdef extern from "scan.h" nogil:
     esl_line esl_pairs[4096]
     # routing keys: [s, e) per key, -1 when absent, -2 when unsure (json/xml)
     ctypedef struct esl_keys:
-        Py_ssize_t s[16]
-        Py_ssize_t e[16]
+        int32_t s[16]
+        int32_t e[16]
         Py_ssize_t ihead
     Py_ssize_t esl_find2(const char *p, Py_ssize_t n, char a, char b)
     Py_ssize_t esl_unescape(const char *p, Py_ssize_t n, char *out)
@@ -814,6 +814,8 @@ cdef class Event:
         cdef esl_keys k
         cdef int w
         cdef const char *base = PyBytes_AS_STRING(self._buf)
+        if self._end >= 0x7FFFFFFF:
+            return  # past 32-bit offsets: the keys come from the full decode
         if self._fmt == FMT_PLAIN:
             esl_scan_plain(base, self._bs, self._end, &k)
             self._ihead = k.ihead
@@ -1020,6 +1022,7 @@ cdef class Event:
         return 0
 
     def __dealloc__(self):
+        _unlend(self)
         if self._kv != NULL:
             _release(self._kv, self._nkv)
             self._kv = NULL
@@ -1309,6 +1312,7 @@ cdef inline int _init(Event ev, bytes buf, Py_ssize_t start, Py_ssize_t hend, Py
     ev._kv = NULL
     ev._nkv = 0
     ev._seen = None
+    _unlend(ev)
     ev._nuniq = -1
     ev._flat = None
     ev._first = ev._lower = None
@@ -1319,10 +1323,65 @@ cdef inline int _init(Event ev, bytes buf, Py_ssize_t start, Py_ssize_t hend, Py
     return 0
 
 
+cdef Lend *lend_new() except NULL:
+    """A new record for a parser (one reference: the parser's)."""
+    cdef Lend *rec = <Lend *>PyMem_Malloc(sizeof(Lend))
+    if rec == NULL:
+        raise MemoryError()
+    rec.refs = 1
+    rec.n = rec.cap = 0
+    rec.slots = NULL
+    return rec
+
+
+cdef int lend_add(Lend *rec, Event ev) except -1:
+    """Note ``ev`` (framed in place) in the record."""
+    cdef PyObject **grown
+    if rec.n == rec.cap:
+        grown = <PyObject **>PyMem_Realloc(rec.slots, (2 * rec.cap + 64) * sizeof(PyObject *))
+        if grown == NULL:
+            raise MemoryError()
+        rec.slots = grown
+        rec.cap = 2 * rec.cap + 64
+    rec.slots[rec.n] = <PyObject *>ev
+    ev._lend = rec
+    ev._lend_i = rec.n
+    rec.n += 1
+    rec.refs += 1
+    return 0
+
+
+cdef int lend_settle(Lend *rec) except -1:
+    """Give every event still in the record its own frame; empty the record."""
+    cdef Py_ssize_t i
+    cdef PyObject *p
+    for i in range(rec.n):
+        p = rec.slots[i]
+        if p != NULL:
+            own_frame(<Event>p)
+    rec.n = 0
+    return 0
+
+
+cdef void lend_release(Lend *rec) noexcept:
+    rec.refs -= 1
+    if rec.refs == 0:
+        PyMem_Free(rec.slots)
+        PyMem_Free(rec)
+
+
+cdef inline void _unlend(Event ev) noexcept:
+    if ev._lend != NULL:
+        ev._lend.slots[ev._lend_i] = NULL
+        lend_release(ev._lend)
+        ev._lend = NULL
+
+
 cdef int own_frame(Event ev) except -1:
     """Move the event onto a copy of its own frame (it pointed into a larger chunk)."""
     cdef Py_ssize_t d = ev._start, w
     cdef bytes frame
+    _unlend(ev)
     if d == 0 and ev._end == PyBytes_GET_SIZE(ev._buf):
         return 0
     if ev._raw is not None:

@@ -1,3 +1,5 @@
+from esl._core.event cimport Lend
+
 cdef class Parser:
     cdef public Py_ssize_t max_size
     cdef bytearray _pend        # the start of a message not yet complete
@@ -7,7 +9,7 @@ cdef class Parser:
     cdef Py_ssize_t _need       # its Content-Length
     cdef str _ctype
     cdef object _error
-    cdef list _lent             # events framed in place from the last chunk (see _settle)
+    cdef Lend *_lend            # events framed in place from the last chunk (see _settle)
 
     cdef Py_ssize_t _fields(self, const char *p, Py_ssize_t s, Py_ssize_t e) except -2
     cdef int _settle(self) except -1

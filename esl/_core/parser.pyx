@@ -2,26 +2,23 @@
 """The compiled framer: bytes in, complete messages (``Event``) out.
 
 Frames that lie inside one fed chunk are not copied at first: their events
-point into that chunk. At the next ``feed`` (and at ``reset``, and when the
-parser goes away) every such event that is still referenced from outside
-gets its own copy of its frame, so a kept event never pins the socket read it
-arrived in past the read that follows it, and an event dropped at once (the
-common case: a handler reads it and returns) costs no copy at all. A message
+point into that chunk, and the parser notes them (an event that goes away
+takes itself off the note). At the next ``feed`` (and at ``reset``, and when
+the parser goes away) every such event still alive gets its own copy of its
+frame, so a kept event never pins the socket read it arrived in past the read
+that follows it, and an event dropped at once (the common case: a handler
+reads it and returns) costs no copy at all. A message
 split across chunks is assembled in a buffer and owns it.
 """
 
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
-from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.ref cimport PyObject
 from libc.string cimport memchr, memcmp, memcpy
 cdef extern from "strings.h" nogil:
     int strncasecmp(const char *a, const char *b, size_t n)
 
-from esl._core.event cimport Event, make_event, own_frame
-
-cdef extern from "Python.h":
-    Py_ssize_t Py_REFCNT(PyObject *o)
+from esl._core.event cimport Event, Lend, lend_add, lend_new, lend_release, lend_settle, make_event
 
 from esl.exceptions import ProtocolError
 
@@ -118,21 +115,18 @@ cdef class Parser:
         self._error = None
 
     def __dealloc__(self):
-        if self._lent is not None:
-            self._settle()
+        if self._lend != NULL:
+            try:
+                lend_settle(self._lend)
+            except MemoryError:
+                pass  # the events keep the chunk they point into: correct, only larger
+            lend_release(self._lend)
+            self._lend = NULL
 
     cdef int _settle(self) except -1:
-        """Give each event framed in place from the last chunk and still referenced elsewhere its own frame."""
-        cdef list lent = self._lent
-        cdef Py_ssize_t i
-        cdef PyObject *ev
-        if lent is None or PyList_GET_SIZE(lent) == 0:
-            return 0
-        for i in range(PyList_GET_SIZE(lent)):
-            ev = PyList_GET_ITEM(lent, i)
-            if Py_REFCNT(ev) > 1:  # more than this list's reference
-                own_frame(<Event>ev)
-        self._lent = []
+        """Give each event framed in place from the last chunk and still alive its own frame."""
+        if self._lend != NULL and self._lend.n:
+            lend_settle(self._lend)
         return 0
 
     @property
@@ -153,10 +147,10 @@ cdef class Parser:
         cdef bytes chunk = data if type(data) is bytes else bytes(data)
         cdef list out = []
         cdef Py_ssize_t pos = 0
-        if self._lent is None:
-            self._lent = []
-        elif PyList_GET_SIZE(self._lent):
-            self._settle()
+        if self._lend == NULL:
+            self._lend = lend_new()
+        elif self._lend.n:
+            lend_settle(self._lend)
         try:
             if PyByteArray_GET_SIZE(self._pend):
                 pos = self._resume(chunk, out)
@@ -309,7 +303,7 @@ cdef class Parser:
             ev = make_event(data, pos, e, e + tlen, fe, has_inner, self._ctype)
             out.append(ev)
             if pos or fe != n:  # a frame inside the chunk: settled at the next feed
-                self._lent.append(ev)
+                lend_add(self._lend, ev)
             pos = fe
 
 

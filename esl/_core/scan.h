@@ -99,7 +99,8 @@ static Py_ssize_t esl_unescape(const char *p, Py_ssize_t n, char *out) {
    fields (6-15); [s, e) per key (-1: absent); exact-casing and
    case-insensitive candidates are kept apart. */
 #define ESL_NKEYS 16
-typedef struct { Py_ssize_t s[ESL_NKEYS], e[ESL_NKEYS], cs[ESL_NKEYS], ce[ESL_NKEYS]; Py_ssize_t ihead; } esl_keys;
+/* 32-bit offsets: the caller scans only frames under 2 GiB */
+typedef struct { int32_t s[ESL_NKEYS], e[ESL_NKEYS], cs[ESL_NKEYS], ce[ESL_NKEYS]; Py_ssize_t ihead; } esl_keys;
 
 /* Which key the name p[0:k] is (-1: none); *exact: same casing. */
 ESL_INLINE int esl_key_of(const char *p, Py_ssize_t k, int *exact) {
