@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from esl import _pycore
 
-__all__ = ["BACKEND", "Event", "Parser", "Router", "DEFAULT_MAX_SIZE", "backends", "load"]
+__all__ = ["BACKEND", "DEFAULT_MAX_SIZE", "Event", "Parser", "Router", "backends", "load"]
 
 
 def _compiled() -> ModuleType | None:
