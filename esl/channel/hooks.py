@@ -103,7 +103,7 @@ class Hooks:
         table = self._dtmf
         if table is None:
             return
-        digit = event.get("DTMF-Digit")
+        digit = event.dtmf_digit
         if not digit:
             return
         for h in table.get(digit) or table.get(None) or ():

@@ -208,17 +208,17 @@ class ChannelCore(Facts, Hooks):
 
     def _apply_context(self, event: "Event") -> None:
         self._update_state(event)
-        if event.get("Answer-State") == "answered":
+        if event.answer_state == "answered":
             self.answered = True
 
     def _update_state(self, event: "Event") -> None:
-        text = event.get("Channel-State")
-        number = event.get("Channel-State-Number")
+        text = event.channel_state  # channel fields are found by the core's key scan
+        number = event.channel_state_number
         state: ChannelState | None = None
         try:
             if text:
                 state = ChannelState.parse(text)
-            if number:
+            if number is not None:
                 by_number = ChannelState.parse(number)
                 if state is None or by_number > state:  # CHANNEL_HANGUP reports the new number first
                     state = by_number
@@ -232,7 +232,7 @@ class ChannelCore(Facts, Hooks):
             self._visited |= 1 << state
             if state in _MAIN_LINE and state < ChannelState.HANGUP and state > self._top_state:
                 self._top_state = state
-        call_state = event.get("Channel-Call-State")
+        call_state = event.call_state
         if call_state:
             try:
                 self._call_state = CallState.parse(call_state)
@@ -253,25 +253,25 @@ class ChannelCore(Facts, Hooks):
                 self.answered_at = time.time()
                 self._lifecycle("answered", event)
         elif name == "CHANNEL_BRIDGE":
-            other = event.get("Other-Leg-Unique-ID")
+            other = event.other_leg_uuid
             if other and other != self.uuid:
                 self.other_uuid = other
             self._link_call(event)
             self._lifecycle("bridged", self.other_uuid)
         elif name == "CHANNEL_UNBRIDGE":
-            self._lifecycle("unbridged", event.get("Other-Leg-Unique-ID") or self.other_uuid)
+            self._lifecycle("unbridged", event.other_leg_uuid or self.other_uuid)
         elif name in ("CHANNEL_CREATE", "CHANNEL_ORIGINATE", "CHANNEL_OUTGOING"):
             self._link_call(event)
         elif name == "CHANNEL_HANGUP" or name == "CHANNEL_HANGUP_COMPLETE":
             if self.hangup_cause is None:
-                self.hangup_cause = cause_of(event.get("Hangup-Cause"))
+                self.hangup_cause = cause_of(event.hangup_cause)
             if self._state < ChannelState.HANGUP:
                 self._state = ChannelState.HANGUP
             return True
         elif name == "CHANNEL_DESTROY":
             self._state = ChannelState.DESTROY
             if self.hangup_cause is None:
-                self.hangup_cause = cause_of(event.get("Hangup-Cause"))
+                self.hangup_cause = cause_of(event.hangup_cause)
             return True
         return False
 
