@@ -24,7 +24,7 @@ from typing import Any
 from esl import _codec
 from esl.exceptions import ProtocolError
 
-__all__ = ["DEFAULT_MAX_SIZE", "Event", "Parser", "Router"]
+__all__ = ["DEFAULT_MAX_SIZE", "Event", "Parser", "Router", "Tally"]
 
 #: FreeSWITCH's own cap on a message (MAX_CONTENT_LENGTH, libesl's ESL_MAX_CONTENT_LENGTH).
 DEFAULT_MAX_SIZE = 16 * 1024 * 1024
@@ -613,3 +613,66 @@ def _deliverer(target: Any) -> Callable[[Event], Any]:
         raise TypeError(f"route target must be callable or have put_nowait, not {type(target).__name__}")
     return target  # type: ignore[no-any-return]
 
+
+
+
+class Tally:
+    """A connection's per-event counters: events by name, and Event-Sequence in order.
+
+    ``count(event)`` counts the event under its name (at most ``max_names``
+    names, the rest under ``"other"``; ``counts()`` gives them as a dict) and,
+    while ``track`` is on, follows ``Event-Sequence``: a number equal to
+    ``next`` just moves it on; a jump ahead is recorded in ``gaps`` as
+    ``(next, seq)`` (``(-1, seq)`` when ``next`` is below 0: a start); a
+    number below ``next`` in ``fills``. It returns True once those lists hold
+    ``limit`` entries, for the connection to hand them to its
+    :class:`esl.sequence.SequenceTracker`.
+    """
+
+    __slots__ = ("_names", "gaps", "fills", "next", "track", "max_names", "limit")
+
+    def __init__(self, max_names: int = 256, limit: int = 4096) -> None:
+        self._names: dict[str | None, int] = {}
+        self.gaps: list[tuple[int, int]] = []
+        self.fills: list[int] = []
+        self.next = -1
+        self.track = False
+        self.max_names = max_names
+        self.limit = limit
+
+    def count(self, event: Event) -> bool:
+        """Count one event; True when ``gaps``/``fills`` are due to be taken."""
+        name = event.name
+        names = self._names
+        n = names.get(name)
+        if n is not None:
+            names[name] = n + 1
+        elif len(names) < self.max_names:
+            names[name] = 1
+        else:
+            names["other"] = names.get("other", 0) + 1
+        if not self.track:
+            return False
+        seq = event.sequence
+        if seq is None:
+            return False
+        if seq == self.next:
+            self.next = seq + 1
+            return False
+        if self.next < 0:
+            self.gaps.append((-1, seq))
+            self.next = seq + 1
+        elif seq > self.next:
+            self.gaps.append((self.next, seq))
+            self.next = seq + 1
+        else:
+            self.fills.append(seq)
+        return len(self.gaps) + len(self.fills) >= self.limit
+
+    def counts(self) -> dict[str | None, int]:
+        """Events by name so far (``None``: messages without a name; ``"other"``: past ``max_names``)."""
+        return dict(self._names)
+
+    def total(self) -> int:
+        """Events counted."""
+        return sum(self._names.values())

@@ -30,7 +30,7 @@ import logging
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, TypeVar, overload
 
-from esl.core import DEFAULT_MAX_SIZE
+from esl.core import DEFAULT_MAX_SIZE, Tally
 from esl.dispatch import Dispatcher, EventStream, Handler
 from esl.exceptions import ConnectionError
 from esl.executor import Executor
@@ -85,10 +85,8 @@ class Connection(Subscriptions):
         self._unnamed = 0
         self._reconnects = 0
         self._pauses = 0
-        self._names: dict[str | None, int] = {}
+        self._tally = Tally(_MAX_NAMES)  # events by name and Event-Sequence in order, counted in C
         self._seq = SequenceTracker()
-        self._seq_next = -2  # the fast path's next expected Event-Sequence (-2: ask the tracker)
-        self._track_seq = False
         self._latency: dict[str, _Histogram] = {}
         # events read while flow control is engaged, not yet offered to the user's handlers
         self._backlog: collections.deque[Event] = collections.deque()
@@ -106,21 +104,12 @@ class Connection(Subscriptions):
     def _wire_event(self, event: "Event") -> None:
         """Every event read, in stream order: counters, then owners, then user delivery (the hot path).
 
-        The sync "*" handlers of :meth:`Dispatcher.deliver` are inlined here: one call less per event.
+        The counters are the core's :class:`~esl.core.Tally` (events by name,
+        Event-Sequence in order: C work only). The sync "*" handlers of
+        :meth:`Dispatcher.deliver` are inlined here: one call less per event.
         """
-        name = event.name
-        names = self._names  # events_received is their sum: one count per event, not two
-        n = names.get(name)
-        if n is not None:
-            names[name] = n + 1
-        else:
-            self._new_name(name)
-        if self._track_seq:
-            seq = event.sequence
-            if seq == self._seq_next:
-                self._seq_next = seq + 1
-            else:
-                self._seq_slow(seq)
+        if self._tally.count(event):
+            self._absorb()
         if self.owners.active:
             self.owners.dispatch(event)
         if self._holding:
@@ -138,35 +127,22 @@ class Connection(Subscriptions):
         if d._more:
             d._deliver_more(event)
 
-    def _seq_slow(self, seq: int | None) -> None:
-        """Out of order (or the first number): the tracker decides; the fast path resumes at once."""
-        tracker = self._seq
-        if self._seq_next >= 0:
-            tracker.expected = self._seq_next
-        tracker.see(seq)
-        self._seq_next = tracker.expected if not tracker._rebase else -2
+    def _absorb(self) -> None:
+        """Hand the Event-Sequence jumps the tally recorded to the loss estimate."""
+        tally = self._tally
+        self._seq.absorb(tally.next, tally.gaps, tally.fills)
+        tally.gaps = []
+        tally.fills = []
 
     def _rebase_sequence(self) -> None:
         """A new socket after a reconnect: the gap in the numbers is what was fired meanwhile."""
-        if self._seq_next >= 0:
-            self._seq.expected = self._seq_next
+        self._absorb()
         self._seq.rebase()
-        self._seq_next = -2
+        self._tally.next = -1
 
     def _events_lost(self) -> int:
-        tracker = self._seq
-        if self._seq_next >= 0:
-            tracker.expected = self._seq_next
-            if tracker.expected >= tracker._settle_at:
-                tracker.settle()
-        return tracker.lost
-
-    def _new_name(self, name: str | None) -> None:
-        names = self._names
-        if len(names) < _MAX_NAMES:
-            names[name] = 1
-        else:
-            names["other"] = names.get("other", 0) + 1
+        self._absorb()
+        return self._seq.lost
 
     def _hold(self, event: "Event") -> None:
         """Flow control engaged: keep the event for the user's handlers until the queues drain."""
@@ -295,10 +271,13 @@ class Connection(Subscriptions):
 
     def _update_tracking(self) -> None:
         track = "ALL" in self._subs and not self._filters and not self.myevents_enabled
-        if track and not self._track_seq:
+        tally = self._tally
+        if track and not tally.track:  # a fresh estimate from the first number seen
+            tally.gaps = []
+            tally.fills = []
+            tally.next = -1
             self._seq = SequenceTracker()
-            self._seq_next = -2
-        self._track_seq = track
+        tally.track = track
 
     def stats(self) -> ConnectionStats:
         """A snapshot of this connection's counters and tables (see :class:`esl.stats.ConnectionStats`)."""
@@ -312,7 +291,7 @@ class Connection(Subscriptions):
             jobs=len(owners.jobs),
             channels=len(owners.channels),
             owners=owners.active,
-            events_received=sum(self._names.values()) + self._unnamed,
+            events_received=self._tally.total() + self._unnamed,
             events_dropped=executor.dropped + dispatcher.stream_dropped + self._backlog_dropped,
             events_malformed=self._malformed,
             events_lost=self._events_lost(),
@@ -321,7 +300,7 @@ class Connection(Subscriptions):
             pauses=self._pauses,
             handler_errors=executor.errors + dispatcher.sync_errors,
             reconnects=self._reconnects,
-            events_by_name={("(none)" if k is None else k): v for k, v in self._names.items()},
+            events_by_name={("(none)" if k is None else k): v for k, v in self._tally.counts().items()},
             command_latency={k: h.snapshot() for k, h in self._latency.items()},
         )
 

@@ -115,6 +115,39 @@ class SequenceTracker:
             if h is not None:
                 start = prev = h
 
+    def absorb(self, expected: int, gaps: list[tuple[int, int]], fills: list[int]) -> None:
+        """Take what a :class:`esl.core.Tally` recorded since the last call (then cleared by the caller).
+
+        ``gaps`` are jumps ahead, ``(start, stop)`` (``(-1, seq)``: the first
+        number, or the first after a reconnect); ``fills`` numbers that came
+        late; ``expected`` the tally's next number. A fill can only belong to
+        a hole opened earlier, so taking every gap before the fills is exact.
+        """
+        holes = self.holes
+        for start, stop in gaps:
+            if start < 0:
+                exp = self.expected
+                if self._rebase and exp >= 0 and stop - exp >= self.min_run:
+                    self.lost += stop - exp  # fired while we were away
+                self._rebase = False
+                if exp < 0:
+                    self._settle_at = stop + self.window
+            elif stop - start > self.window:
+                self.lost += stop - start  # one run far longer than any reordering
+            else:
+                holes.update(range(start, stop))
+        given = self._given_up
+        for seq in fills:
+            if seq in holes:
+                holes.discard(seq)
+            elif seq in given:
+                given.discard(seq)
+                self.lost -= 1
+        if expected >= 0:
+            self.expected = expected
+        if self.expected >= self._settle_at:
+            self.settle()
+
     def rebase(self) -> None:
         """A reconnect: events fired while away count as lost, unless the numbers restarted."""
         self._rebase = True

@@ -1409,3 +1409,156 @@ cdef Event make_event(bytes buf, Py_ssize_t start, Py_ssize_t hend, Py_ssize_t b
     cdef Event ev = Event.__new__(Event)
     _init(ev, buf, start, hend, bs, end, has_inner, content_type)
     return ev
+
+
+
+DEF TALLY_SLOTS = 512     # power of two; event names are a few dozen
+DEF TALLY_NAME = 48       # longer names (rare CUSTOM subclasses) go through the dict
+
+
+cdef struct TallySlot:
+    Py_ssize_t len          # 0: empty
+    long long count
+    char name[TALLY_NAME]
+
+
+cdef class Tally:
+    """A connection's per-event counters, kept in C: events by name, and Event-Sequence in order.
+
+    ``count(event)`` counts the event under its name (at most ``max_names``
+    names, the rest under ``"other"``; ``counts()`` gives them as a dict) and,
+    while ``track`` is on, follows ``Event-Sequence``: a number equal to
+    ``next`` just moves it on; a jump ahead is recorded in ``gaps`` as
+    ``(next, seq)`` (``(-1, seq)`` when ``next`` is below 0: a start); a
+    number below ``next`` in ``fills``. It returns True once those lists hold
+    ``limit`` entries, for the connection to hand them to its
+    :class:`esl.sequence.SequenceTracker`. For plain and json events the name
+    and the number are read from the key scan's offsets: no Python object is
+    made for them.
+    """
+
+    cdef TallySlot slots[TALLY_SLOTS]
+    cdef Py_ssize_t used
+    cdef dict _names
+    cdef public list gaps
+    cdef public list fills
+    cdef public long long next
+    cdef public bint track
+    cdef public Py_ssize_t max_names
+    cdef public Py_ssize_t limit
+
+    def __init__(self, Py_ssize_t max_names=256, Py_ssize_t limit=4096):
+        memset(self.slots, 0, sizeof(self.slots))
+        self.used = 0
+        self._names = {}
+        self.gaps = []
+        self.fills = []
+        self.next = -1
+        self.track = False
+        self.max_names = max_names
+        self.limit = limit
+
+    cdef bint _count_raw(self, const char *p, Py_ssize_t n) noexcept:
+        """Count the name p[0:n] in the C table; False when it has no room for it."""
+        cdef uint64_t h = 1469598103934665603ULL
+        cdef Py_ssize_t i, probe
+        cdef TallySlot *slot
+        if n <= 0 or n > TALLY_NAME:
+            return False
+        for i in range(n):
+            h = (h ^ <unsigned char>p[i]) * 1099511628211ULL
+        for probe in range(TALLY_SLOTS):
+            slot = &self.slots[(h + probe) & (TALLY_SLOTS - 1)]
+            if slot.len == n and memcmp(slot.name, p, n) == 0:
+                slot.count += 1
+                return True
+            if slot.len == 0:
+                if self.used + len(self._names) >= self.max_names or self.used >= TALLY_SLOTS // 2:
+                    return False
+                slot.len = n
+                memcpy(slot.name, p, n)
+                slot.count = 1
+                self.used += 1
+                return True
+        return False
+
+    cdef void _count_obj(self, object name) noexcept:
+        cdef dict names = self._names
+        n = names.get(name)
+        if n is not None:
+            names[name] = <long long>n + 1
+        elif self.used + len(names) < self.max_names:
+            names[name] = 1
+        else:
+            names["other"] = names.get("other", 0) + 1
+
+    def count(self, Event event):
+        """Count one event; True when ``gaps``/``fills`` are due to be taken."""
+        cdef Py_ssize_t s, e, i
+        cdef const char *base = NULL
+        cdef long long v
+        cdef bint fast = (event._have & KEYS_SCANNED) and (event._fmt == FMT_PLAIN or event._fmt == FMT_JSON)
+        if fast:
+            base = PyBytes_AS_STRING(event._buf)
+            s = event._ks[K_NAME]
+            e = event._ke[K_NAME]
+            if s < 0 or memchr(base + s, 37 if event._fmt == FMT_PLAIN else 92, e - s) != NULL \
+                    or not self._count_raw(base + s, e - s):
+                self._count_obj(event._key(K_NAME))
+        else:
+            self._count_obj(event._key(K_NAME))
+        if not self.track:
+            return False
+        v = -1
+        if fast:
+            s = event._ks[K_SEQ]
+            if s >= 0:
+                e = event._ke[K_SEQ]
+                if 0 < e - s <= 18:
+                    v = 0
+                    for i in range(s, e):
+                        if not (48 <= <unsigned char>base[i] <= 57):
+                            v = -1
+                            break
+                        v = v * 10 + (base[i] - 48)
+            elif s == -1:
+                return False
+        if v < 0:
+            seq = event._key(K_SEQ)
+            if seq is None:
+                return False
+            v = <long long>seq
+        if v == self.next:
+            self.next = v + 1
+            return False
+        if self.next < 0:
+            self.gaps.append((-1, v))
+            self.next = v + 1
+        elif v > self.next:
+            self.gaps.append((self.next, v))
+            self.next = v + 1
+        else:
+            self.fills.append(v)
+        return len(self.gaps) + len(self.fills) >= self.limit
+
+    def counts(self):
+        """Events by name so far (``None``: messages without a name; ``"other"``: past ``max_names``)."""
+        cdef dict out = dict(self._names)
+        cdef Py_ssize_t i
+        cdef TallySlot *slot
+        for i in range(TALLY_SLOTS):
+            slot = &self.slots[i]
+            if slot.len:
+                name = PyUnicode_DecodeUTF8(slot.name, slot.len, "surrogateescape")
+                out[name] = out.get(name, 0) + slot.count
+        return out
+
+    def total(self):
+        """Events counted."""
+        cdef long long n = 0
+        cdef Py_ssize_t i
+        for i in range(TALLY_SLOTS):
+            n += self.slots[i].count
+        for v in self._names.values():
+            n += <long long>v
+        return n
