@@ -11,6 +11,7 @@ import click
 
 from esl.cli.apps import consumer_group, outbound_group
 from esl.cli.bench import bench_cmd
+from esl.cli.bus import add_bus_source, bridge_cmd
 from esl.cli.live import api_cmd, events_cmd, record_cmd
 from esl.cli.serve import fake_cmd, replay_cmd
 
@@ -29,3 +30,5 @@ def main() -> None:
 
 for _cmd in (api_cmd, events_cmd, record_cmd, replay_cmd, bench_cmd, outbound_group, consumer_group, fake_cmd):
     main.add_command(_cmd)
+main.add_command(bridge_cmd)
+add_bus_source(events_cmd)
