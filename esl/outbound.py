@@ -64,6 +64,7 @@ class Outbound:
         connect_timeout: float = CONNECT_DEADLINE,
         exit_timeout: float = 2.0,
         session_class: type[Session] = Session,
+        sock: Any = None,
     ) -> None:
         if not callable(handler):
             raise TypeError("handler must be an async callable taking the Session")
@@ -81,6 +82,8 @@ class Outbound:
         self.connect_timeout = connect_timeout
         self.exit_timeout = exit_timeout
         self.session_class = session_class
+        #: an already bound listening socket to serve on instead of (host, port) (see esl.workers)
+        self.sock = sock
         self.sessions: set[Session] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._server: asyncio.base_events.Server | None = None
@@ -117,8 +120,11 @@ class Outbound:
         """Listen; with ``block`` serve until cancelled (then stop), else return once listening."""
         if self._server is None:
             loop = asyncio.get_running_loop()
-            self._server = await loop.create_server(self._make_session, self.host, self._port,
-                                                    backlog=1024, reuse_address=True)
+            if self.sock is not None:
+                self._server = await loop.create_server(self._make_session, sock=self.sock, backlog=1024)
+            else:
+                self._server = await loop.create_server(self._make_session, self.host, self._port,
+                                                        backlog=1024, reuse_address=True)
         if not block:
             return
         try:

@@ -1,0 +1,151 @@
+"""Outbound on many worker processes (esl.workers, ``esl outbound run --workers``), driven by the fake's socket app."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from esl.testing import FakeFreeSWITCH
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="workers are forked")
+
+APP = """
+    import asyncio, os
+
+    async def handler(session):
+        await session.channel.setvar("worker_pid", os.getpid())
+        dest = session.context.get("Caller-Destination-Number")
+        if dest == "crash":
+            os._exit(3)
+        await session.channel.answer()
+        if dest == "long":
+            await asyncio.sleep(3600)
+        elif dest == "short":
+            await asyncio.sleep(0.6)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def start(args: list[str], cwd: Path) -> tuple[asyncio.subprocess.Process, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *args, cwd=cwd, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        env=dict(os.environ, PYTHONPATH=str(cwd)),
+    )  # fmt: skip
+    assert proc.stderr is not None
+    line = (await asyncio.wait_for(proc.stderr.readline(), 30)).decode()
+    while "listening" not in line:
+        assert line, "the pool exited before listening"
+        line = (await asyncio.wait_for(proc.stderr.readline(), 30)).decode()
+    return proc, line
+
+
+async def place(fake: FakeFreeSWITCH, dest: str, n: int = 1) -> list[object]:
+    return [await fake.call(dest) for _ in range(n)]
+
+
+async def wait_pid(ch: object, timeout: float = 10.0) -> str:
+    for _ in range(int(timeout / 0.01)):
+        pid = ch.variables.get("worker_pid")  # type: ignore[attr-defined]
+        if pid:
+            return str(pid)
+        await asyncio.sleep(0.01)
+    raise AssertionError("the call never reached a worker")
+
+
+async def test_cli_workers_spread_restart_and_drain(tmp_path: Path) -> None:
+    (tmp_path / "wapp.py").write_text(textwrap.dedent(APP))
+    port = free_port()
+    async with FakeFreeSWITCH() as fake:
+        for dest in ("quick", "crash", "long", "short"):
+            fake.dialplan[dest] = [("socket", f"127.0.0.1:{port} async full")]
+        proc, line = await start(
+            [sys.executable, "-m", "esl", "outbound", "run", "wapp:handler", "--workers", "2", "--port", str(port),
+             "--grace", "2", "--log-level", "warning"], tmp_path)  # fmt: skip
+        pids = set(line.split("pids ")[1].split(";")[0].split())
+        assert len(pids) == 2 and "SO_REUSEPORT" in line
+        try:
+            calls = await place(fake, "quick", 24)
+            seen = {await wait_pid(ch) for ch in calls}
+            for ch in calls:
+                await ch.wait_hangup(10)  # type: ignore[attr-defined]
+            assert seen == pids  # the kernel spread the calls over both workers
+
+            crash = (await place(fake, "crash"))[0]
+            crashed = await wait_pid(crash)
+            await crash.wait_hangup(10)  # type: ignore[attr-defined]
+            # the pool starts a new worker; calls keep being served meanwhile and after
+            new: set[str] = set()
+            for _ in range(200):
+                ch = (await place(fake, "quick"))[0]
+                new.add(await wait_pid(ch))
+                await ch.wait_hangup(10)  # type: ignore[attr-defined]
+                if new - pids:
+                    break
+            assert new - pids and crashed not in new
+
+            long_call, short_call = (await place(fake, "long"))[0], (await place(fake, "short"))[0]
+            await wait_pid(long_call)
+            await wait_pid(short_call)
+            proc.send_signal(signal.SIGTERM)
+            await short_call.wait_hangup(10)  # type: ignore[attr-defined]
+            await long_call.wait_hangup(10)  # type: ignore[attr-defined]
+            assert short_call.hangup_cause == "NORMAL_CLEARING"  # type: ignore[attr-defined]
+            assert long_call.hangup_cause == "SYSTEM_SHUTDOWN"  # type: ignore[attr-defined]
+            assert await asyncio.wait_for(proc.wait(), 20) == 0
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        assert proc.stderr is not None
+        err = (await proc.stderr.read()).decode()
+        assert "exited with 3" in err and "1 worker restarts" in err
+        # after the stop nothing listens on the port any more
+        late = (await place(fake, "quick"))[0]
+        await late.wait_hangup(10)  # type: ignore[attr-defined]
+        assert "worker_pid" not in late.variables  # type: ignore[attr-defined]
+
+
+async def test_shared_socket_mode(tmp_path: Path) -> None:
+    (tmp_path / "wapp2.py").write_text(textwrap.dedent(APP))
+    port = free_port()
+    code = f"""
+        import logging, sys
+        from esl.workers import serve_workers
+        logging.basicConfig(level=logging.INFO)
+        def ready(pool):
+            print("listening pids", " ".join(map(str, pool.pids)), ";", file=sys.stderr, flush=True)
+        sys.exit(serve_workers("wapp2:handler", "127.0.0.1", {port}, workers=2, grace=1.0,
+                               reuse_port=False, on_ready=ready))
+    """
+    async with FakeFreeSWITCH() as fake:
+        fake.dialplan["quick"] = [("socket", f"127.0.0.1:{port} async full")]
+        fake.dialplan["long"] = [("socket", f"127.0.0.1:{port} async full")]
+        proc, line = await start([sys.executable, "-c", textwrap.dedent(code)], tmp_path)
+        pids = set(line.split("pids ")[1].split(";")[0].split())
+        try:
+            calls = await place(fake, "quick", 10)
+            seen = {await wait_pid(ch) for ch in calls}
+            assert seen <= pids and seen
+            long_call = (await place(fake, "long"))[0]
+            await wait_pid(long_call)
+            proc.send_signal(signal.SIGINT)
+            await long_call.wait_hangup(10)  # type: ignore[attr-defined]
+            assert long_call.hangup_cause == "SYSTEM_SHUTDOWN"  # type: ignore[attr-defined]
+            assert await asyncio.wait_for(proc.wait(), 20) == 0
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
