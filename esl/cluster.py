@@ -41,9 +41,9 @@ import asyncio
 import inspect
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generator, Protocol
+from typing import Any, Protocol
 
 from esl.exceptions import ConnectionError
 from esl.inbound import Inbound
@@ -387,7 +387,7 @@ class Cluster:
             out[name] = res
         return out
 
-    async def subscribe(self, *names: str, format: str = "plain") -> None:  # noqa: A002 - the ESL word
+    async def subscribe(self, *names: str, format: str = "plain") -> None:
         """Subscribe every node (and every node that joins later) to these events."""
         self._subscriptions.append((names, format))
         await self._on_all(lambda c: c.subscribe(*names, format=format))

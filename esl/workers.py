@@ -38,7 +38,8 @@ import signal
 import socket
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from esl.outbound import Outbound
 from esl.types import HangupCause
@@ -179,8 +180,8 @@ class WorkerPool:
             signal.signal(sig, signal.SIG_DFL)
         os.close(self._wake_r)
         os.close(self._wake_w)
+        assert self._sock is not None
         if self.reuse_port:
-            assert self._sock is not None
             self._sock.close()
             sock = _reuseport_socket(self.host, self.port, listen=True)
         else:

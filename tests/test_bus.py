@@ -10,12 +10,12 @@ import pytest
 
 redis = pytest.importorskip("redis.asyncio")
 
-import esl  # noqa: E402
-from esl.bus import BusEvent, connect  # noqa: E402
-from esl.bus.redis_streams import RedisBus  # noqa: E402
-from esl.core import Parser  # noqa: E402
-from esl.testing import FakeFreeSWITCH  # noqa: E402
-from esl.testing.redisserver import RedisServer  # noqa: E402
+import esl
+from esl.bus import BusEvent, connect
+from esl.bus.redis_streams import RedisBus
+from esl.core import Parser
+from esl.testing import FakeFreeSWITCH
+from esl.testing.redisserver import RedisServer
 
 _names = itertools.count()
 

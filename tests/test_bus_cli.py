@@ -12,8 +12,8 @@ import pytest
 
 pytest.importorskip("redis.asyncio")
 
-from esl.testing import FakeFreeSWITCH  # noqa: E402
-from esl.testing.redisserver import RedisServer  # noqa: E402
+from esl.testing import FakeFreeSWITCH
+from esl.testing.redisserver import RedisServer
 
 ESL = [sys.executable, "-m", "esl"]
 

@@ -14,9 +14,9 @@ import pytest
 
 aioredis = pytest.importorskip("redis.asyncio")
 
-from esl.bus.calls import CallRegistry  # noqa: E402
-from esl.bus.limits import LimitExceeded, Limits  # noqa: E402
-from esl.testing.redisserver import RedisServer  # noqa: E402
+from esl.bus.calls import CallRegistry
+from esl.bus.limits import LimitExceeded, Limits
+from esl.testing.redisserver import RedisServer
 
 _prefixes = itertools.count()
 

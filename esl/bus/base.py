@@ -33,7 +33,7 @@ __all__ = ["BusEvent", "EventBus", "Publisher", "PublisherStats", "Subscription"
 class BusEvent(NodeEvent):
     """An event read from the bus: the event, its node, and its message id on the bus."""
 
-    __slots__ = ("id", "deliveries")
+    __slots__ = ("deliveries", "id")
 
     def __init__(self, event: Event, node: str, id: str, deliveries: int = 1) -> None:
         super().__init__(event, node)

@@ -27,6 +27,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -103,6 +104,11 @@ class CallOwner:
     #: whether the owning worker's heartbeat is current
     alive: bool
     meta: dict[str, str] = field(default_factory=dict)
+
+
+def _text(value: Any) -> str:
+    """A reply value as str, whether the client decodes responses or not."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def default_worker_id() -> str:
@@ -189,7 +195,7 @@ class CallRegistry:
 
     async def workers(self) -> dict[str, bool]:
         """Every worker id known, and whether it is alive."""
-        ids = sorted(w.decode() for w in await self.client.smembers(f"{self.prefix}:workers"))
+        ids = sorted(_text(w) for w in await self.client.smembers(f"{self.prefix}:workers"))
         if not ids:
             return {}
         pipe = self.client.pipeline(transaction=False)
@@ -215,7 +221,7 @@ class CallRegistry:
         h = await self.client.hgetall(self._call(uuid))
         if not h:
             return None
-        d = {k.decode(): v.decode() for k, v in h.items()}
+        d = {_text(k): _text(v) for k, v in h.items()}
         worker = d.get("worker", "")
         meta = {k[5:]: v for k, v in d.items() if k.startswith("meta.")}
         return CallOwner(uuid, worker, d.get("node", ""), float(d.get("since", "0")), await self.alive(worker), meta)
@@ -223,11 +229,11 @@ class CallRegistry:
     async def node_of(self, uuid: str) -> str | None:
         """The node call ``uuid`` is on, or None when no worker owns it."""
         node = await self.client.hget(self._call(uuid), "node")
-        return node.decode() if node is not None else None
+        return _text(node) if node is not None else None
 
     async def calls(self, worker: str | None = None) -> set[str]:
         """UUIDs owned by ``worker`` (default: this one)."""
-        return {u.decode() for u in await self.client.smembers(self._calls_of(worker or self.worker))}
+        return {_text(u) for u in await self.client.smembers(self._calls_of(worker or self.worker))}
 
     async def orphans(self) -> dict[str, set[str]]:
         """Calls of workers whose heartbeat has lapsed, by worker."""

@@ -24,8 +24,8 @@ import collections
 import itertools
 import logging
 import time
-from collections.abc import Iterable
-from typing import Any, Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
@@ -85,6 +85,8 @@ class RedisBus(EventBus):
         self.stream = stream
         self.maxlen = maxlen
         self.socket_timeout = socket_timeout
+        if client is not None and client.connection_pool.connection_kwargs.get("decode_responses"):
+            raise ValueError("the event bus needs a client with decode_responses=False (events are bytes)")
         self._own_client = client is None
         self.client: aioredis.Redis = client or self._new_client(socket_timeout)
         self._clients: list[aioredis.Redis] = []
@@ -382,7 +384,7 @@ class RedisSubscription(Subscription):
             elif time.monotonic() >= self._next_claim:
                 await self._claim()
             else:
-                reply = await self.client.xreadgroup(
+                reply: Any = await self.client.xreadgroup(
                     self.group, self.consumer, {self.stream: ">"}, count=self.batch, block=self.block_ms
                 )
                 for _stream, entries in reply or ():
@@ -408,7 +410,7 @@ class RedisSubscription(Subscription):
     async def _read_own(self) -> None:
         """Entries delivered to this consumer name before (a restart) and never acknowledged."""
         assert self._own_cursor is not None
-        reply = await self.client.xreadgroup(
+        reply: Any = await self.client.xreadgroup(
             self.group, self.consumer, {self.stream: self._own_cursor}, count=self.batch
         )
         entries = reply[0][1] if reply else []
@@ -420,7 +422,7 @@ class RedisSubscription(Subscription):
 
     async def _claim(self) -> None:
         """Take over entries other members left pending for longer than ``claim_idle``."""
-        reply = await self.client.xautoclaim(
+        reply: Any = await self.client.xautoclaim(
             self.stream, self.group, self.consumer, self.claim_idle_ms, start_id=self._claim_cursor,
             count=self.batch,
         )  # fmt: skip

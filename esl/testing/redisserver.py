@@ -51,12 +51,12 @@ def find_redis_server(install: bool = False) -> str:
     if found:
         return found
     if install and os.geteuid() == 0 and shutil.which("apt-get"):
-        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-        subprocess.run(["apt-get", "update"], check=False, timeout=300, **quiet)  # type: ignore[call-overload]
+        quiet = subprocess.DEVNULL
         env_vars = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "update"], check=False, timeout=300, stdout=quiet, stderr=quiet)
         subprocess.run(
             ["apt-get", "install", "-y", "--no-install-recommends", "redis-server"],
-            check=False, timeout=600, env=env_vars, **quiet,
+            check=False, timeout=600, env=env_vars, stdout=quiet, stderr=quiet,
         )  # fmt: skip
         found = shutil.which("redis-server")
         if found:
