@@ -131,7 +131,8 @@ class Cluster:
     """Several FreeSWITCH nodes behind one client; see the module doc.
 
     ``nodes``: ``{"name": Inbound(...)}`` (or Inbounds, named ``host:port``).
-    ``max_sessions``: a limit for every node, or ``{"name": limit}``.
+    ``max_sessions``: a limit for every node, or ``{"name": limit}``. ``heartbeat=False``: do not
+    subscribe the nodes to HEARTBEAT (the load then comes from ``show calls count`` alone).
     """
 
     is_cluster = True
@@ -143,6 +144,7 @@ class Cluster:
         policy: Placement | None = None,
         max_sessions: int | Mapping[str, int] | None = None,
         load_interval: float | None = 5.0,
+        heartbeat: bool = True,
         join_delay: float = 0.5,
         join_max_delay: float = 30.0,
     ) -> None:
@@ -158,6 +160,7 @@ class Cluster:
         else:
             self._limits = dict.fromkeys(self._nodes, max_sessions)
         self.load_interval = load_interval
+        self.heartbeat = heartbeat
         self.join_delay = join_delay
         self.join_max_delay = join_max_delay
         self._sessions: dict[str, int | None] = dict.fromkeys(self._nodes)
@@ -253,7 +256,8 @@ class Cluster:
         try:
             for header, value in self._filters:
                 await client.filter(header, value)
-            await client.subscribe("HEARTBEAT")
+            if self.heartbeat:
+                await client.subscribe("HEARTBEAT")
             for names, fmt in self._subscriptions:
                 await client.subscribe(*names, format=fmt)
             await self._refresh(name)
@@ -389,12 +393,14 @@ class Cluster:
 
     async def subscribe(self, *names: str, format: str = "plain") -> None:
         """Subscribe every node (and every node that joins later) to these events."""
-        self._subscriptions.append((names, format))
+        if (names, format) not in self._subscriptions:
+            self._subscriptions.append((names, format))
         await self._on_all(lambda c: c.subscribe(*names, format=format))
 
     async def filter(self, header: str, value: str) -> None:
         """Add an event filter on every node (and every node that joins later)."""
-        self._filters.append((header, value))
+        if (header, value) not in self._filters:
+            self._filters.append((header, value))
         await self._on_all(lambda c: c.filter(header, value))
 
     async def _on_all(self, op: Callable[[Inbound], Awaitable[Any]]) -> None:
