@@ -94,3 +94,45 @@ def test_bridge_refuses_unknown_scheme() -> None:
     proc = subprocess.run([*ESL, "bridge", "kafka://x"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert proc.stderr.startswith("esl: error: no event bus backend for 'kafka'")
+
+
+async def test_bridge_cluster_tags_each_node(redis_server: RedisServer) -> None:
+    import redis.asyncio as aioredis
+
+    r = aioredis.Redis.from_url(redis_server.url)
+    async with FakeFreeSWITCH(hostname="ha") as fa, FakeFreeSWITCH(hostname="hb") as fb:
+        bridge = await asyncio.create_subprocess_exec(
+            *ESL, "bridge", redis_server.url, "CHANNEL_CREATE", "--stream", "clu", "--stats-interval", "0",
+            "--cluster", f"a={fa.host}:{fa.port}", "--cluster", f"{fb.host}:{fb.port}",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            for fake in (fa, fb):
+                await fake.wait_for_connection(timeout=20)
+
+            async def subscribed() -> bool:
+                return all(f.connections and f.connections[-1].subscriptions.enabled for f in (fa, fb))
+
+            await _wait_for(subscribed)
+            await fa.fire(fa.make_event("CHANNEL_CREATE", {"Unique-ID": "1"}))
+            await fb.fire(fb.make_event("CHANNEL_CREATE", {"Unique-ID": "2"}))
+
+            async def two() -> bool:
+                return int(await r.xlen("clu")) == 2
+
+            await _wait_for(two)
+            nodes = sorted(f[b"node"].decode() for _id, f in await r.xrange("clu"))
+            assert nodes == sorted(["a", f"{fb.host}:{fb.port}"])
+        finally:
+            bridge.send_signal(signal.SIGINT)
+            _, err = await asyncio.wait_for(bridge.communicate(), 20)
+    assert bridge.returncode == 0, err
+    await r.aclose()
+
+
+def test_bridge_cluster_bad_spec() -> None:
+    import subprocess
+
+    proc = subprocess.run([*ESL, "bridge", "redis://127.0.0.1:1/0", "--cluster", "a=host:notaport"],
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert proc.returncode == 1 and "--cluster expects [NAME=]HOST[:PORT]" in proc.stderr

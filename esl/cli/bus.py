@@ -57,18 +57,28 @@ def _stats_line(st: Any, node: str, connected: bool) -> str:
               help="Events held while Redis is slow or down; beyond it events are dropped and counted.")
 @click.option("--stats-interval", type=click.FloatRange(min=0), default=10.0, show_default=True,
               help="Seconds between counter lines on stderr (0: none).")
+@click.option("--cluster", "cluster_nodes", multiple=True, metavar="[NAME=]HOST[:PORT]",
+              help="Bridge several FreeSWITCH nodes (repeatable) instead of --host/--port; events are tagged NAME "
+                   "(default HOST:PORT). --password applies to all.")
 @connection_options
 @clean_errors
 def bridge_cmd(url: str, names: tuple[str, ...], stream: str, node: str | None, maxlen: int, max_buffer: int,
-               stats_interval: float, host: str, port: int, password: str, timeout: float) -> None:
-    """Publish the events of one FreeSWITCH (default: ALL; or NAMES) to the event bus at URL."""
-    from esl import Inbound
+               stats_interval: float, cluster_nodes: tuple[str, ...], host: str, port: int, password: str,
+               timeout: float) -> None:
+    """Publish the events of FreeSWITCH (default: ALL; or NAMES) to the event bus at URL."""
+    from esl import Cluster, Inbound
 
     bus = _connect(url, stream, maxlen=maxlen or None)
-    name = node or f"{host}:{port}"
+    if cluster_nodes:
+        nodes = dict(_node_spec(spec, password, timeout) for spec in cluster_nodes)
+        source: Any = Cluster(nodes, load_interval=None)
+        name = ",".join(nodes)
+    else:
+        name = node or f"{host}:{port}"
+        source = Inbound(host, port, password, timeout=timeout, reconnect=True)
 
     async def main() -> None:
-        client = Inbound(host, port, password, timeout=timeout, reconnect=True)
+        client = source
         pub = bus.publisher(max_buffer=max_buffer)
         await pub.start()
         pub.attach(client, node=name)
@@ -80,7 +90,8 @@ def bridge_cmd(url: str, names: tuple[str, ...], stream: str, node: str | None, 
             async def report() -> None:
                 while True:
                     await asyncio.sleep(stats_interval)
-                    click.echo(_stats_line(pub.stats(), name, client.connected), err=True)
+                    up = bool(client.up()) if cluster_nodes else client.connected
+                    click.echo(_stats_line(pub.stats(), name, up), err=True)
 
             async def stop() -> None:
                 pass
@@ -93,6 +104,21 @@ def bridge_cmd(url: str, names: tuple[str, ...], stream: str, node: str | None, 
             click.echo(_stats_line(pub.stats(), name, False), err=True)
 
     run(main())
+
+
+def _node_spec(spec: str, password: str, timeout: float) -> tuple[str, Any]:
+    from esl import Inbound
+
+    label, sep, addr = spec.partition("=")
+    if not sep:
+        label, addr = "", spec
+    host, colon, port_text = addr.rpartition(":")
+    if not colon:
+        host, port_text = addr, "8021"
+    if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise CLIError(f"--cluster expects [NAME=]HOST[:PORT], got {spec!r}")
+    port = int(port_text)
+    return label or f"{host}:{port}", Inbound(host, port, password, timeout=timeout, reconnect=True)
 
 
 def add_bus_source(events_cmd: click.Command) -> click.Command:
