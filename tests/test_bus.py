@@ -320,3 +320,31 @@ async def test_redis_restart_under_running_publisher_and_consumer(own_redis: Red
     assert written <= handled
     await pub.close()
     await b.close()
+
+
+async def test_consumer_recreates_its_group_after_redis_lost_everything() -> None:
+    server = RedisServer(persist=False).start()
+    try:
+        b = RedisBus(server.url, stream="s", socket_timeout=0.5)
+        sub = b.events(group="g", consumer="c", start="0", block=0.1)
+        sub.max_backoff = 0.1
+        async with b.publisher() as pub:
+            pub.max_backoff = 0.1  # type: ignore[attr-defined]
+            for e in make_events(3):
+                pub.publish(e, "n")
+            await pub.flush(5)
+            assert [e.uuid for e in await take(sub, 3)] == ["u-0", "u-1", "u-2"]
+            server.kill()
+            server.start()  # an empty Redis: no stream, no group
+            for e in make_events(2, start=3):
+                pub.publish(e, "n")
+            await pub.flush(10)
+            assert [e.uuid for e in await take(sub, 2)] == ["u-3", "u-4"]
+        assert (await b.client.xpending("s", "g"))["pending"] == 2  # u-4 in hand, u-3 acked on the next read
+        await sub.close()  # close() alone does not acknowledge the event in hand (its body may have failed)
+        assert (await b.client.xpending("s", "g"))["pending"] == 1
+        await sub.__aexit__(None, None, None)  # leaving ``async with`` normally does
+        assert (await b.client.xpending("s", "g"))["pending"] == 0
+        await b.close()
+    finally:
+        server.stop()

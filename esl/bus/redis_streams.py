@@ -483,8 +483,6 @@ class RedisSubscription(Subscription):
             self._acked += len(events)
 
     async def close(self) -> None:
-        if self._closed:
-            return
         self._closed = True
         try:
             await self._flush_acks()
