@@ -29,6 +29,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from esl.bus.base import BusEvent, EventBus, Publisher, PublisherStats, Subscription, SubscriptionStats
 from esl.core import Event, Parser
@@ -56,6 +58,10 @@ return n
 _TRANSIENT = (rexc.ConnectionError, rexc.TimeoutError, rexc.BusyLoadingError, OSError, asyncio.TimeoutError)
 
 
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def _backoff(current: float, cap: float) -> float:
     return min(cap, max(0.05, current * 2))
 
@@ -66,7 +72,9 @@ class RedisBus(EventBus):
     ``RedisBus("redis://host:6379/0", stream="esl:events", maxlen=1_000_000)``;
     or ``client=`` an existing ``redis.asyncio.Redis`` (not closed by the bus).
     ``maxlen`` bounds the stream (approximately, as ``MAXLEN ~`` does); ``None``
-    never trims. ``socket_timeout`` is how long a Redis that does not answer is
+    never trims. A client passed in should have redis-py's own retries off
+    (``retry=Retry(NoBackoff(), 0)``): the bus retries itself, and needs to see
+    a failed read to recover what its lost reply held. ``socket_timeout`` is how long a Redis that does not answer is
     waited for before the write or read is retried.
     """
 
@@ -92,8 +100,10 @@ class RedisBus(EventBus):
         self._clients: list[aioredis.Redis] = []
 
     def _new_client(self, socket_timeout: float) -> aioredis.Redis:
+        # no retries inside redis-py: a read whose reply was lost must be seen here (see RedisSubscription)
         return aioredis.Redis.from_url(
-            self.url, socket_timeout=socket_timeout, socket_connect_timeout=min(socket_timeout, 5.0)
+            self.url, socket_timeout=socket_timeout, socket_connect_timeout=min(socket_timeout, 5.0),
+            retry=Retry(NoBackoff(), 0),
         )
 
     def publisher(self, *, max_buffer: int = 100_000, batch_size: int = 1000) -> RedisPublisher:
@@ -366,6 +376,11 @@ class RedisSubscription(Subscription):
                 self._errors += 1
                 if delay == 0.0:
                     log.warning("event bus: reading from Redis failed (%s); retrying", exc)
+                # a reply lost on the way may have held entries Redis now counts as ours: read our own
+                # pending entries again before anything new, so they are not left waiting for claim_idle
+                # (with manual acks, entries the user still holds are pending too: claim_idle recovers those)
+                if self._ready and self._own_cursor is None and self.auto_ack:
+                    self._own_cursor = b"0"
                 delay = _backoff(delay, self.max_backoff)
                 await asyncio.sleep(delay)
         ev = self._queue.popleft()
@@ -418,6 +433,9 @@ class RedisSubscription(Subscription):
             self._own_cursor = None
             return
         self._own_cursor = entries[-1][0]
+        waiting = set(self._to_ack)
+        if waiting:  # handled already, their acknowledgement not yet through
+            entries = [e for e in entries if _text(e[0]) not in waiting]
         self._take(entries, 2)
 
     async def _claim(self) -> None:
@@ -437,7 +455,7 @@ class RedisSubscription(Subscription):
         """Parse entries into the queue; acknowledge at once what is gone, unwanted or unreadable."""
         taken = 0
         for entry_id, fields in entries:
-            eid = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+            eid = _text(entry_id)
             if not fields:  # trimmed by MAXLEN while pending
                 self._to_ack.append(eid)
                 continue
