@@ -168,8 +168,9 @@ class RedisPublisher(Publisher):
         self.bus = bus
         self.max_buffer = max_buffer
         self.batch_size = batch_size
-        self._buf: collections.deque[tuple[bytes, str, bytes]] = collections.deque()
-        self._script = bus.client.register_script(_XADD_BATCH)
+        self._buf: collections.deque[tuple[bytes, bytes, bytes]] = collections.deque()
+        #: batches written but not yet acknowledged by Redis, at most
+        self.depth = 2
         self._maxlen = str(bus.maxlen or 0)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -177,6 +178,7 @@ class RedisPublisher(Publisher):
         self._empty_waiters: list[asyncio.Future[None]] = []
         self._sources: dict[int, tuple[Any, Callable[[Any], None]]] = {}
         self._node_bytes: dict[str, bytes] = {}
+        self._name_bytes: dict[str, bytes] = {}
         self.max_backoff = 2.0
         self._published = 0
         self._dropped = 0
@@ -194,7 +196,11 @@ class RedisPublisher(Publisher):
         nb = self._node_bytes.get(node)
         if nb is None:
             nb = self._node_bytes[node] = node.encode()
-        buf.append((event.raw, event.name or "", nb))
+        name = event.name or ""
+        eb = self._name_bytes.get(name)
+        if eb is None:
+            eb = self._name_bytes[name] = name.encode()
+        buf.append((event.raw, eb, nb))
         if not self._wake.is_set():
             self._wake.set()
         return True
@@ -231,38 +237,85 @@ class RedisPublisher(Publisher):
             self._task = asyncio.get_running_loop().create_task(self._run(), name="esl-bus-publisher")
 
     async def _run(self) -> None:
+        """Write buffered events, up to ``depth`` batches in flight on one connection.
+
+        With two batches in flight Redis runs one script while this process packs the
+        next, instead of the two taking turns. One connection keeps the batches in
+        order. Events leave the buffer only when their batch's reply has come; after a
+        failure every batch in flight is sent again (at-least-once).
+        """
         buf = self._buf
+        stream = self.bus.stream.encode()
+        maxlen = self._maxlen.encode()
         delay = 0.0
-        while True:
-            if not buf:
-                self._notify_empty()
-                if self._closing:
-                    return
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            n = min(len(buf), self.batch_size)
-            args: list[Any] = [self._maxlen]
-            for item in itertools.islice(buf, n):
-                args.extend(item)
-            try:
-                await self._script(keys=[self.bus.stream], args=args)
-            except (*_TRANSIENT, rexc.ResponseError) as exc:
-                self._errors += 1
-                if self._connected:
-                    log.warning("event bus: writing to Redis failed (%s); %d events buffered", exc, len(buf))
-                self._connected = False
-                delay = _backoff(delay, self.max_backoff)
-                await asyncio.sleep(delay)
-                continue
-            for _ in range(n):
-                buf.popleft()
-            self._published += n
-            self._batches += 1
-            if not self._connected:
-                log.warning("event bus: writing to Redis again")
-                self._connected = True
-            delay = 0.0
+        conn: Any = None
+        sha = b""
+        inflight: collections.deque[int] = collections.deque()
+        sent = 0  # buffered events already sent (the sum of inflight)
+        try:
+            while True:
+                try:
+                    if conn is None:
+                        conn, sha = await self._connect()
+                    while len(inflight) < self.depth and len(buf) > sent:
+                        n = min(len(buf) - sent, self.batch_size)
+                        args: list[Any] = [b"EVALSHA", sha, b"1", stream, maxlen]
+                        for item in itertools.islice(buf, sent, sent + n):
+                            args.extend(item)
+                        await conn.send_packed_command(conn.pack_command(*args), check_health=False)
+                        inflight.append(n)
+                        sent += n
+                    if not inflight:
+                        self._notify_empty()
+                        if self._closing:
+                            return
+                        self._wake.clear()
+                        await self._wake.wait()
+                        continue
+                    await conn.read_response()
+                except (*_TRANSIENT, rexc.ResponseError) as exc:
+                    self._errors += 1
+                    if self._connected:
+                        log.warning("event bus: writing to Redis failed (%s); %d events buffered", exc, len(buf))
+                    self._connected = False
+                    await self._release(conn, broken=True)
+                    conn = None
+                    inflight.clear()
+                    sent = 0
+                    delay = _backoff(delay, self.max_backoff)
+                    await asyncio.sleep(delay)
+                    continue
+                n = inflight.popleft()
+                sent -= n
+                for _ in range(n):
+                    buf.popleft()
+                self._published += n
+                self._batches += 1
+                if not self._connected:
+                    log.warning("event bus: writing to Redis again")
+                    self._connected = True
+                delay = 0.0
+        finally:
+            await self._release(conn, broken=bool(inflight))
+
+    async def _connect(self) -> tuple[Any, bytes]:
+        """A connection of the bus's pool, with the batch script loaded on its server."""
+        pool = self.bus.client.connection_pool
+        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            await conn.send_command("SCRIPT", "LOAD", _XADD_BATCH)
+            sha = await conn.read_response()
+        except BaseException:
+            await self._release(conn, broken=True)
+            raise
+        return conn, sha if isinstance(sha, bytes) else str(sha).encode()
+
+    async def _release(self, conn: Any, broken: bool) -> None:
+        if conn is None:
+            return
+        if broken:  # replies may still be on their way: the connection cannot be reused
+            await conn.disconnect()
+        await self.bus.client.connection_pool.release(conn)
 
     def _notify_empty(self) -> None:
         waiters, self._empty_waiters = self._empty_waiters, []
