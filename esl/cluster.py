@@ -32,7 +32,8 @@ What each piece does:
   the next figure arrives, so a burst spreads out.
 - A node down at start is retried in the background (with backoff) and joins
   when it answers; a node lost later reconnects by itself if its Inbound has
-  ``reconnect=True``. ``stats()`` gives each node's counters.
+  ``reconnect=True``, else (or once its Inbound gives up) the cluster keeps
+  trying to join it back the same way. ``stats()`` gives each node's counters.
 """
 
 from __future__ import annotations
@@ -253,6 +254,7 @@ class Cluster:
     async def _setup(self, name: str) -> None:
         """What a node needs on (first) connection: HEARTBEAT, the cluster's filters and subscriptions, its load."""
         client = self._nodes[name]
+        client.add_close_callback(self._closed_handler(name))
         try:
             for header, value in self._filters:
                 await client.filter(header, value)
@@ -278,6 +280,16 @@ class Cluster:
             log.info("cluster: node %s joined", name)
             await self._setup(name)
             return
+
+    def _closed_handler(self, name: str) -> Callable[[BaseException], None]:
+        def closed(exc: BaseException) -> None:
+            # the Inbound is down for good (no reconnect, or it gave up): keep trying to join it back
+            if not self._closing:
+                log.warning("cluster: node %s lost (%s); trying to join it back", name, exc)
+                self._sessions[name] = None
+                self._spawn(self._join(name))
+
+        return closed
 
     def _rejoined_handler(self, name: str) -> Callable[[Inbound], Awaitable[None]]:
         async def rejoined(client: Inbound) -> None:

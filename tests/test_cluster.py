@@ -154,7 +154,7 @@ async def test_node_down_at_start_joins_later(fakes: list[FakeFreeSWITCH]) -> No
         try:
             await until(lambda: "fs1" in cluster.up())
             # the cluster's subscriptions were applied to the node that joined
-            await until(lambda: bool(again.connections) and again.connections[-1].subscriptions.enabled)
+            await until(lambda: bool(again.connections) and "my::event" in again.connections[-1].subscriptions.custom)
             await again.fire(again.make_event("CUSTOM", {"Unique-ID": "x"}, subclass="my::event"))
             await until(lambda: got == ["fs1"])
         finally:
@@ -191,3 +191,22 @@ async def test_publisher_attached_to_cluster() -> None:
                         if len(got) == 2:
                             break
     assert sorted(got) == [("fs0", "1", "a"), ("fs1", "2", "b")]
+
+
+async def test_node_without_reconnect_is_joined_back(fakes: list[FakeFreeSWITCH]) -> None:
+    nodes = {"a": esl.Inbound(fakes[0].host, fakes[0].port, timeout=2.0),
+             "b": esl.Inbound(fakes[1].host, fakes[1].port, timeout=2.0)}  # fmt: skip
+    port = fakes[1].port
+    async with Cluster(nodes, load_interval=None, join_delay=0.05, join_max_delay=0.2) as cluster:
+        await cluster.subscribe("CHANNEL_CREATE")
+        await fakes[1].stop()
+        await until(lambda: cluster.up() == ["a"])
+        again = FakeFreeSWITCH(hostname="again", port=port)
+        await again.start()
+        try:
+            await until(lambda: cluster.up() == ["a", "b"])
+            assert await cluster.api("global_getvar hostname", node="b") == "again"
+            await until(lambda: bool(again.connections) and again.connections[-1].subscriptions.enabled)
+        finally:
+            await cluster.close()
+            await again.stop()

@@ -97,7 +97,7 @@ class RedisBus(EventBus):
             raise ValueError("the event bus needs a client with decode_responses=False (events are bytes)")
         self._own_client = client is None
         self.client: aioredis.Redis = client or self._new_client(socket_timeout)
-        self._clients: list[aioredis.Redis] = []
+        self._subs: set[RedisSubscription] = set()
 
     def _new_client(self, socket_timeout: float) -> aioredis.Redis:
         # no retries inside redis-py: a read whose reply was lost must be seen here (see RedisSubscription)
@@ -131,22 +131,23 @@ class RedisBus(EventBus):
         checked every ``claim_interval`` seconds. ``block`` is the longest one read
         waits for new entries.
         """
-        if self._own_client:
-            client = self._new_client(self.socket_timeout + block)
-            self._clients.append(client)
-        else:
-            client = self.client
-        return RedisSubscription(
+        owned = self._own_client
+        client = self._new_client(self.socket_timeout + block) if owned else self.client
+        sub = RedisSubscription(
             client, self.stream, group, consumer, names=names, ack=ack, start=start, batch=batch,
             block=block, claim_idle=claim_idle, claim_interval=claim_interval,
         )  # fmt: skip
+        if owned:  # its own connection (a blocking read holds it); closed with the subscription
+            self._subs.add(sub)
+            sub._owner = self._subs
+        return sub
 
     async def close(self) -> None:
-        clients, self._clients = self._clients, []
+        """Close the subscriptions made here that are still open, and the bus's own client."""
+        for sub in list(self._subs):
+            await sub.close()
         if self._own_client:
-            clients.append(self.client)
-        for c in clients:
-            await c.aclose()
+            await self.client.aclose()
 
     def __repr__(self) -> str:
         return f"<RedisBus stream={self.stream!r} maxlen={self.maxlen}>"
@@ -400,6 +401,8 @@ class RedisSubscription(Subscription):
         self.claim_interval = claim_interval
         self.max_backoff = 2.0
         self._parser = Parser()
+        #: the set of its bus that holds it while it has a client of its own
+        self._owner: set[RedisSubscription] | None = None
         self._ready = False
         self._own_cursor: bytes | None = b"0"  # reading our own pending entries first; None when done
         self._claim_cursor = b"0-0"
@@ -560,6 +563,10 @@ class RedisSubscription(Subscription):
         except _TRANSIENT as exc:
             log.warning("event bus: %d acknowledgements not sent (%s); those events will be delivered again",
                         len(self._to_ack), exc)
+        if self._owner is not None:
+            self._owner.discard(self)
+            self._owner = None
+            await self.client.aclose()
 
     async def __aexit__(self, exc_type: object, *exc: object) -> None:
         if exc_type is None and self._last is not None:
