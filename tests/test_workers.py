@@ -38,17 +38,49 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def start(args: list[str], cwd: Path) -> tuple[asyncio.subprocess.Process, str]:
+class Pool:
+    """A worker pool in a subprocess (its own session, killed as a group), its stderr collected as it comes."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.lines: list[str] = []
+        self.ready = asyncio.get_running_loop().create_future()
+        self._reader = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        assert self.proc.stderr is not None
+        while True:
+            line = (await self.proc.stderr.readline()).decode()
+            if not line:
+                break
+            self.lines.append(line)
+            if "listening" in line and not self.ready.done():
+                self.ready.set_result(line)
+        if not self.ready.done():
+            self.ready.set_exception(AssertionError("the pool exited before listening: " + "".join(self.lines)))
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self.lines)
+
+    async def close(self) -> None:
+        if self.proc.returncode is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            await self.proc.wait()
+        await asyncio.wait_for(self._reader, 10)
+
+
+async def start(args: list[str], cwd: Path) -> tuple[Pool, str]:
     proc = await asyncio.create_subprocess_exec(
         *args, cwd=cwd, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        env=dict(os.environ, PYTHONPATH=str(cwd)),
+        env=dict(os.environ, PYTHONPATH=str(cwd)), start_new_session=True,
     )  # fmt: skip
-    assert proc.stderr is not None
-    line = (await asyncio.wait_for(proc.stderr.readline(), 30)).decode()
-    while "listening" not in line:
-        assert line, "the pool exited before listening"
-        line = (await asyncio.wait_for(proc.stderr.readline(), 30)).decode()
-    return proc, line
+    pool = Pool(proc)
+    line = await asyncio.wait_for(pool.ready, 60)
+    return pool, line
 
 
 async def place(fake: FakeFreeSWITCH, dest: str, n: int = 1) -> list[object]:
@@ -70,9 +102,10 @@ async def test_cli_workers_spread_restart_and_drain(tmp_path: Path) -> None:
     async with FakeFreeSWITCH() as fake:
         for dest in ("quick", "crash", "long", "short"):
             fake.dialplan[dest] = [("socket", f"127.0.0.1:{port} async full")]
-        proc, line = await start(
+        pool, line = await start(
             [sys.executable, "-m", "esl", "outbound", "run", "wapp:handler", "--workers", "2", "--port", str(port),
              "--grace", "2", "--log-level", "warning"], tmp_path)  # fmt: skip
+        proc = pool.proc
         pids = set(line.split("pids ")[1].split(";")[0].split())
         assert len(pids) == 2 and "SO_REUSEPORT" in line
         try:
@@ -87,13 +120,12 @@ async def test_cli_workers_spread_restart_and_drain(tmp_path: Path) -> None:
             await crash.wait_hangup(10)  # type: ignore[attr-defined]
             # the pool starts a new worker; calls keep being served meanwhile and after
             new: set[str] = set()
-            for _ in range(200):
+            deadline = asyncio.get_running_loop().time() + 30
+            while not new - pids and asyncio.get_running_loop().time() < deadline:
                 ch = (await place(fake, "quick"))[0]
                 new.add(await wait_pid(ch))
                 await ch.wait_hangup(10)  # type: ignore[attr-defined]
-                if new - pids:
-                    break
-            assert new - pids and crashed not in new
+            assert new - pids and crashed not in new, pool.stderr
 
             long_call, short_call = (await place(fake, "long"))[0], (await place(fake, "short"))[0]
             await wait_pid(long_call)
@@ -103,14 +135,11 @@ async def test_cli_workers_spread_restart_and_drain(tmp_path: Path) -> None:
             await long_call.wait_hangup(10)  # type: ignore[attr-defined]
             assert short_call.hangup_cause == "NORMAL_CLEARING"  # type: ignore[attr-defined]
             assert long_call.hangup_cause == "SYSTEM_SHUTDOWN"  # type: ignore[attr-defined]
-            assert await asyncio.wait_for(proc.wait(), 20) == 0
+            assert await asyncio.wait_for(proc.wait(), 20) == 0, pool.stderr
         finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-        assert proc.stderr is not None
-        err = (await proc.stderr.read()).decode()
-        assert "exited with 3" in err and "1 worker restarts" in err
+            await pool.close()
+        err = pool.stderr
+        assert "exited with 3" in err and "1 worker restarts" in err, err
         # after the stop nothing listens on the port any more
         late = (await place(fake, "quick"))[0]
         await late.wait_hangup(10)  # type: ignore[attr-defined]
@@ -132,7 +161,8 @@ async def test_shared_socket_mode(tmp_path: Path) -> None:
     async with FakeFreeSWITCH() as fake:
         fake.dialplan["quick"] = [("socket", f"127.0.0.1:{port} async full")]
         fake.dialplan["long"] = [("socket", f"127.0.0.1:{port} async full")]
-        proc, line = await start([sys.executable, "-c", textwrap.dedent(code)], tmp_path)
+        pool, line = await start([sys.executable, "-c", textwrap.dedent(code)], tmp_path)
+        proc = pool.proc
         pids = set(line.split("pids ")[1].split(";")[0].split())
         try:
             calls = await place(fake, "quick", 10)
@@ -143,8 +173,6 @@ async def test_shared_socket_mode(tmp_path: Path) -> None:
             proc.send_signal(signal.SIGINT)
             await long_call.wait_hangup(10)  # type: ignore[attr-defined]
             assert long_call.hangup_cause == "SYSTEM_SHUTDOWN"  # type: ignore[attr-defined]
-            assert await asyncio.wait_for(proc.wait(), 20) == 0
+            assert await asyncio.wait_for(proc.wait(), 20) == 0, pool.stderr
         finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+            await pool.close()
