@@ -111,7 +111,8 @@ async def test_bridge_cluster_tags_each_node(redis_server: RedisServer) -> None:
                 await fake.wait_for_connection(timeout=20)
 
             async def subscribed() -> bool:
-                return all(f.connections and f.connections[-1].subscriptions.enabled for f in (fa, fb))
+                return all(f.connections and "CHANNEL_CREATE" in f.connections[-1].subscriptions.names
+                           for f in (fa, fb))
 
             await _wait_for(subscribed)
             await fa.fire(fa.make_event("CHANNEL_CREATE", {"Unique-ID": "1"}))
