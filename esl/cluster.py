@@ -43,62 +43,21 @@ import inspect
 import logging
 import re
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from esl.exceptions import ConnectionError
 from esl.inbound import Inbound
 from esl.job import Job
-from esl.tagged import NodeEvent
+from esl.placement import FewestSessions, NodeInfo, NoNodeAvailable, Placement, RoundRobin
+from esl.tagged import ClusterEvents, NodeEvent
 
-__all__ = ["Cluster", "FewestSessions", "NoNodeAvailable", "NodeInfo", "NodeJob", "Placement", "RoundRobin"]
+__all__ = ["Cluster", "ClusterEvents", "FewestSessions", "NoNodeAvailable", "NodeInfo", "NodeJob", "Placement", "RoundRobin"]
 
 log = logging.getLogger("esl.cluster")
 
 _CALLS_COUNT = re.compile(r"(\d+)\s+total")
 
 NodeHandler = Callable[[NodeEvent], Any]
-
-
-class NoNodeAvailable(ConnectionError):
-    """Every node is down or at its limit."""
-
-
-@dataclass(frozen=True)
-class NodeInfo:
-    """What a placement policy sees of one node."""
-
-    name: str
-    client: Inbound
-    #: calls up on the node (last figure + picks since), None while unknown
-    sessions: int | None
-    #: the node's limit, None for none
-    max_sessions: int | None
-
-
-class Placement(Protocol):
-    """Chooses a node among the candidates (all up and under their limit; never empty)."""
-
-    def choose(self, candidates: list[NodeInfo]) -> NodeInfo: ...
-
-
-class FewestSessions:
-    """The node with the fewest calls (unknown counts last); ties go to the first node given."""
-
-    def choose(self, candidates: list[NodeInfo]) -> NodeInfo:
-        return min(candidates, key=lambda n: (n.sessions is None, n.sessions or 0))
-
-
-class RoundRobin:
-    """Each node in turn."""
-
-    def __init__(self) -> None:
-        self._next = 0
-
-    def choose(self, candidates: list[NodeInfo]) -> NodeInfo:
-        node = candidates[self._next % len(candidates)]
-        self._next += 1
-        return node
 
 
 class NodeJob:
@@ -169,6 +128,7 @@ class Cluster:
         self._subscriptions: list[tuple[tuple[str, ...], str]] = []
         self._filters: list[tuple[str, str]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._streams: set[ClusterEvents] = set()
         self._closing = False
         for name, client in self._nodes.items():
             client.on("HEARTBEAT", self._heartbeat_handler(name))
@@ -234,6 +194,8 @@ class Cluster:
     async def close(self) -> None:
         """Stop the background work and close every node."""
         self._closing = True
+        for stream in list(self._streams):
+            stream.close()
         tasks, self._tasks = list(self._tasks), set()
         for t in tasks:
             t.cancel()
@@ -443,6 +405,17 @@ class Cluster:
             wrappers[node] = wrapper
         self._handlers[key] = wrappers
         return handler
+
+    def events(self, *names: str, maxsize: int = 10_000) -> ClusterEvents:
+        """An async iterator over these events (none given: all) from every node, as NodeEvents.
+
+        It holds at most ``maxsize`` events; past that new ones are dropped and counted
+        (``dropped``), so a slow reader never stalls the nodes. ``async with`` or ``close()``
+        stops it; closing the cluster ends it.
+        """
+        stream = ClusterEvents(self, names or ("*",), maxsize)
+        self._streams.add(stream)
+        return stream
 
     def remove(self, name: str, handler: NodeHandler) -> None:
         """Undo :meth:`on`."""

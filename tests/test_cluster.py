@@ -210,3 +210,23 @@ async def test_node_without_reconnect_is_joined_back(fakes: list[FakeFreeSWITCH]
         finally:
             await cluster.close()
             await again.stop()
+
+
+async def test_merged_event_stream(fakes: list[FakeFreeSWITCH]) -> None:
+    async with make_cluster(fakes) as cluster:
+        await cluster.subscribe("CHANNEL_ANSWER", "CHANNEL_HANGUP")
+        async with cluster.events("CHANNEL_ANSWER", maxsize=4) as stream:
+            for i, f in enumerate(fakes):
+                await f.fire(f.make_event("CHANNEL_ANSWER", {"Unique-ID": f"a{i}"}))
+                await f.fire(f.make_event("CHANNEL_HANGUP", {"Unique-ID": f"h{i}"}))
+            got = [await stream.get(timeout=5) for _ in range(3)]
+            assert sorted((e.node, e.uuid) for e in got) == [("fs0", "a0"), ("fs1", "a1"), ("fs2", "a2")]
+            with pytest.raises(esl.exceptions.TimeoutError):
+                await stream.get(timeout=0.05)
+            for _ in range(6):  # more than maxsize: the rest are dropped and counted
+                await fakes[0].fire(fakes[0].make_event("CHANNEL_ANSWER", {"Unique-ID": "x"}))
+            await until(lambda: len(stream) + stream.dropped == 6)
+            assert len(stream) == 4 and stream.dropped == 2
+        assert not cluster._handlers  # closing it unregistered it from every node
+        ended = cluster.events()
+    assert [e async for e in ended] == []  # closing the cluster ended the open stream
