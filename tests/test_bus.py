@@ -349,3 +349,20 @@ async def test_consumer_recreates_its_group_after_redis_lost_everything() -> Non
         await b.close()
     finally:
         server.stop()
+
+
+async def test_prune_removes_idle_members_without_pending(bus: RedisBus) -> None:
+    async with bus.publisher() as pub:
+        for e in make_events(2):
+            pub.publish(e, "n")
+        await pub.flush(5)
+    async with bus.events(group="g", consumer="done", start="0") as sub:
+        await take(sub, 2)
+    keeps = bus.events(group="g", consumer="holds", start="0", ack="manual")
+    await bus.client.xgroup_setid(bus.stream, "g", "0")
+    await take(keeps, 1)  # delivered, never acknowledged
+    await keeps.close()
+    await asyncio.sleep(0.05)
+    assert await bus.prune("g", idle=0.01) == ["done"]
+    names = {c["name"] for c in await bus.client.xinfo_consumers(bus.stream, "g")}
+    assert names == {b"holds"}

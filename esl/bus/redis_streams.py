@@ -108,6 +108,22 @@ class RedisBus(EventBus):
             sub._owner = self._subs
         return sub
 
+    async def prune(self, group: str, idle: float = 3600.0) -> list[str]:
+        """Remove the members of ``group`` idle for ``idle`` seconds with nothing pending; their names.
+
+        A consumer group remembers every member name it has seen; workers named per
+        process (``host-pid``) leave one behind each restart. A member with pending
+        entries is kept: another member's XAUTOCLAIM takes those over first.
+        """
+        removed = []
+        for info in await self.client.xinfo_consumers(self.stream, group):
+            name = info["name"]
+            name = name.decode() if isinstance(name, bytes) else str(name)
+            if int(info["pending"]) == 0 and int(info["idle"]) >= idle * 1000:
+                await self.client.xgroup_delconsumer(self.stream, group, name)
+                removed.append(name)
+        return removed
+
     async def close(self) -> None:
         """Close the subscriptions made here that are still open, and the bus's own client."""
         for sub in list(self._subs):
