@@ -366,3 +366,17 @@ async def test_prune_removes_idle_members_without_pending(bus: RedisBus) -> None
     assert await bus.prune("g", idle=0.01) == ["done"]
     names = {c["name"] for c in await bus.client.xinfo_consumers(bus.stream, "g")}
     assert names == {b"holds"}
+
+
+async def test_a_read_cancelled_by_a_timeout_loses_nothing(bus: RedisBus) -> None:
+    sub = bus.events(group="g", consumer="c", start="$", block=5.0)
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(sub.__anext__(), 0.3)  # cancelled inside a blocking read
+    async with bus.publisher() as pub:
+        for e in make_events(3):
+            pub.publish(e, "n")
+        await pub.flush(5)
+    async with sub:
+        got = await take(sub, 3)
+    assert [g.uuid for g in got] == ["u-0", "u-1", "u-2"]
+    assert (await bus.client.xpending(bus.stream, "g"))["pending"] == 0

@@ -81,15 +81,14 @@ class RedisSubscription(Subscription):
             try:
                 await self._fill()
                 delay = 0.0
+            except asyncio.CancelledError:
+                self._reread_own()  # a read cancelled mid-way (a timeout around __anext__) may have lost a reply
+                raise
             except _TRANSIENT as exc:
                 self._errors += 1
                 if delay == 0.0:
                     log.warning("event bus: reading from Redis failed (%s); retrying", exc)
-                # a reply lost on the way may have held entries Redis now counts as ours: read our own
-                # pending entries again before anything new, so they are not left waiting for claim_idle
-                # (with manual acks, entries the user still holds are pending too: claim_idle recovers those)
-                if self._ready and self._own_cursor is None and self.auto_ack:
-                    self._own_cursor = b"0"
+                self._reread_own()
                 delay = _backoff(delay, self.max_backoff)
                 await asyncio.sleep(delay)
         ev = self._queue.popleft()
@@ -97,6 +96,13 @@ class RedisSubscription(Subscription):
         if self.auto_ack:
             self._last = ev
         return ev
+
+    def _reread_own(self) -> None:
+        # a reply lost on the way may have held entries Redis now counts as ours: read our own
+        # pending entries again before anything new, so they are not left waiting for claim_idle
+        # (with manual acks, entries the user still holds are pending too: claim_idle recovers those)
+        if self._ready and self._own_cursor is None and self.auto_ack:
+            self._own_cursor = b"0"
 
     async def _fill(self) -> None:
         if not self._ready:
