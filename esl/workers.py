@@ -13,7 +13,8 @@ One Python process uses one core; a busy Outbound app needs more.
   unless the dialplan set ``socket_resume``);
 - SIGTERM (or SIGINT) to the supervisor is passed to every worker: each stops
   accepting at once, lets its live calls go on for up to ``grace`` seconds,
-  then hangs up those still up with ``cause`` (``SYSTEM_SHUTDOWN``) and ends.
+  then hangs up those still up with ``cause`` (``SYSTEM_SHUTDOWN``) and ends;
+  on Linux a worker whose supervisor dies (even by SIGKILL) does the same.
 
 ``ESL_WORKER`` is set to the worker's index (0..N-1) in each worker, e.g. to
 name it in a :class:`esl.bus.calls.CallRegistry`.
@@ -117,6 +118,19 @@ def _shared_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _term_with_parent() -> None:
+    """On Linux, have the kernel send this process SIGTERM when the supervisor dies (even by SIGKILL)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - no prctl: orphans live on until stopped
+        pass
+
+
 class WorkerPool:
     """The supervisor of :func:`serve_workers`; ``run()`` blocks until stopped and returns an exit status."""
 
@@ -153,6 +167,7 @@ class WorkerPool:
         self._stopping = False
         self._sock: socket.socket | None = None
         self._wake_r, self._wake_w = os.pipe()
+        self._ready_r, self._ready_w = os.pipe()  # a byte from each worker once it listens
 
     @property
     def pids(self) -> list[int]:
@@ -178,8 +193,10 @@ class WorkerPool:
         os.environ["ESL_WORKER"] = str(index)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, signal.SIG_DFL)
+        _term_with_parent()
         os.close(self._wake_r)
         os.close(self._wake_w)
+        os.close(self._ready_r)
         assert self._sock is not None
         if self.reuse_port:
             self._sock.close()
@@ -187,6 +204,8 @@ class WorkerPool:
         else:
             sock = self._sock
         self.server.sock = sock
+        os.write(self._ready_w, b"r")  # listening: the kernel queues calls for this worker from now on
+        os.close(self._ready_w)
         try:
             asyncio.run(self._worker_main())
         except KeyboardInterrupt:  # pragma: no cover - a second Ctrl-C
@@ -216,6 +235,7 @@ class WorkerPool:
         try:
             for i in range(self.workers):
                 self._spawn(i)
+            self._wait_listening()
             log.info("%d workers serving %s:%d (%s)", self.workers, self.host, self.port,
                      "SO_REUSEPORT" if self.reuse_port else "shared socket")  # fmt: skip
             if self.on_ready is not None:
@@ -227,8 +247,23 @@ class WorkerPool:
                 signal.signal(sig, handler)
             if self._sock is not None:
                 self._sock.close()
-            os.close(self._wake_r)
-            os.close(self._wake_w)
+            for fd in (self._wake_r, self._wake_w, self._ready_r, self._ready_w):
+                os.close(fd)
+
+    def _wait_listening(self, timeout: float = 60.0) -> None:
+        """Return once every first-generation worker listens (so on_ready means calls are taken)."""
+        deadline = time.monotonic() + timeout
+        ready = 0
+        while ready < self.workers and not self._stopping:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RuntimeError(f"only {ready} of {self.workers} workers listening after {timeout}s")
+            sentinels = [p.sentinel for p in self._procs.values()]
+            found = multiprocessing.connection.wait([self._ready_r, self._wake_r, *sentinels], left)
+            if self._ready_r in found:
+                ready += len(os.read(self._ready_r, 256))
+            elif any(s in found for s in sentinels):
+                return  # a worker died at start: the supervisor loop reports and restarts it
 
     def _supervise(self) -> None:
         while not self._stopping:
@@ -241,9 +276,11 @@ class WorkerPool:
                 else:
                     timeout = min(timeout, when - now)
             sentinels = [p.sentinel for p in self._procs.values()]
-            ready = multiprocessing.connection.wait([*sentinels, self._wake_r], timeout)
+            ready = multiprocessing.connection.wait([*sentinels, self._wake_r, self._ready_r], timeout)
             if self._wake_r in ready:
                 os.read(self._wake_r, 64)
+            if self._ready_r in ready:
+                os.read(self._ready_r, 256)  # restarted workers say they listen; nothing to do but read it
             if self._stopping:
                 return
             for index, proc in list(self._procs.items()):
@@ -296,7 +333,7 @@ def serve_workers(
     """Serve ``app`` (an :class:`esl.Outbound`, a handler ``async def h(session)``, or ``"module:attr"``
     naming either) from ``workers`` processes on ``host:port`` until SIGTERM/SIGINT; see the module doc.
 
-    Returns 0 when every worker stopped cleanly. ``on_ready(pool)`` is called once the workers are started.
+    Returns 0 when every worker stopped cleanly. ``on_ready(pool)`` is called once the workers listen.
     """
     return WorkerPool(app, host, port, workers, grace=grace, cause=cause, reuse_port=reuse_port,
                       on_ready=on_ready).run()  # fmt: skip

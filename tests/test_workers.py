@@ -176,3 +176,26 @@ async def test_shared_socket_mode(tmp_path: Path) -> None:
             assert await asyncio.wait_for(proc.wait(), 20) == 0, pool.stderr
         finally:
             await pool.close()
+
+
+async def test_workers_drain_when_the_supervisor_is_killed(tmp_path: Path) -> None:
+    if not sys.platform.startswith("linux"):
+        pytest.skip("PR_SET_PDEATHSIG is Linux's")
+    (tmp_path / "wapp3.py").write_text(textwrap.dedent(APP))
+    port = free_port()
+    async with FakeFreeSWITCH() as fake:
+        fake.dialplan["long"] = [("socket", f"127.0.0.1:{port} async full")]
+        pool, line = await start(
+            [sys.executable, "-m", "esl", "outbound", "run", "wapp3:handler", "--workers", "1", "--port", str(port),
+             "--grace", "0.5", "--log-level", "warning"], tmp_path)  # fmt: skip
+        try:
+            call = (await place(fake, "long"))[0]
+            try:
+                await wait_pid(call)
+            except AssertionError:
+                raise AssertionError(pool.stderr + repr(call.variables) + repr(call.hangup_cause)) from None
+            os.kill(pool.proc.pid, signal.SIGKILL)  # the supervisor alone
+            await call.wait_hangup(15)  # type: ignore[attr-defined]
+            assert call.hangup_cause == "SYSTEM_SHUTDOWN"  # type: ignore[attr-defined]
+        finally:
+            await pool.close()
