@@ -8,6 +8,12 @@ early and smuggle in a second command. Such text is refused here with
 :class:`ValueError` before anything is written. Only a body (sent with its own
 ``Content-Length``) may hold newlines.
 
+NUL is refused the same way: FreeSWITCH reads the header block as a C string,
+so a NUL ends it and every header after it (a ``Content-Length`` too) is lost.
+A caller-supplied ``Content-Length`` header is always refused: the switch would
+read that many bytes after the block, i.e. the next command, as a body. The
+header is written by :func:`build_command` alone, from the body.
+
 >>> build_command("api status")
 b'api status\\n\\n'
 >>> build_command("sendevent CUSTOM", {"Event-Subclass": "my::thing"}, "hello\\nworld")
@@ -27,7 +33,7 @@ MAX_BODY = 16 * 1024 * 1024
 
 
 def check_line(text: str, what: str = "argument") -> str:
-    """Return ``text`` if it is safe on one command line; ``ValueError`` if it holds CR or LF.
+    """Return ``text`` if it is safe on one command line; ``ValueError`` if it holds CR, LF or NUL.
 
     ``what`` names the thing in the error message ("command", "header value"...).
     """
@@ -35,17 +41,24 @@ def check_line(text: str, what: str = "argument") -> str:
         raise TypeError(f"{what} must be str, not {type(text).__name__}")
     if "\n" in text or "\r" in text:
         raise ValueError(f"{what} must not contain CR or LF (it would inject Event Socket commands): {text[:60]!r}")
+    if "\0" in text:
+        raise ValueError(f"{what} must not contain NUL (FreeSWITCH would cut the command there): {text[:60]!r}")
     return text
 
 
 def check_header(name: str, value: object) -> tuple[str, str]:
     """A header ``(name, value)`` checked for injection; the value is turned into ``str``.
 
-    The name must be non-empty and hold no ``:``, space, CR or LF; the value no CR or LF.
+    The name must be non-empty and hold no ``:``, space, CR, LF or NUL, and must
+    not be ``Content-Length`` in any case (only :func:`build_command` writes that
+    one, from the body); the value must hold no CR, LF or NUL.
     """
     check_line(name, "header name")
     if not name or ":" in name or " " in name:
         raise ValueError(f"invalid header name {name!r}")
+    if name.lower() == "content-length":
+        raise ValueError("Content-Length is computed from the body; a caller-supplied one would make "
+                         "FreeSWITCH read the next command as a body")
     text = value if isinstance(value, str) else str(value)
     check_line(text, f"value of header {name!r}")
     return name, text
@@ -68,8 +81,9 @@ def build_command(
 
     ``headers`` is a mapping or a sequence of pairs (pairs allow a repeated
     name). A ``body`` gets a ``Content-Length`` header (in bytes); it may hold
-    any text. ``ValueError`` for CR/LF in the command or a header, an empty
-    command, or a body over 16 MiB.
+    any text. ``ValueError`` for CR/LF/NUL in the command or a header, a
+    ``Content-Length`` header from the caller, an empty command, or a body
+    over 16 MiB.
     """
     check_line(command, "command")
     if not command.strip():
@@ -77,8 +91,6 @@ def build_command(
     lines = [command]
     for name, value in _header_items(headers):
         name, text = check_header(name, value)
-        if body is not None and name.lower() == "content-length":
-            raise ValueError("Content-Length is computed from the body; do not pass it as a header")
         lines.append(f"{name}: {text}")
     if body is None:
         lines.append("\n")

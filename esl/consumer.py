@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from esl.exceptions import TimeoutError
 from esl.inbound import Inbound
-from esl.protocol import Handler
+from esl.dispatch import Handler
 
 __all__ = ["Consumer", "filtrate"]
 

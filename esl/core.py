@@ -2,12 +2,16 @@
 
 Set ``ESL_NO_EXTENSIONS=1`` to force the twin. ``BACKEND`` says which one is
 active (``"cython"`` or ``"python"``); ``backends()`` gives both where both
-exist, for differential tests and benchmarks.
+exist, for differential tests and benchmarks. Importing from a checkout whose
+``esl/_core/`` holds the Cython sources but no compiled module warns
+(RuntimeWarning): that is an unbuilt tree, not a deliberate choice of the twin.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
+from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -45,8 +49,23 @@ def backends() -> dict[str, ModuleType]:
     return found
 
 
+def _unbuilt_sources() -> Path | None:
+    """The ``esl/_core`` directory when it holds Cython sources (a checkout), else None."""
+    src = Path(__file__).resolve().parent / "_core"
+    return src if (src / "parser.pyx").is_file() else None
+
+
 _NO_EXT = os.environ.get("ESL_NO_EXTENSIONS", "") not in ("", "0")
 _mod = None if _NO_EXT else _compiled()
+if _mod is None and not _NO_EXT and (_src := _unbuilt_sources()) is not None:
+    warnings.warn(
+        f"esl: the compiled core is not built (Cython sources in {_src}, no compiled module); "
+        "falling back to the pure-Python twin, which is many times slower. Build it with "
+        "`pip install .` or `pip install -e .` from the checkout (a C compiler is needed), "
+        "or set ESL_NO_EXTENSIONS=1 to choose the twin deliberately.",
+        RuntimeWarning,
+        stacklevel=2,
+    )
 if _mod is None:
     _mod = _pycore
     BACKEND = "python"

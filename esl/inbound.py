@@ -19,16 +19,15 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import random
 from types import EllipsisType
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Awaitable, Callable
 
 from esl.commands import check_line
-from esl.dispatch import Dispatcher, EventStream, FlowStats, Handler
+from esl.connection import Connection
+from esl.core import DEFAULT_MAX_SIZE
 from esl.exceptions import AuthenticationError, ConnectionError, TimeoutError
-from esl.job import Job
 from esl.protocol import ESLProtocol
 
 __all__ = ["Inbound"]
@@ -36,7 +35,7 @@ __all__ = ["Inbound"]
 log = logging.getLogger("esl.inbound")
 
 
-class Inbound:
+class Inbound(Connection):
     """An authenticated connection to FreeSWITCH's Event Socket.
 
     ``Inbound(host, port, password)`` is an async context manager
@@ -48,27 +47,36 @@ class Inbound:
     Errors: a refused connection raises :class:`esl.exceptions.ConnectionError`,
     one that does not complete in time :class:`esl.exceptions.TimeoutError`, a
     wrong password :class:`esl.exceptions.AuthenticationError`. When the
-    connection drops, every pending command, job and ``events()`` iterator
-    fails at once with ``ConnectionError`` (``close_reason`` says why).
+    connection drops, every pending command, job, channel wait and
+    ``events()`` iterator fails at once with ``ConnectionError``
+    (``close_reason`` says why).
 
     ``reconnect=True`` reconnects after a drop (exponential backoff from
     ``reconnect_delay`` up to ``reconnect_max_delay`` seconds, with jitter,
     ``reconnect_attempts`` tries, ``None`` = forever), authenticates again and
     re-applies the subscriptions, filters, log level, ``myevents``,
     ``divert_events`` and ``linger`` of the lost connection; handlers and
-    ``events()`` iterators carry on. Commands and jobs in flight at the drop
-    fail with ``ConnectionError``: nothing is replayed. Events fired while
-    disconnected are lost (FreeSWITCH keeps no backlog); ``stats`` and
-    ``Event-Sequence`` tell how many. While reconnecting, commands raise
-    ``ConnectionError`` at once; ``await client.wait_connected()`` waits.
+    ``events()`` iterators carry on. Channels it owns stay owned: after the
+    reconnect one pipelined round of ``uuid_exists`` tells which still exist,
+    and the others end (``channel.gone``; their ``"hangup"`` hooks run).
+    Commands and jobs in flight at the drop fail with ``ConnectionError``:
+    nothing is replayed. Events fired while disconnected are lost (FreeSWITCH
+    keeps no backlog); ``stats().events_lost`` estimates how many. While
+    reconnecting, commands raise ``ConnectionError`` at once;
+    ``await client.wait_connected()`` waits.
 
     ``keepalive=<seconds>`` probes a connection that has been silent that long
     with ``api uptime`` and drops it (then reconnects, if enabled) when no
     answer comes within the same time: a half-open TCP connection or a frozen
     FreeSWITCH is detected instead of waiting forever.
 
-    Flow control: see :mod:`esl.protocol` (``policy="pause"`` or ``"drop"``,
-    ``max_queue``, ``handler_concurrency``).
+    Flow control (:mod:`esl.dispatch`): ``policy="pause"`` or ``"drop"``,
+    ``max_queue``, ``handler_concurrency``; owners (Channels, Jobs) never lose
+    an event to it.
+
+    ``close()`` then ``connect()`` on the same object starts afresh: no
+    subscription, filter or channel of the earlier connection survives
+    (handlers registered with ``on`` do).
 
     The password never appears in logs, reprs or error messages.
     """
@@ -91,50 +99,37 @@ class Inbound:
         max_queue: int = 10_000,
         policy: str = "pause",
         handler_concurrency: int = 1,
+        max_size: int = DEFAULT_MAX_SIZE,
         ssl: Any = None,
     ) -> None:
         check_line(password, "password")
         if user is not None:
             check_line(user, "user")
+        super().__init__(timeout=timeout, job_timeout=job_timeout, max_queue=max_queue, policy=policy,
+                         handler_concurrency=handler_concurrency, max_size=max_size)
         self.host = host
         self.port = port
         self.__password = password
         self.user = user
-        self._timeout = timeout
         self.connect_timeout = timeout if connect_timeout is ... else connect_timeout
-        self.job_timeout = job_timeout
         self.reconnect = reconnect
         self.reconnect_delay = reconnect_delay
         self.reconnect_max_delay = reconnect_max_delay
         self.reconnect_attempts = reconnect_attempts
         self.keepalive = keepalive
-        self._keepalive_task: asyncio.Task[None] | None = None
         self.ssl = ssl
-        self.dispatcher = Dispatcher(max_queue=max_queue, policy=policy, concurrency=handler_concurrency)
-        self.protocol: ESLProtocol | None = None
         #: reply headers of the authentication (userauth gives Allowed-Events, Allowed-API...)
         self.auth_reply: Any = None
-        self.reconnects = 0
-        self._closing = False
+        self._keepalive_task: asyncio.Task[None] | None = None
         self._reconnect_task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._finished = False
         self._connected_waiters: list[asyncio.Future[None]] = []
         self._reconnect_callbacks: list[Callable[[Inbound], Any]] = []
         self._close_callbacks: list[Callable[[BaseException], Any]] = []
         self.close_exc: ConnectionError | None = None
-        self._routes: dict[str, Callable[[Any], Any]] = {}
 
-    @property
-    def timeout(self) -> float | None:
-        """The default limit, in seconds, on each wait for FreeSWITCH (``None``: no limit)."""
-        return self._timeout
-
-    @timeout.setter
-    def timeout(self, value: float | None) -> None:
-        self._timeout = value
-        if self.protocol is not None:
-            self.protocol.timeout = value
-
-    # -- connecting ----------------------------------------------------------
+    # -- connecting ----------------------------------------------------------------------
 
     async def __aenter__(self) -> Inbound:
         await self.connect()
@@ -147,6 +142,8 @@ class Inbound:
         """Connect and authenticate; returns ``self`` (at once if already connected)."""
         if self.connected:
             return self
+        if self._finished:  # close() then connect(): start afresh
+            self._reset()
         self._closing = False
         self.close_exc = None
         self.protocol = await self._open()
@@ -154,16 +151,27 @@ class Inbound:
         self._wake_connected()
         return self
 
+    def _reset(self) -> None:
+        self._finished = False
+        self._subs.clear()
+        self._custom.clear()
+        self._filters.clear()
+        self._job_filter = self._bgapi_used = False
+        self.log_level = self.myevents_uuid = None
+        self.myevents_enabled = False
+        self.divert = None
+        self.linger_seconds = ...
+        self._update_tracking()
+        self.dispatcher.reopen()
+        self.executor.reopen()
+
     async def _open(self) -> ESLProtocol:
         loop = asyncio.get_running_loop()
-
-        def factory() -> ESLProtocol:
-            return ESLProtocol(timeout=self.timeout, job_timeout=self.job_timeout, dispatcher=self.dispatcher)
-
         where = f"{self.host}:{self.port}"
         try:
             _transport, protocol = await asyncio.wait_for(
-                loop.create_connection(factory, self.host, self.port, ssl=self.ssl), self.connect_timeout
+                loop.create_connection(self._new_protocol, self.host, self.port, ssl=self.ssl),
+                self.connect_timeout,
             )
         except asyncio.TimeoutError:
             raise TimeoutError(f"connecting to {where} timed out after {self.connect_timeout}s") from None
@@ -173,9 +181,14 @@ class Inbound:
         try:
             await protocol.wait_auth_request(self.connect_timeout)
             if self.user is None:
-                reply = await protocol.send(f"auth {self.__password}", timeout=self.connect_timeout)
+                line = f"auth {self.__password}\n\n"
             else:
-                reply = await protocol.send(f"userauth {self.user}:{self.__password}", timeout=self.connect_timeout)
+                line = f"userauth {self.user}:{self.__password}\n\n"
+            fut = protocol.write(line.encode("utf-8"))
+            try:
+                reply = await asyncio.wait_for(fut, self.connect_timeout)
+            except asyncio.TimeoutError:
+                raise TimeoutError(f"no reply to the authentication within {self.connect_timeout}s") from None
         except BaseException:
             protocol.abort("authentication did not complete")
             raise
@@ -185,84 +198,83 @@ class Inbound:
             who = self.user or "auth"
             raise AuthenticationError(f"FreeSWITCH at {where} refused the {who} credentials: {text}")
         self.auth_reply = reply
-        for key, owner in self._routes.items():
-            protocol.route(key, owner)
-        protocol.add_close_callback(functools.partial(self._lost, protocol))
         return protocol
-
-    async def drain(self, timeout: float | None = None) -> None:
-        """Wait until the async handlers have run every queued event (``TimeoutError`` after ``timeout``)."""
-        await self.dispatcher.drain(timeout)
 
     async def close(self) -> None:
         """Close the connection (sends ``exit`` politely when connected); stops reconnecting.
 
         Async handler calls still queued are dropped; ``await client.drain()`` first to let them run.
+        Every task the connection started (handlers, keepalive, reconnect) is cancelled and awaited.
         """
         self._closing = True
-        if self._keepalive_task is not None:
-            self._keepalive_task.cancel()
-        task = self._reconnect_task
-        if task is not None and not task.done():
-            task.cancel()
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
+        for task in (self._keepalive_task, self._reconnect_task):
+            if task is not None and not task.done() and task is not asyncio.current_task():
+                task.cancel()
+                try:
+                    await task
+                except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                    pass
+        self._keepalive_task = self._reconnect_task = None
         proto = self.protocol
         if proto is not None and proto.connected:
             try:
-                await proto.exit(timeout=min(self.timeout or 1.0, 1.0))
-            except Exception:
+                await self.exit(timeout=min(self.timeout or 1.0, 1.0))
+            except Exception:  # noqa: BLE001 - closing anyway
                 pass
             if proto.connected:
                 proto.close()
-            else:
-                proto._by_client = True
         if proto is not None:
             try:
                 await proto.wait_closed(1.0)
             except TimeoutError:
                 proto.abort()
-        self.dispatcher.close(None)
+        self._finish(None)
+        await self.executor.aclose()
         for fut in self._connected_waiters:
             if not fut.done():
                 fut.set_exception(ConnectionError("client closed", "client closed"))
                 fut.exception()
         self._connected_waiters.clear()
 
-    # -- drop and reconnect -----------------------------------------------------
+    # -- drop and reconnect ---------------------------------------------------------------
 
-    def _lost(self, protocol: ESLProtocol, exc: BaseException) -> None:
-        if protocol is not self.protocol:
+    def _socket_lost(self, protocol: ESLProtocol, exc: ConnectionError) -> None:
+        self.close_exc = exc
+        if self._closing or protocol.by_client:
+            self._finish(None)
             return
-        err = exc if isinstance(exc, ConnectionError) else ConnectionError(str(exc), str(exc))
-        self.close_exc = err
-        if self._closing or protocol._by_client:
-            self.dispatcher.close(None)
-            self._fire_close(err)
-            return
-        log.warning("connection to %s:%s lost: %s", self.host, self.port, err.reason)
+        if self._reconnecting:
+            return  # the reconnect loop sees the failure and tries again
+        log.warning("connection to %s:%s lost: %s", self.host, self.port, exc.reason)
         if self.reconnect:
-            self._reconnect_task = asyncio.get_running_loop().create_task(self._reconnect_loop(protocol))
+            self._reconnect_task = asyncio.get_running_loop().create_task(self._reconnect_loop())
         else:
-            self.dispatcher.close(err)
-            self._fire_close(err)
+            self._finish(exc)
 
-    def _fire_close(self, err: BaseException) -> None:
+    def _finish(self, err: ConnectionError | None) -> None:
+        """The logical connection is over: owners, iterators and waiters are told; close callbacks run."""
+        if self._finished:
+            return
+        self._finished = True
+        exc = err or self.close_exc or ConnectionError("client closed", "client closed")
+        self._drop_backlog()
+        self.owners.close(exc)
+        self.dispatcher.close(err)
+        if self._keepalive_task is not None and self._keepalive_task is not asyncio.current_task():
+            self._keepalive_task.cancel()
         callbacks, self._close_callbacks = self._close_callbacks, []
         for cb in callbacks:
             try:
-                cb(err)
-            except Exception:
+                cb(exc)
+            except Exception:  # noqa: BLE001
                 log.exception("close callback %r raised", cb)
         for fut in self._connected_waiters:
             if not fut.done():
-                fut.set_exception(ConnectionError(str(err), getattr(err, "reason", None)))
+                fut.set_exception(ConnectionError(str(exc), exc.reason))
                 fut.exception()
         self._connected_waiters.clear()
 
-    async def _reconnect_loop(self, old: ESLProtocol) -> None:
+    async def _reconnect_loop(self) -> None:
         delay = self.reconnect_delay
         attempt = 0
         while not self._closing:
@@ -270,10 +282,12 @@ class Inbound:
             await asyncio.sleep(delay * (0.5 + random.random() / 2))
             try:
                 proto = await self._open()
+                self.protocol = proto
                 try:
-                    await self._reapply(old, proto)
+                    await self._reapply()
+                    await self._verify_channels()
                 except BaseException:
-                    proto.abort("re-applying the subscriptions failed")
+                    proto.abort("re-applying the connection's state failed", by_client=False)
                     raise
                 if not proto.connected:
                     raise ConnectionError("connection lost while re-applying the subscriptions")
@@ -283,16 +297,16 @@ class Inbound:
                 log.error("reconnect to %s:%s: %s; giving up", self.host, self.port, exc)
                 self._give_up(ConnectionError(str(exc), "authentication failed on reconnect"))
                 return
-            except Exception as exc:  # refused, timed out, dropped again, -ERR on re-apply...
+            except Exception as exc:  # noqa: BLE001 - refused, timed out, dropped again...
                 log.info("reconnect attempt %d to %s:%s failed: %s", attempt, self.host, self.port, exc)
                 if self.reconnect_attempts is not None and attempt >= self.reconnect_attempts:
                     self._give_up(ConnectionError(f"gave up reconnecting after {attempt} attempts: {exc}", str(exc)))
                     return
                 delay = min(delay * 2, self.reconnect_max_delay)
                 continue
-            self.protocol = proto
             self._start_keepalive(proto)
-            self.reconnects += 1
+            self._reconnects += 1
+            self._seq.rebase()
             self.close_exc = None
             log.info("reconnected to %s:%s", self.host, self.port)
             self._wake_connected()
@@ -301,47 +315,19 @@ class Inbound:
                     res = cb(self)
                     if asyncio.iscoroutine(res):
                         await res
-                except Exception:
+                except Exception:  # noqa: BLE001
                     log.exception("reconnect callback %r raised", cb)
             return
 
     def _give_up(self, err: ConnectionError) -> None:
         self.close_exc = err
-        self.dispatcher.close(err)
-        self._fire_close(err)
-
-    async def _reapply(self, old: ESLProtocol, new: ESLProtocol) -> None:
-        """Re-issue the subscriptions, filters and settings of ``old`` on ``new``."""
-        # filters first, so nothing unfiltered slips in between
-        for header, value in old.filters:
-            await new.filter(header, value)
-        if old.job_filter and ("Event-Name", "BACKGROUND_JOB") not in old.filters:
-            await new.command("filter Event-Name BACKGROUND_JOB")
-            new.job_filter = True
-        new.bgapi_used = old.bgapi_used
-        names = sorted(old.subscriptions)
-        custom = sorted(old.custom_subscriptions)
-        if names or custom:
-            await new.subscribe(*names, *(f"CUSTOM {c}" for c in custom), format=old.event_format)
-        if old.myevents_enabled:
-            try:
-                await new.myevents(old.myevents_uuid, old.event_format)
-            except Exception as exc:  # the channel may be gone
-                log.warning("reconnect: myevents %s not re-applied: %s", old.myevents_uuid, exc)
-        if old.divert is not None:
-            try:
-                await new.divert_events(old.divert)
-            except Exception as exc:
-                log.warning("reconnect: divert_events not re-applied: %s", exc)
-        if old.linger_seconds is not ...:
-            try:
-                await new.linger(old.linger_seconds)
-            except Exception as exc:
-                log.warning("reconnect: linger not re-applied: %s", exc)
-        if old.log_level is not None:
-            await new.log(old.log_level)
+        self._finish(err)
 
     def _start_keepalive(self, proto: ESLProtocol) -> None:
+        old = self._keepalive_task
+        if old is not None and not old.done() and old is not asyncio.current_task():
+            old.cancel()
+        self._keepalive_task = None
         if self.keepalive:
             self._keepalive_task = asyncio.get_running_loop().create_task(self._keepalive_loop(proto))
 
@@ -354,12 +340,12 @@ class Inbound:
         """
         interval = float(self.keepalive or 0)
         loop = asyncio.get_running_loop()
-        while proto.connected:
+        while proto.connected and proto is self.protocol:
             await asyncio.sleep(interval / 2)
             if not proto.connected or loop.time() - proto.last_received < interval:
                 continue
             try:
-                await proto.api("uptime", check=False, timeout=interval)
+                await self.api("uptime", check=False, timeout=interval)
             except TimeoutError:
                 log.warning("no answer from %s:%s to a keepalive probe within %ss", self.host, self.port, interval)
                 proto.abort(f"keepalive: no answer from FreeSWITCH within {interval}s", by_client=False)
@@ -392,7 +378,7 @@ class Inbound:
     def _reconnecting(self) -> bool:
         return self._reconnect_task is not None and not self._reconnect_task.done()
 
-    def add_reconnect_callback(self, cb: Callable[[Inbound], Any]) -> None:
+    def add_reconnect_callback(self, cb: Callable[[Inbound], Awaitable[None] | None]) -> None:
         """Call ``cb(client)`` (sync or async) after each successful reconnect."""
         self._reconnect_callbacks.append(cb)
 
@@ -407,12 +393,7 @@ class Inbound:
         except ValueError:
             pass
 
-    # -- state -----------------------------------------------------------------
-
-    @property
-    def connected(self) -> bool:
-        """True while authenticated and the socket is open."""
-        return self.protocol is not None and self.protocol.connected
+    # -- state -------------------------------------------------------------------------------
 
     @property
     def closed(self) -> bool:
@@ -425,29 +406,11 @@ class Inbound:
         return None if self.close_exc is None else self.close_exc.reason
 
     @property
-    def filters(self) -> tuple[tuple[str, str], ...]:
-        """The ``(header, value)`` filters of the current connection (re-applied on reconnect)."""
-        proto = self.protocol
-        return tuple(proto.filters) if proto is not None else ()
+    def password(self) -> str:
+        """Hidden: the password is not readable back (it never appears in reprs or logs)."""
+        return "******"
 
-    @property
-    def subscriptions(self) -> frozenset[str]:
-        """The event names subscribed on the current connection (``"ALL"`` included; CUSTOM ones aside)."""
-        proto = self.protocol
-        return frozenset(proto.subscriptions) if proto is not None else frozenset()
-
-    @property
-    def event_format(self) -> str:
-        """The event format (``plain``/``json``/``xml``) the current connection subscribed in."""
-        proto = self.protocol
-        return proto.event_format if proto is not None else "plain"
-
-    @property
-    def stats(self) -> FlowStats:
-        """Event-delivery counters (received, dropped, queue depth, Event-Sequence gaps...)."""
-        return self.dispatcher.stats()
-
-    def _proto(self) -> ESLProtocol:
+    def _wire(self) -> ESLProtocol:
         proto = self.protocol
         if proto is None or not proto.connected:
             if self._reconnecting:
@@ -459,143 +422,3 @@ class Inbound:
         state = "connected" if self.connected else ("reconnecting" if self._reconnecting else "disconnected")
         who = f" user={self.user}" if self.user else ""
         return f"<Inbound {self.host}:{self.port}{who} {state}>"
-
-    # -- commands (delegated to the current ESLProtocol) --------------------------
-
-    async def send(
-        self,
-        command: str,
-        *,
-        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
-        body: str | bytes | None = None,
-        timeout: float | None | EllipsisType = ...,
-    ) -> Any:
-        """Send a raw command; the reply Event (see :meth:`ESLProtocol.send`)."""
-        return await self._proto().send(command, headers=headers, body=body, timeout=timeout)
-
-    async def command(self, command: str, *, timeout: float | None | EllipsisType = ...) -> str:
-        """A ``command/reply`` command; its Reply-Text, ``CommandError`` on ``-ERR``."""
-        return await self._proto().command(command, timeout=timeout)
-
-    async def api(self, command: str, *, check: bool = True, timeout: float | None | EllipsisType = ...) -> str:
-        """``api <command>``: the output; ``CommandError`` on ``-ERR``/``-USAGE`` unless ``check=False``."""
-        return await self._proto().api(command, check=check, timeout=timeout)
-
-    async def bgapi(
-        self,
-        command: str,
-        *,
-        job_uuid: str | None = None,
-        timeout: float | None | EllipsisType = ...,
-        job_timeout: float | None | EllipsisType = ...,
-    ) -> Job:
-        """``bgapi <command>``: a :class:`~esl.Job` (see :meth:`ESLProtocol.bgapi` for the delivery guarantee)."""
-        return await self._proto().bgapi(command, job_uuid=job_uuid, timeout=timeout, job_timeout=job_timeout)
-
-    async def sendmsg_raw(
-        self,
-        uuid: str | None,
-        headers: Mapping[str, str] | Iterable[tuple[str, str]],
-        body: str | bytes | None = None,
-        *,
-        timeout: float | None | EllipsisType = ...,
-    ) -> Any:
-        """``sendmsg <uuid>`` with raw headers; the reply; ``CommandError`` on ``-ERR``."""
-        return await self._proto().sendmsg_raw(uuid, headers, body, timeout=timeout)
-
-    async def subscribe(self, *names: str, format: str = "plain", timeout: float | None | EllipsisType = ...) -> str:
-        """``event <format> <names>`` (ALL when no name); kept and re-applied after a reconnect."""
-        return await self._proto().subscribe(*names, format=format, timeout=timeout)
-
-    async def unsubscribe(self, *names: str, timeout: float | None | EllipsisType = ...) -> str:
-        """``nixevent <names>`` (``noevents`` with no name)."""
-        return await self._proto().unsubscribe(*names, timeout=timeout)
-
-    async def filter(self, header: str, value: str, *, timeout: float | None | EllipsisType = ...) -> str:
-        """``filter <header> <value>`` (kept and re-applied after a reconnect)."""
-        return await self._proto().filter(header, value, timeout=timeout)
-
-    async def filter_delete(
-        self, header: str, value: str | None = None, *, timeout: float | None | EllipsisType = ...
-    ) -> str:
-        """``filter delete <header> [<value>]``."""
-        return await self._proto().filter_delete(header, value, timeout=timeout)
-
-    async def sendevent(
-        self,
-        name: str,
-        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
-        body: str | bytes | None = None,
-        *,
-        timeout: float | None | EllipsisType = ...,
-    ) -> str:
-        """``sendevent <name>``: fire an event; the reply text."""
-        return await self._proto().sendevent(name, headers, body, timeout=timeout)
-
-    async def log(self, level: str | int = "debug", *, timeout: float | None | EllipsisType = ...) -> str:
-        """``log <level>``: log lines arrive as ``log/data`` messages to ``on("log/data", ...)``."""
-        return await self._proto().log(level, timeout=timeout)
-
-    async def nolog(self, *, timeout: float | None | EllipsisType = ...) -> str:
-        """``nolog``."""
-        return await self._proto().nolog(timeout=timeout)
-
-    async def myevents(
-        self, uuid: str | None = None, format: str = "plain", *, timeout: float | None | EllipsisType = ...
-    ) -> str:
-        """``myevents <uuid> <format>``: bind this connection to one channel's events."""
-        return await self._proto().myevents(uuid, format, timeout=timeout)
-
-    async def divert_events(self, on: bool = True, *, timeout: float | None | EllipsisType = ...) -> str:
-        """``divert_events on|off``."""
-        return await self._proto().divert_events(on, timeout=timeout)
-
-    async def linger(self, seconds: int | None = None, *, timeout: float | None | EllipsisType = ...) -> str:
-        """``linger [seconds]`` (bare: forever)."""
-        return await self._proto().linger(seconds, timeout=timeout)
-
-    async def nolinger(self, *, timeout: float | None | EllipsisType = ...) -> str:
-        """``nolinger``."""
-        return await self._proto().nolinger(timeout=timeout)
-
-    async def exit(self, *, timeout: float | None | EllipsisType = ...) -> str:
-        """``exit``: FreeSWITCH says ``+OK bye`` and disconnects (no reconnect follows)."""
-        self._closing = True
-        return await self._proto().exit(timeout=timeout)
-
-    # -- handlers (kept across reconnects) ------------------------------------------
-
-    def on(self, name: str, handler: Handler | None = None) -> Any:
-        """Register ``handler`` for events named ``name`` ("*" = all); also a decorator ``@client.on(name)``.
-
-        Registering a handler does not subscribe: call :meth:`subscribe` (or use :class:`esl.Consumer`).
-        """
-        return self.dispatcher.on(name, handler)
-
-    def remove(self, name: str, handler: Handler) -> None:
-        """Unregister a handler."""
-        self.dispatcher.remove_handler(name, handler)
-
-    def events(self, *names: str, maxsize: int = 1000, timeout: float | None = None) -> EventStream:
-        """An async iterator over events named ``names`` (all with none), with a buffer of ``maxsize``."""
-        return EventStream(self.dispatcher, names, maxsize, timeout)
-
-    def route(self, uuid: str, owner: Callable[[Any], Any]) -> None:
-        """Send events of ``uuid`` (Unique-ID, or BACKGROUND_JOB Job-UUID) to ``owner`` first.
-
-        Routes are kept across reconnects.
-        """
-        self._routes[uuid] = owner
-        if self.protocol is not None and self.protocol.connected:
-            self.protocol.route(uuid, owner)
-
-    def unroute(self, uuid: str) -> None:
-        """Stop routing ``uuid``."""
-        self._routes.pop(uuid, None)
-        if self.protocol is not None:
-            self.protocol.unroute(uuid)
-
-    @property
-    def password(self) -> str:
-        """Hidden: the password is not readable back (it never appears in reprs or logs)."""
-        return "******"

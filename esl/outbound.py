@@ -12,12 +12,14 @@ for it and, in one task per call:
 3. sets ``linger <seconds>`` (never a bare ``linger``, which never ends), so the
    last events (CHANNEL_HANGUP_COMPLETE...) still arrive after hangup;
 4. runs ``await handler(session)``;
-5. sends ``exit`` and closes the socket when the handler returns (FreeSWITCH
-   then hangs up a call still up). A handler that raises is logged with the
-   call's UUID and the call is hung up, never left parked.
+5. when the handler returns, gives the channel's handlers still queued or
+   running (an ``onDTMF`` handler playing a prompt) ``handler_grace`` seconds
+   to finish, then sends ``exit`` and closes the socket (FreeSWITCH then hangs
+   up a call still up). A handler that raises is logged with the call's UUID
+   and the call is hung up, never left parked.
 
 Everything runs on one event loop; a session costs one protocol object, one
-Channel and one task.
+Channel and one task, and leaves nothing for the cycle collector once it ends.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ import logging
 from typing import Any, Awaitable, Callable, Iterable
 
 from esl.exceptions import ChannelError, ConnectionError, TimeoutError
+from esl.protocol import ESLProtocol
 from esl.session import CONNECT_DEADLINE, Session
+from esl.stats import ConnectionStats, OutboundStats
 from esl.types import HangupCause
 
 __all__ = ["Outbound"]
@@ -45,7 +49,10 @@ class Outbound:
     ``linger``: seconds FreeSWITCH keeps the socket open after hangup (``True``
     means 10, ``False``/``0``/``None`` disables). ``error_cause``: the cause
     used to hang up when a handler raises. ``timeout``: the default command
-    timeout of each session.
+    timeout of each session. ``handler_grace``: seconds the channel's own
+    handlers (``onDTMF``, lifecycle hooks) may still run after the session
+    handler returned, before the socket closes. ``policy``/``max_queue``: each
+    session's flow control (see :mod:`esl.dispatch`).
 
     Use ``await app.start()`` (serves until cancelled), ``await
     app.start(block=False)`` then ``await app.stop()``, or ``async with app:``.
@@ -64,6 +71,9 @@ class Outbound:
         connect_timeout: float = CONNECT_DEADLINE,
         exit_timeout: float = 2.0,
         session_class: type[Session] = Session,
+        handler_grace: float = 5.0,
+        policy: str = "pause",
+        max_queue: int = 10_000,
         sock: Any = None,
     ) -> None:
         if not callable(handler):
@@ -82,6 +92,9 @@ class Outbound:
         self.connect_timeout = connect_timeout
         self.exit_timeout = exit_timeout
         self.session_class = session_class
+        self.handler_grace = handler_grace
+        self.policy = policy
+        self.max_queue = max_queue
         #: an already bound listening socket to serve on instead of (host, port) (see esl.workers)
         self.sock = sock
         self.sessions: set[Session] = set()
@@ -91,6 +104,8 @@ class Outbound:
         self.handled = 0
         self.errors = 0
         self.setup_failures = 0
+        self._accepted = 0
+        self._ended = _Totals()
 
     # -- server -------------------------------------------------------------------
 
@@ -121,9 +136,9 @@ class Outbound:
         if self._server is None:
             loop = asyncio.get_running_loop()
             if self.sock is not None:
-                self._server = await loop.create_server(self._make_session, sock=self.sock, backlog=1024)
+                self._server = await loop.create_server(self._make_protocol, sock=self.sock, backlog=1024)
             else:
-                self._server = await loop.create_server(self._make_session, self.host, self._port,
+                self._server = await loop.create_server(self._make_protocol, self.host, self._port,
                                                         backlog=1024, reuse_address=True)
         if not block:
             return
@@ -132,10 +147,13 @@ class Outbound:
         finally:
             await self.stop()
 
-    def _make_session(self) -> Session:
-        return self.session_class(self, timeout=self.timeout)
+    def _make_protocol(self) -> ESLProtocol:
+        session = self.session_class(self, timeout=self.timeout, policy=self.policy, max_queue=self.max_queue)
+        session.protocol = proto = session._new_protocol()
+        return proto
 
     def _session_made(self, session: Session) -> None:
+        self._accepted += 1
         self.sessions.add(session)
         task = asyncio.get_running_loop().create_task(self._serve(session))
         self._tasks.add(task)
@@ -194,7 +212,7 @@ class Outbound:
             except ConnectionError as exc:
                 log.info("outbound session %s: connection closed during the handler: %s", session.uuid, exc)
             except ChannelError as exc:
-                channel = session.channel
+                channel = session._channel
                 if channel is not None and channel.gone:
                     log.info("outbound session %s: call ended during the handler: %s", session.uuid, exc)
                 else:
@@ -209,7 +227,7 @@ class Outbound:
         self.errors += 1
         log.error("outbound handler for call %s raised; hanging up with %s", session.uuid,
                   self.error_cause.name, exc_info=exc)
-        channel = session.channel
+        channel = session._channel
         if channel is None or channel.gone or session.closed:
             return
         try:
@@ -219,9 +237,82 @@ class Outbound:
 
     async def _finish(self, session: Session) -> None:
         try:
+            if self.handler_grace > 0 and session.executor.busy and not session.closed:
+                await session.executor.aclose(self.handler_grace)
+            channel = session._channel
+            if channel is not None and channel.busy_locked and not channel.gone and session.full_control:
+                # an event-locked app still runs (an endless prompt): stop it, or the call is left
+                # playing after the socket closes
+                await session.api(f"uuid_break {channel.uuid} all", check=False, timeout=self.exit_timeout)
             await session.close_session(self.exit_timeout)
         except Exception:  # noqa: BLE001 - never let teardown raise into the loop
             log.debug("closing session %s failed", session.uuid, exc_info=True)
+        finally:
+            await session.executor.aclose()
+            session._release()
+            self._ended.add(session.stats())
+
+    def stats(self) -> OutboundStats:
+        """A snapshot: sessions live and in total, and the counters of all sessions added up."""
+        totals = self._ended.copy()
+        for session in self.sessions:
+            totals.add(session.stats())
+        return OutboundStats(
+            serving=self.serving,
+            sessions=len(self.sessions),
+            sessions_total=self._accepted,
+            sessions_failed=self.errors,
+            connections=totals.snapshot(len(self.sessions)),
+        )
 
     def __repr__(self) -> str:
         return f"<Outbound {self.host}:{self.port} sessions={len(self.sessions)}>"
+
+
+class _Totals:
+    """Counters of many sessions added up (ended ones folded in as they end)."""
+
+    __slots__ = ("received", "dropped", "malformed", "lost", "pauses", "errors", "names", "pending",
+                 "jobs", "channels", "owners", "depth", "paused")
+
+    def __init__(self) -> None:
+        self.received = self.dropped = self.malformed = self.lost = self.pauses = self.errors = 0
+        self.pending = self.jobs = self.channels = self.owners = self.depth = self.paused = 0
+        self.names: dict[str, int] = {}
+
+    def add(self, s: ConnectionStats) -> None:
+        self.received += s.events_received
+        self.dropped += s.events_dropped
+        self.malformed += s.events_malformed
+        self.lost += s.events_lost
+        self.pauses += s.pauses
+        self.errors += s.handler_errors
+        self.pending += s.pending_commands
+        self.jobs += s.jobs
+        self.channels += s.channels
+        self.owners += s.owners
+        self.depth += s.queue_depth
+        self.paused += s.paused
+        for name, n in s.events_by_name.items():
+            if name in self.names or len(self.names) < 256:
+                self.names[name] = self.names.get(name, 0) + n
+            else:
+                self.names["other"] = self.names.get("other", 0) + n
+
+    def copy(self) -> "_Totals":
+        other = _Totals()
+        for slot in self.__slots__:
+            value = getattr(self, slot)
+            setattr(other, slot, dict(value) if isinstance(value, dict) else value)
+        # gauges of ended sessions are zero by now; keep only the counters
+        other.pending = other.jobs = other.channels = other.owners = other.depth = other.paused = 0
+        return other
+
+    def snapshot(self, live: int) -> ConnectionStats:
+        return ConnectionStats(
+            connected=live > 0, pending_commands=self.pending, jobs=self.jobs, channels=self.channels,
+            owners=self.owners, events_received=self.received, events_dropped=self.dropped,
+            events_malformed=self.malformed, events_lost=self.lost, queue_depth=self.depth,
+            paused=self.paused > 0, pauses=self.pauses, handler_errors=self.errors, reconnects=0,
+            events_by_name=dict(self.names),
+        )

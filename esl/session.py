@@ -1,6 +1,6 @@
 """``Session``: one outbound-socket connection, i.e. one call FreeSWITCH handed to the application.
 
-A Session *is* an :class:`~esl.protocol.ESLProtocol` (so ``api``, ``bgapi``,
+A Session is a :class:`~esl.connection.Connection` (so ``api``, ``bgapi``,
 ``send``, ``on``, ``events`` all work on it, and ``Channel.create(session, ...)``
 places further calls from it), plus the call it controls: ``session.uuid``,
 ``session.context`` (the channel data FreeSWITCH sent in reply to ``connect``)
@@ -15,8 +15,9 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, Mapping
 
-from esl.channel import Channel, header
-from esl.commands import check_line
+from esl.channel import Channel
+from esl.commands import build_command, check_line
+from esl.connection import Connection
 from esl.exceptions import ChannelError, CommandError, ConnectionError, OriginateError
 from esl.protocol import ESLProtocol
 from esl.types import ChannelState, HangupCause
@@ -25,7 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from esl.core import Event
     from esl.outbound import Outbound
 
-__all__ = ["Session"]
+__all__ = ["Session", "CONNECT_DEADLINE"]
 
 log = logging.getLogger("esl.session")
 
@@ -39,7 +40,7 @@ _CONTROL_EVENTS = (
 CONNECT_DEADLINE = 25.0
 
 
-class Session(ESLProtocol):
+class Session(Connection):
     """The connection FreeSWITCH opened for one call (``socket`` dialplan application).
 
     ``context`` is the ``connect`` reply (an Event holding the caller profile,
@@ -53,43 +54,88 @@ class Session(ESLProtocol):
         super().__init__(**kwargs)
         self.server = server
         self.context: Event | None = None
-        self.channel: Channel | None = None
+        self._channel: Channel | None = None
+        self._uuid: str | None = None
         self.uses_filters = False
+        self._events_enabled = True
+        self._ended = False
 
-    # -- asyncio.Protocol -------------------------------------------------------
+    # -- the socket ---------------------------------------------------------------------
 
-    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+    def _wire_made(self, protocol: ESLProtocol) -> None:
         if self.server is not None:
             self.server._session_made(self)
 
-    # -- identity ---------------------------------------------------------------
+    def _socket_lost(self, protocol: ESLProtocol, exc: ConnectionError) -> None:
+        self._end(exc)
+
+    def _wire_linger(self, notice: "Event") -> None:
+        channel = self._channel
+        if channel is not None:
+            channel._on_linger()
+
+    def _end(self, exc: ConnectionError) -> None:
+        """The socket is gone for good: owners fail and leave, iterators end."""
+        if self._ended:
+            return
+        self._ended = True
+        self._drop_backlog()
+        self.owners.close(exc)
+        self.dispatcher.close(None if self.protocol is not None and self.protocol.by_client else exc)
+
+    def _release(self) -> None:
+        """After the session: let go of the channel so nothing needs the cycle collector."""
+        channel = self._channel
+        if channel is not None:
+            channel._detach()
+
+    # -- identity -------------------------------------------------------------------------
 
     @property
     def uuid(self) -> str | None:
         """The UUID of the call this socket controls (``None`` before ``connect``)."""
-        channel = self.channel
+        channel = self._channel
         if channel is not None:
             return channel.uuid  # follows CHANNEL_UUID renames
-        ctx = self.context
-        return None if ctx is None else (header(ctx, "Unique-ID") or header(ctx, "Channel-Unique-ID"))
+        return self._uuid
+
+    @property
+    def channel(self) -> Channel:
+        """The call's Channel (set once ``connect`` completed, which Outbound does before the handler)."""
+        channel = self._channel
+        if channel is None:
+            raise ChannelError("the session has no channel yet (connect has not completed)")
+        return channel
+
+    @property
+    def controlled_uuid(self) -> str | None:
+        return self.uuid
 
     @property
     def control(self) -> str | None:
         """``"full"`` or ``"single-channel"`` (the ``Control`` header of the connect reply)."""
-        return None if self.context is None else header(self.context, "Control")
+        return None if self.context is None else self.context.get("Control")
 
     @property
     def socket_mode(self) -> str | None:
         """``"async"`` or ``"static"`` (the ``Socket-Mode`` header of the connect reply)."""
-        return None if self.context is None else header(self.context, "Socket-Mode")
+        return None if self.context is None else self.context.get("Socket-Mode")
 
     @property
     def full_control(self) -> bool:
         """False when the dialplan lacks ``full``: then api, bgapi, event, linger... are refused."""
         return self.control != "single-channel"
 
-    # -- setup (driven by Outbound) ------------------------------------------------
+    @property
+    def receives_channel_events(self) -> bool:
+        return self._events_enabled
+
+    @property
+    def closed(self) -> bool:
+        proto = self.protocol
+        return self._ended or proto is None or proto.closed
+
+    # -- setup (driven by Outbound) ---------------------------------------------------------
 
     async def connect(self, timeout: float = CONNECT_DEADLINE) -> "Event":
         """Send ``connect`` (it must be the first command) and keep the channel data it returns.
@@ -98,24 +144,25 @@ class Session(ESLProtocol):
         ``full`` most commands are refused; without ``async`` the socket blocks
         while an application runs and no events (DTMF included) flow meanwhile.
         """
-        reply = await self.send("connect", timeout=timeout)
-        text = header(reply, "Reply-Text") or ""
+        reply = await self._request(build_command("connect"), "connect", timeout=timeout)
+        text = reply.get("Reply-Text") or ""
         if text.startswith("-ERR"):
             raise CommandError(text, "connect")
         self.context = reply
-        uuid = header(reply, "Unique-ID") or header(reply, "Channel-Unique-ID")
+        uuid = reply.get("Unique-ID") or reply.get("Channel-Unique-ID")
         if not uuid:
             raise ChannelError("connect reply carries no Unique-ID")
-        if header(reply, "Control") == "single-channel":
+        self._uuid = uuid
+        if reply.get("Control") == "single-channel":
             log.warning(
                 "outbound session %s: Control: single-channel - the dialplan's socket application lacks "
                 "'full'; api, bgapi, event, linger and most commands will be refused", uuid)
-        if header(reply, "Socket-Mode") == "static":
+        if reply.get("Socket-Mode") == "static":
             log.warning(
                 "outbound session %s: Socket-Mode: static - the dialplan's socket application lacks "
                 "'async'; each sendmsg blocks until its application ends and no events (not even DTMF) "
                 "arrive meanwhile", uuid)
-        self.channel = Channel.from_session(self)
+        self._channel = Channel._for_session(self, uuid, reply)
         return reply
 
     async def subscribe_channel(self, events: "bool | tuple[str, ...] | list[str]" = True,
@@ -132,9 +179,14 @@ class Session(ESLProtocol):
         DESTROY, BACKGROUND_JOB). Further channels placed from the
         session add their own ``Unique-ID`` filter. Without ``full`` control
         ``event`` is refused, so ``myevents`` is the fallback there.
+        ``events=False`` subscribes nothing: the blocking verbs (``answer()``,
+        ``playback()``, ``wait()``...) then refuse with ChannelError instead of
+        waiting for events that never come; use ``block=False``.
         """
         uuid = self.uuid
-        assert uuid is not None
+        if uuid is None:
+            raise ChannelError("subscribe_channel before connect")
+        self._events_enabled = bool(events)
         if not self.full_control:  # event, linger... are refused without "full"
             if events:
                 await self.myevents(format="plain")
@@ -159,14 +211,13 @@ class Session(ESLProtocol):
             if isinstance(result, BaseException):
                 raise result
 
-    def on_linger(self, event: Any) -> None:
-        """The linger notice: the channel is gone, the socket stays open for its last events."""
-        super().on_linger(event)
-        channel = self.channel
-        if channel is not None:
-            channel._on_linger()
+    async def ensure_channel_events(self, uuid: str) -> bool:
+        """Another channel placed from this session: add its ``Unique-ID`` filter (the session filters)."""
+        if uuid != self.uuid and self.uses_filters:
+            return await self.ensure_filter("Unique-ID", uuid)
+        return False
 
-    # -- commands ----------------------------------------------------------------
+    # -- commands ------------------------------------------------------------------------------
 
     async def sendmsg(
         self,
@@ -179,7 +230,7 @@ class Session(ESLProtocol):
         timeout: float | None = None,
         uuid: str | None = None,
         headers: Mapping[str, object] | None = None,
-    ) -> "Event":
+    ) -> "Event | None":
         """Send a call command to this call (or to ``uuid``).
 
         ``command`` ``"execute"`` runs ``application`` with ``data`` (see
@@ -207,32 +258,34 @@ class Session(ESLProtocol):
             hdrs[check_line(name, "header name")] = check_line(str(value), "header value")
         kwargs: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
         reply = await self.sendmsg_raw(None if target == self.uuid else target, hdrs, **kwargs)
-        if command == "hangup" and block:
+        if command == "hangup" and block and self._events_enabled:
             try:
                 await self._channel_for(target).wait(ChannelState.HANGUP, timeout=timeout or 10.0)
             except OriginateError:
                 pass
-        return reply  # type: ignore[no-any-return]
+        return reply
 
     def _channel_for(self, uuid: str) -> Channel:
-        if self.channel is not None and uuid == self.channel.uuid:
-            return self.channel
+        channel = self._channel
+        if channel is not None and uuid == channel.uuid:
+            return channel
         return Channel.attach(self, uuid)
 
     async def hangup(self, cause: "HangupCause | str | int" = "NORMAL_CLEARING") -> None:
         """Hang up this call (a shortcut for ``session.channel.hangup``)."""
-        if self.channel is not None:
-            await self.channel.hangup(cause)
+        if self._channel is not None:
+            await self._channel.hangup(cause)
 
     async def close_session(self, exit_timeout: float = 2.0) -> None:
         """End the socket cleanly: ``exit`` (FreeSWITCH answers ``+OK bye`` and closes), then close."""
-        if not self.closed:
+        proto = self.protocol
+        if proto is not None and proto.connected:
             try:
                 await self.exit(timeout=exit_timeout)
-            except (ConnectionError, Exception):  # noqa: BLE001 - closing anyway
+            except Exception:  # noqa: BLE001 - closing anyway
                 pass
-        if not self.closed:
-            self.close("session finished")
+        if proto is not None and not proto.closed:
+            proto.close("session finished")
 
     def __repr__(self) -> str:
         return f"<Session {self.uuid} {'closed' if self.closed else 'open'}>"

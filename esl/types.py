@@ -9,11 +9,14 @@ compared, ordered and validated before they are sent back in a command.
 from __future__ import annotations
 
 import enum
-from typing import TypeVar
+from typing import Any, TypeVar
 
 __all__ = ["ChannelState", "CallState", "HangupCause"]
 
 _E = TypeVar("_E", bound=enum.Enum)
+
+
+_PARSED: dict[tuple[type, str], Any] = {}  # the few strings FreeSWITCH sends, parsed once
 
 
 def _parse_member(cls: type[_E], value: object, prefix: str, what: str, *, numeric: bool) -> _E:
@@ -21,6 +24,18 @@ def _parse_member(cls: type[_E], value: object, prefix: str, what: str, *, numer
     FreeSWITCH's ``prefix``, or (when ``numeric``) its number as int or digits; ValueError otherwise."""
     if isinstance(value, cls):
         return value
+    if type(value) is str:
+        hit = _PARSED.get((cls, value))
+        if hit is not None:
+            return hit  # type: ignore[no-any-return]
+        member = _parse_text(cls, value, prefix, what, numeric=numeric)
+        if len(_PARSED) < 4096:
+            _PARSED[(cls, value)] = member
+        return member
+    return _parse_text(cls, value, prefix, what, numeric=numeric)
+
+
+def _parse_text(cls: type[_E], value: object, prefix: str, what: str, *, numeric: bool) -> _E:
     number: int | None = None
     if isinstance(value, str):
         text = value.strip().upper()
@@ -41,8 +56,50 @@ def _parse_member(cls: type[_E], value: object, prefix: str, what: str, *, numer
     raise ValueError(f"not a FreeSWITCH {what}: {value!r}")
 
 
-class ChannelState(enum.IntEnum):
+class _NamedIntEnum(enum.IntEnum):
+    """An IntEnum whose members print as their FreeSWITCH name and compare equal to it.
+
+    ``str()``/``format()`` give :attr:`wire` (``f"{state:d}"`` still gives the number);
+    ``member == "NAME"`` is True for the wire name, ``member == 4`` for the number, and
+    ordering stays numeric. Members hash as their wire name, so a set or dict of members
+    answers lookups by the strings FreeSWITCH sends (``event["Hangup-Cause"] in RETRY``);
+    looking one up by its number is the one thing that does not work.
+    """
+
+    @property
+    def wire(self) -> str:
+        """The name FreeSWITCH uses on the wire."""
+        return self.name
+
+    def __str__(self) -> str:
+        return self.wire
+
+    def __format__(self, spec: str) -> str:
+        if spec and spec[-1] in "bcdoxXn":
+            return format(int(self), spec)
+        return format(self.wire, spec)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, str):
+            return other == self.wire
+        return int.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        result = self.__eq__(other)
+        return result if result is NotImplemented else not result
+
+    def __hash__(self) -> int:
+        return hash(self.wire)
+
+    def __reduce_ex__(self, proto: Any) -> Any:
+        return self.__class__, (int(self),)
+
+
+class ChannelState(_NamedIntEnum):
     """A channel's state machine position, ordered as FreeSWITCH's ``CS_*`` values.
+
+    It prints as FreeSWITCH names it (``print(channel.state)`` shows ``CS_EXECUTE``) and
+    compares equal to that name (``channel.state == "CS_EXECUTE"``).
 
     The order is the order a call moves through (``NEW < INIT < ROUTING < ...
     < HANGUP < REPORTING < DESTROY``), so ``channel.state >= ChannelState.HANGUP``
@@ -108,12 +165,13 @@ class CallState(str, enum.Enum):
         return self.value
 
 
-class HangupCause(enum.IntEnum):
+class HangupCause(_NamedIntEnum):
     """Every hangup cause FreeSWITCH knows, valued as ``switch_call_cause_t``.
 
     Values below 128 are the Q.850 cause codes; the 400s and up are
     FreeSWITCH's own. ``str(cause)`` is the name sent on the wire
-    (``hangup-cause: USER_BUSY``, ``uuid_kill <uuid> USER_BUSY``).
+    (``hangup-cause: USER_BUSY``, ``uuid_kill <uuid> USER_BUSY``), and a cause
+    compares equal to it: ``channel.hangup_cause == "USER_BUSY"``.
     """
 
     NONE = 0
@@ -212,6 +270,3 @@ class HangupCause(enum.IntEnum):
     def q850(self) -> int | None:
         """The Q.850 code (1-127) when this cause is one, else ``None``."""
         return int(self) if 0 < self < 128 else None
-
-    def __str__(self) -> str:
-        return self.name

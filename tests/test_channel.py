@@ -43,8 +43,8 @@ async def _settle(channel: Channel, name: str, timeout: float = 2.0) -> None:
 async def test_state_follows_own_events_only(freeswitch: FakeFreeSWITCH, esl_client: Inbound) -> None:
     a = await _attached(esl_client)
     b = await _attached(esl_client)
-    assert "CHANNEL_STATE" in esl_client.protocol.subscriptions  # subscribed additively, no filter added
-    assert esl_client.protocol.filters == []
+    assert "CHANNEL_STATE" in esl_client.subscriptions  # subscribed additively, no filter added
+    assert esl_client.filters == ()
     await _fire(freeswitch, "CHANNEL_STATE", b.uuid, Channel_State="CS_HANGUP", Channel_State_Number="10")
     await _fire(freeswitch, "CHANNEL_ANSWER", a.uuid, Channel_State="CS_EXECUTE", Channel_State_Number="4",
                 Channel_Call_State="ACTIVE", Answer_State="answered", variable_foo="bar")
@@ -164,7 +164,7 @@ async def test_history_is_bounded(freeswitch: FakeFreeSWITCH, esl_client: Inboun
 async def test_filter_added_only_when_connection_filters(freeswitch: FakeFreeSWITCH, esl_client: Inbound) -> None:
     await esl_client.filter("Event-Name", "HEARTBEAT")
     ch = await _attached(esl_client)
-    assert ("Unique-ID", ch.uuid) in esl_client.protocol.filters
+    assert ("Unique-ID", ch.uuid) in esl_client.filters
     await _fire(freeswitch, "DTMF", ch.uuid, DTMF_Digit="3")
     await _settle(ch, "DTMF")
 
@@ -196,10 +196,10 @@ async def test_connection_close_fails_waits(freeswitch: FakeFreeSWITCH, esl_clie
 ])
 async def test_bad_arguments_refused_before_writing(esl_client: Inbound, call: object) -> None:
     ch = await _attached(esl_client)
-    before = esl_client.protocol.pending_commands
+    before = esl_client.pending_commands
     with pytest.raises(ValueError):
         await call(ch)  # type: ignore[operator]
-    assert esl_client.protocol.pending_commands == before
+    assert esl_client.pending_commands == before
 
 
 async def test_create_refuses_bad_dial_path(esl_client: Inbound) -> None:
@@ -207,20 +207,3 @@ async def test_create_refuses_bad_dial_path(esl_client: Inbound) -> None:
         await Channel.create(esl_client, "user/1000\n\napi status")
     with pytest.raises(ValueError):
         await Channel.create(esl_client, "user/1000", {"a": "b\nc"})
-
-
-def test_header_reads_one_value_without_decoding_the_rest() -> None:
-    from esl.channel import header
-    from esl.core import Event, Parser
-
-    ev = Event.build([("Event-Name", "DTMF"), ("Unique-ID", "u1"), ("DTMF-Digit", "#"),
-                      ("Caller-Caller-ID-Name", "Load Test")], body="Channel-State: CS_FAKE")
-    assert header(ev, "DTMF-Digit") == "#"
-    assert header(ev, "Caller-Caller-ID-Name") == "Load Test"
-    assert header(ev, "Channel-State") is None  # a body line is not a header
-    js = Event.build([("Event-Name", "DTMF"), ("DTMF-Digit", "5")], fmt="json")
-    assert header(js, "DTMF-Digit") == "5"
-    reply = Parser().feed(b"Event-Name: CHANNEL_DATA\nUnique-ID: abc\nContent-Type: command/reply\n"
-                          b"Reply-Text: %2BOK%0A\nControl: full\n\n")[0]
-    assert header(reply, "Event-Name") == "CHANNEL_DATA"
-    assert header(reply, "Reply-Text") == "+OK\n" and header(reply, "Control") == "full"

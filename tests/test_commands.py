@@ -6,8 +6,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import sys
+from pathlib import Path
+
 from esl.commands import build_command, build_sendmsg, check_header, check_line, redact
 from esl.core import Parser
+
+sys.path.insert(0, str(Path(__file__).parent))
+import fsparse  # noqa: E402
 
 INJECTIONS = [
     "status\n\nexit",
@@ -117,9 +123,9 @@ def test_property_one_command_block_or_value_error(arg: str, value: str) -> None
     try:
         data = build_command(f"api {arg}", {"X-Value": value})
     except ValueError:
-        assert any(c in arg + value for c in "\r\n") or not f"api {arg}".strip()
+        assert any(c in arg + value for c in "\r\n\0") or not f"api {arg}".strip()
         return
-    assert "\n" not in arg + value and "\r" not in arg + value
+    assert "\n" not in arg + value and "\r" not in arg + value and "\0" not in arg + value
     assert data.endswith(b"\n\n") and data.count(b"\n\n") == 1
     assert data.split(b"\n", 1)[0].decode() == f"api {arg}"
 
@@ -132,3 +138,74 @@ def test_property_body_is_framed_exactly(body: bytes) -> None:
     events = Parser().feed(frame)
     assert len(events) == 1
     assert events[0].raw.endswith(body)
+
+
+# --- Content-Length and NUL (issue 8): checked against tests/fsparse.read_commands, a port of
+# mod_event_socket's read_packet.
+
+
+@pytest.mark.parametrize("name", ["Content-Length", "content-length", "CONTENT-LENGTH", "Content-length"])
+def test_content_length_header_refused_without_body(name: str) -> None:
+    with pytest.raises(ValueError, match="Content-Length"):
+        build_command("sendevent CUSTOM", {name: "10"})
+    with pytest.raises(ValueError, match="Content-Length"):
+        build_sendmsg("u1", {"call-command": "execute", name: "10"})
+    with pytest.raises(ValueError, match="Content-Length"):
+        check_header(name, 0)
+
+
+def test_caller_content_length_would_swallow_next_command() -> None:
+    """Why it is refused: pipelined, the next command becomes the body of this one."""
+    smuggled = b"sendevent CUSTOM\nContent-Length: 10\n\n" + build_command("api exit") + build_command("exit")
+    cmds = fsparse.read_commands(smuggled)
+    assert [c.command for c in cmds] == ["sendevent CUSTOM", "exit"]
+    assert cmds[0].body == "api exit\n\n"
+
+
+@pytest.mark.parametrize("where", ["command", "name", "value"])
+def test_nul_refused(where: str) -> None:
+    with pytest.raises(ValueError, match="NUL"):
+        if where == "command":
+            build_command("api status\0")
+        elif where == "name":
+            build_command("sendevent CUSTOM", {"X\0Y": "1"})
+        else:
+            build_command("sendevent CUSTOM", {"X": "a\0b"}, "body")
+    with pytest.raises(ValueError, match="NUL"):
+        check_line("a\0b")
+
+
+def test_nul_would_cut_headers() -> None:
+    """Why NUL is refused: the block is a C string, headers after a NUL (Content-Length too) are lost."""
+    data = b"sendevent CUSTOM\nX: a\0b\nContent-Length: 10\n\napi exit\n\n"
+    assert [c.command for c in fsparse.read_commands(data)] == ["sendevent CUSTOM", "api exit"]
+    assert [c.command for c in fsparse.read_commands(data.replace(b"\0", b""))] == ["sendevent CUSTOM"]
+
+
+_hname = st.one_of(st.sampled_from(["Content-Length", "content-length", "X", "Event-Name", "a:b", "a b", ""]),
+                   st.text(st.characters(blacklist_categories=("Cs",)), max_size=12))
+_hval = st.one_of(st.sampled_from(["10", "a\0b", "x\ny", "0"]), st.text(st.characters(blacklist_categories=("Cs",)),
+                                                                          max_size=20))
+_cmd = st.one_of(st.sampled_from(["api status", "api exit", "sendevent CUSTOM", "exit", "api a\0b"]),
+                 st.text(st.characters(blacklist_categories=("Cs",)), max_size=20))
+_body = st.one_of(st.none(), st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"),
+                                     max_size=30))
+
+
+@given(st.lists(st.tuples(_cmd, st.lists(st.tuples(_hname, _hval), max_size=4), _body), min_size=1, max_size=4))
+def test_property_pipelined_commands_read_back_exactly(cmds: list) -> None:  # type: ignore[type-arg]
+    """Whatever the user passes, FreeSWITCH reads exactly the commands built, each with its own headers and body."""
+    wire = b""
+    expected = []
+    for command, headers, body in cmds:
+        try:
+            wire += build_command(command, headers, body)
+        except ValueError:
+            continue
+        # FreeSWITCH skips spaces after the colon; an empty body gets no Content-Length read
+        hdrs = [(n, str(v).lstrip(" ")) for n, v in headers]
+        if body is not None:
+            hdrs.append(("Content-Length", str(len(body.encode()))))
+        expected.append((command, hdrs, body or None))
+    got = [(c.command, c.headers, c.body) for c in fsparse.read_commands(wire)]
+    assert got == expected

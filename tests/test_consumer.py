@@ -47,7 +47,7 @@ async def test_consumer_subscribes_only_to_handled_events(freeswitch: FakeFreeSW
     await eventually(lambda: len(got) == 2)
     assert got == ["register:1000", "answer:u1"]
     # the server filtered: the client never received the unhandled CHANNEL_HANGUP
-    assert app.client.stats.received == 2
+    assert app.client.stats().events_received == 2
     await app.stop()
     await asyncio.wait_for(runner, 5)
     assert not app.client.connected
@@ -129,8 +129,8 @@ async def test_filtrate_with_consumer_handlers(freeswitch: FakeFreeSWITCH) -> No
     await app.wait_ready()
     for uuid in ("other", "wanted", "other2"):
         await freeswitch.fire(freeswitch.make_event("CHANNEL_ANSWER", {"Unique-ID": uuid}))
-    await eventually(lambda: app.client.stats.received == 3)
-    await app.client.dispatcher.drain(5)
+    await eventually(lambda: app.client.stats().events_received == 3)
+    await app.client.drain(5)
     assert got == ["wanted"]
     await app.stop()
     await asyncio.wait_for(runner, 5)

@@ -21,10 +21,10 @@ from esl.testing import GOODBYE, Endpoint, FakeFreeSWITCH, Timings, capture
 CAPTURES = Path("/work/shared/captures")
 
 # The order a real FreeSWITCH fires one originated leg's events (`originate {origination_uuid=...}... &park`,
-# then uuid_kill), read from events-plain.raw.xz.
+# then uuid_kill), read from events-plain.raw.xz (a SIP leg adds two CODEC events before CHANNEL_ANSWER).
 ORIGINATE_PARK_KILL = [
     "CHANNEL_UUID", "CHANNEL_OUTGOING", "CHANNEL_STATE", "CHANNEL_CREATE", "CHANNEL_ORIGINATE",
-    "CHANNEL_STATE", "CHANNEL_STATE", "CHANNEL_ANSWER", "CHANNEL_CALLSTATE", "CHANNEL_STATE",
+    "CHANNEL_STATE", "CHANNEL_STATE", "CHANNEL_ANSWER", "CHANNEL_CALLSTATE", "CALL_UPDATE", "CHANNEL_STATE",
     "CHANNEL_EXECUTE", "CHANNEL_PARK", "CHANNEL_HANGUP", "CHANNEL_UNPARK", "CHANNEL_EXECUTE_COMPLETE",
     "CHANNEL_STATE", "CHANNEL_CALLSTATE", "CHANNEL_STATE", "CHANNEL_HANGUP_COMPLETE", "CHANNEL_DESTROY",
     "CHANNEL_STATE",
@@ -165,7 +165,14 @@ async def test_originate_park_kill_sequence_and_headers(fake):
     assert await c.cmd(f"api uuid_kill {u}") == api("+OK\n")
     await c.until(lambda e: e.name == "CHANNEL_STATE" and e["Channel-State"] == "CS_DESTROY")
     evs = [e for e in c.events if e.get("Unique-ID") == u]
+    # a SIP leg: read then write CODEC as its media comes up, right before CHANNEL_ANSWER (sip capture)
+    codecs = [i for i, e in enumerate(evs) if e.name == "CODEC"]
+    assert codecs == [7, 8] and evs[9].name == "CHANNEL_ANSWER"
+    assert evs[7]["channel-read-codec-name"] == "PCMU" and evs[8]["Channel-Write-codec-bit-rate"] == "64000"
+    evs = [e for e in evs if e.name != "CODEC"]
     assert [e.name for e in evs] == ORIGINATE_PARK_KILL
+    update = next(e for e in evs if e.name == "CALL_UPDATE")
+    assert update["Direction"] == "RECV" and update["Caller-Callee-ID-Number"] == "10003"
     states = [e["Channel-State"] for e in evs if e.name == "CHANNEL_STATE"]
     assert states == [
         "CS_INIT",
@@ -258,14 +265,16 @@ async def test_sendmsg_execute_playback_and_hangup(fake):
         "FILE PLAYED",
     )
     assert done["variable_current_application_response"] == "FILE PLAYED"
+    await c.until(lambda e: e.name == "PRIVATE_COMMAND")
     tail = names_for(c.events, "u1")
     i = tail.index("CHANNEL_PARK")
+    # PRIVATE_COMMAND fires once the message has run (switch_ivr_parse_next_event; as captured)
     assert tail[i + 1 : i + 6] == [
-        "PRIVATE_COMMAND",
         "CHANNEL_EXECUTE",
         "PLAYBACK_START",
         "PLAYBACK_STOP",
         "CHANNEL_EXECUTE_COMPLETE",
+        "PRIVATE_COMMAND",
     ]
     private = next(e for e in c.events if e.name == "PRIVATE_COMMAND")
     assert [k for k, _ in private.items_all()][:3] == ["Command", "call-command", "execute-app-name"]
@@ -359,13 +368,15 @@ async def test_incoming_call_dialplan_and_dtmf_digits(fake):
     assert ch.variables["choice"] == "42" and ch.hangup_cause == "NORMAL_CLEARING"
     await c.until(lambda e: e.name == "CHANNEL_STATE" and e["Channel-State"] == "CS_DESTROY")
     names = names_for(c.events, ch.uuid)
-    assert names[:7] == [
+    assert names[:9] == [
         "CHANNEL_STATE",
         "CHANNEL_CREATE",
         "CHANNEL_CALLSTATE",
         "CHANNEL_STATE",
         "CHANNEL_STATE",
         "CHANNEL_EXECUTE",
+        "CODEC",  # the SIP leg's media comes up as the answer app runs (sip capture)
+        "CODEC",
         "CHANNEL_ANSWER",
     ]
     assert names.count("DTMF") == 3

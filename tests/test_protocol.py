@@ -1,4 +1,4 @@
-"""ESLProtocol against a scripted raw server: reply FIFO, pipelining, routing order, framing, failures.
+"""The wire and the command layer against a scripted raw server: reply FIFO, pipelining, owners, failures.
 
 These tests drive the wire byte by byte (orders FreeSWITCH itself never produces
 included, such as a BACKGROUND_JOB before its bgapi reply), so they use a
@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
+from esl.connection import Connection
 from esl.core import Event
-from esl.exceptions import CommandError, ConnectionError, TimeoutError
+from esl.exceptions import CommandError, ConnectionError, ProtocolError, TimeoutError
 from esl.protocol import ESLProtocol
 
 
@@ -81,11 +82,60 @@ class RawServer:
         self.writer.transport.abort()
 
 
-async def connect(server: RawServer, **kwargs: Any) -> ESLProtocol:
+class Conn(Connection):
+    """A Connection over a raw socket with no authentication, ended for good when the socket ends."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.lost: list[ConnectionError] = []
+        self.lingered: list[Event] = []
+
+    def _socket_lost(self, protocol: ESLProtocol, exc: ConnectionError) -> None:
+        self.lost.append(exc)
+        self.owners.close(exc)
+        self.dispatcher.close(None if protocol.by_client else exc)
+
+    def _wire_linger(self, notice: Event) -> None:
+        self.lingered.append(notice)
+
+    def close(self) -> None:
+        assert self.protocol is not None
+        self.protocol.close()
+
+    @property
+    def close_reason(self) -> str | None:
+        return None if self.protocol is None else self.protocol.close_reason
+
+
+class Owner:
+    """A minimal channel owner for the owners table."""
+
+    def __init__(self, uuid: str, seen: list[str]) -> None:
+        self.uuid = uuid
+        self.seen = seen
+
+    def _on_event(self, event: Event) -> None:
+        self.seen.append("owner:" + (event.name or ""))
+
+    def _renamed(self, old: str, new: str) -> None:
+        self.uuid = new
+
+    def _connection_lost(self, exc: ConnectionError) -> None:
+        pass
+
+    def _connection_closed(self, exc: ConnectionError) -> None:
+        pass
+
+    def _ended_while_away(self, reason: str) -> None:
+        pass
+
+
+async def connect(server: RawServer, **kwargs: Any) -> Conn:
     loop = asyncio.get_running_loop()
-    _, proto = await loop.create_connection(lambda: ESLProtocol(**kwargs), "127.0.0.1", server.port)
+    conn = Conn(**kwargs)
+    _, conn.protocol = await loop.create_connection(conn._new_protocol, "127.0.0.1", server.port)
     await asyncio.wait_for(server.connected.wait(), 5)
-    return proto
+    return conn
 
 
 async def test_replies_resolve_in_fifo_order_between_events() -> None:
@@ -123,8 +173,7 @@ async def test_byte_by_byte_stream() -> None:
 async def test_disconnect_in_the_middle_of_100_pipelined_commands() -> None:
     async with RawServer() as srv:
         proto = await connect(srv, timeout=30)
-        closed: list[BaseException] = []
-        proto.add_close_callback(closed.append)
+        closed = proto.lost
         tasks = [asyncio.ensure_future(proto.api(f"echo {i}")) for i in range(100)]
         await srv.commands(100)
         srv.write(b"".join(api_response(f"{i}") for i in range(40)))
@@ -160,16 +209,8 @@ async def test_disconnect_notice_fails_pending_with_its_text() -> None:
 
 
 async def test_linger_notice_keeps_connection_open() -> None:
-    class Lingering(ESLProtocol):
-        lingered: list[Any] = []
-
-        def on_linger(self, event: Any) -> None:
-            self.lingered.append(event)
-
     async with RawServer() as srv:
-        loop = asyncio.get_running_loop()
-        _, proto = await loop.create_connection(Lingering, "127.0.0.1", srv.port)
-        await srv.connected.wait()
+        proto = await connect(srv)
         srv.write(
             b"Content-Type: text/disconnect-notice\nControlled-Session-UUID: u1\nContent-Disposition: linger\n"
             b"Channel-Name: sofia/x\nLinger-Time: 5\nContent-Length: 0\n\n"
@@ -178,7 +219,7 @@ async def test_linger_notice_keeps_connection_open() -> None:
         await srv.commands(1)
         srv.write(api_response("UP"))
         assert await asyncio.wait_for(task, 5) == "UP"
-        assert proto.lingering and proto.connected
+        assert proto.protocol is not None and proto.protocol.lingering and proto.connected
         assert proto.lingered[0]["Controlled-Session-UUID"] == "u1"
         proto.close()
 
@@ -189,9 +230,9 @@ async def test_owner_before_handlers_and_job_resolved_before_reply() -> None:
     async with RawServer() as srv:
         proto = await connect(srv)
         order: list[str] = []
-        proto.route("chan-1", lambda e: order.append("owner:" + e.name))
+        proto.owners.add_channel(Owner("chan-1", order))
         proto.on("*", lambda e: order.append("handler:" + e.name))
-        proto.subscriptions.add("ALL")  # pretend subscribed, so bgapi sends no `event` first
+        proto._subs.add("ALL")  # pretend subscribed, so bgapi sends no `event` first
         task = asyncio.ensure_future(proto.bgapi("status", job_uuid="job-1"))
         await srv.commands(1)
         srv.write(event("CHANNEL_ANSWER", Unique_ID="chan-1"))
@@ -208,7 +249,7 @@ async def test_owner_before_handlers_and_job_resolved_before_reply() -> None:
 async def test_job_result_after_reply_and_other_jobs_ignored() -> None:
     async with RawServer() as srv:
         proto = await connect(srv)
-        proto.subscriptions.add("BACKGROUND_JOB")
+        proto._subs.add("BACKGROUND_JOB")
         task = asyncio.ensure_future(proto.bgapi("echo hi"))
         await srv.commands(1)
         job_uuid = srv.received.split(b"Job-UUID: ")[1].split(b"\n")[0].decode()
@@ -224,20 +265,20 @@ async def test_job_result_after_reply_and_other_jobs_ignored() -> None:
 async def test_bgapi_refused_raises_and_unregisters() -> None:
     async with RawServer() as srv:
         proto = await connect(srv)
-        proto.subscriptions.add("ALL")
+        proto._subs.add("ALL")
         task = asyncio.ensure_future(proto.bgapi("status", job_uuid="j9"))
         await srv.commands(1)
         srv.write(reply("-ERR permission denied"))
         with pytest.raises(CommandError):
             await asyncio.wait_for(task, 5)
-        assert proto.jobs == {} and "j9" not in proto.router
+        assert proto.jobs == {} and proto.owners.active == 0
         proto.close()
 
 
 async def test_pending_job_fails_on_drop() -> None:
     async with RawServer() as srv:
         proto = await connect(srv)
-        proto.subscriptions.add("ALL")
+        proto._subs.add("ALL")
         task = asyncio.ensure_future(proto.bgapi("status"))
         await srv.commands(1)
         job_uuid = srv.received.split(b"Job-UUID: ")[1].split(b"\n")[0].decode()
@@ -248,15 +289,78 @@ async def test_pending_job_fails_on_drop() -> None:
             await job.wait(5)
 
 
+def _probe_nonce(srv: RawServer) -> str:
+    return bytes(srv.received).split(b"api echo ")[1].split(b"\n")[0].decode()
+
+
 async def test_timeout_keeps_fifo_aligned() -> None:
+    # A late reply still lands in the timed-out command's slot; the probe sent after the
+    # timeout is answered in turn and the next command gets its own reply.
     async with RawServer() as srv:
         proto = await connect(srv)
         with pytest.raises(TimeoutError):
             await proto.api("slow", timeout=0.05)
         task = asyncio.ensure_future(proto.api("fast"))
-        await srv.commands(2)
-        srv.write(api_response("late answer to slow") + api_response("answer to fast"))
+        cmds = await srv.commands(3)
+        assert cmds[1].startswith("api echo esl-probe-")
+        srv.write(api_response("late answer to slow") + api_response(_probe_nonce(srv)) + api_response("answer to fast"))
         assert await asyncio.wait_for(task, 5) == "answer to fast"
+        proto.close()
+
+
+async def test_lost_reply_is_skipped_after_the_probe() -> None:
+    # The reply to "lost" never comes (merged into another frame on the way): without the probe,
+    # every later reply would resolve the command before it, for ever.
+    async with RawServer() as srv:
+        proto = await connect(srv)
+        with pytest.raises(TimeoutError):
+            await proto.api("lost", timeout=0.05)
+        task = asyncio.ensure_future(proto.api("next"))
+        await srv.commands(3)
+        srv.write(api_response(_probe_nonce(srv)) + api_response("answer to next"))
+        assert await asyncio.wait_for(task, 5) == "answer to next"
+        assert proto.protocol is not None and proto.protocol.lost_replies == 1 and proto.connected
+        proto.close()
+
+
+async def test_reply_of_the_wrong_kind_closes_the_connection() -> None:
+    async with RawServer() as srv:
+        proto = await connect(srv)
+        task = asyncio.ensure_future(proto.command("filter Unique-ID x"))
+        await srv.commands(1)
+        srv.write(api_response("an api response where a command reply is due"))
+        with pytest.raises(ConnectionError) as info:
+            await asyncio.wait_for(task, 5)
+        assert "out of step" in str(info.value) and proto.closed
+
+
+async def test_bgapi_reply_for_another_job_closes_the_connection() -> None:
+    async with RawServer() as srv:
+        proto = await connect(srv)
+        proto._subs.add("ALL")
+        task = asyncio.ensure_future(proto.bgapi("status", job_uuid="mine"))
+        await srv.commands(1)
+        srv.write(b"Content-Type: command/reply\nReply-Text: +OK Job-UUID: theirs\nJob-UUID: theirs\n\n")
+        with pytest.raises(ConnectionError):
+            await asyncio.wait_for(task, 5)
+        assert proto.jobs == {}
+
+
+async def test_malformed_event_costs_that_event_only() -> None:
+    async with RawServer() as srv:
+        proto = await connect(srv)
+        seen: list[str] = []
+        proto.on("*", lambda e: seen.append(e.name or ""))
+        bad = b'{"Event-Name": "HEARTBEAT", "Event-Sequence": {"deep": [1, 2]}, "Unique-ID": ["x"]}'
+        srv.write(b"Content-Type: text/event-json\nContent-Length: %d\n\n" % len(bad) + bad)
+        srv.write(event("HEARTBEAT", Event_Sequence="7"))
+        task = asyncio.ensure_future(proto.api("status"))
+        await srv.commands(1)
+        srv.write(api_response("UP"))
+        assert await asyncio.wait_for(task, 5) == "UP"
+        stats = proto.stats()
+        assert proto.connected and seen[-1] == "HEARTBEAT"
+        assert stats.events_received == 2 and stats.events_malformed + len(seen) == 2
         proto.close()
 
 
@@ -319,7 +423,8 @@ async def test_close_fails_pending_and_ends_streams_quietly() -> None:
             await task
         with pytest.raises(StopAsyncIteration):
             await stream.get()
-        await proto.wait_closed(1)
+        assert proto.protocol is not None
+        await proto.protocol.wait_closed(1)
 
 
 async def test_rude_rejection_ends_the_connection() -> None:
@@ -372,10 +477,8 @@ async def test_sync_handler_returning_a_coroutine_is_awaited() -> None:
 
 
 async def test_handler_concurrency() -> None:
-    from esl.protocol import Dispatcher
-
     async with RawServer() as srv:
-        proto = await connect(srv, dispatcher=Dispatcher(concurrency=3))
+        proto = await connect(srv, handler_concurrency=3)
         running = 0
         peak = 0
         release = asyncio.Event()
@@ -390,8 +493,8 @@ async def test_handler_concurrency() -> None:
         proto.on("HEARTBEAT", handler)
         srv.write(b"".join(event("HEARTBEAT") for _ in range(5)))
         await asyncio.wait_for(_until(lambda: peak == 3), 5)
-        assert proto.stats.queue_depth == 2  # the other two wait their turn
+        assert proto.stats().queue_depth == 2  # the other two wait their turn
         release.set()
-        await proto.dispatcher.drain(5)
+        await proto.drain(5)
         assert running == 0
         proto.close()

@@ -70,3 +70,40 @@ def test_hangup_cause_parse(value: object, expected: HangupCause) -> None:
 def test_hangup_cause_parse_rejects(bad: object) -> None:
     with pytest.raises(ValueError):
         HangupCause.parse(bad)  # type: ignore[arg-type]
+
+
+def test_members_print_as_freeswitch_names() -> None:
+    """print(channel.state) shows CS_EXECUTE (issue 13), f-strings too; :d gives the number."""
+    assert str(ChannelState.EXECUTE) == "CS_EXECUTE" and f"{ChannelState.EXECUTE}" == "CS_EXECUTE"
+    assert f"{ChannelState.EXECUTE:>12}" == "  CS_EXECUTE" and f"{ChannelState.EXECUTE:d}" == "4"
+    assert f"{HangupCause.USER_BUSY}" == "USER_BUSY" and f"{HangupCause.USER_BUSY:d}" == "17"
+    assert f"{CallState.ACTIVE}" == "ACTIVE"
+    assert repr(ChannelState.EXECUTE) == "<ChannelState.EXECUTE: 4>"
+
+
+def test_members_compare_equal_to_their_names() -> None:
+    assert HangupCause.USER_BUSY == "USER_BUSY" and HangupCause.USER_BUSY != "NO_ANSWER"
+    assert HangupCause.USER_BUSY == 17 and HangupCause.USER_BUSY != 16
+    assert "USER_BUSY" == HangupCause.USER_BUSY
+    assert CallState.ACTIVE == "ACTIVE" and CallState.HELD != "ACTIVE"
+    assert ChannelState.EXECUTE == "CS_EXECUTE" and ChannelState.EXECUTE != "EXECUTE"
+    # a set of members answers lookups by the wire string
+    retry = {HangupCause.USER_BUSY, HangupCause.NO_ANSWER}
+    assert "NO_ANSWER" in retry and "NORMAL_CLEARING" not in retry
+    assert {ChannelState.HANGUP: "gone"}["CS_HANGUP"] == "gone"
+
+
+def test_channel_state_keeps_its_order() -> None:
+    assert ChannelState.EXECUTE < ChannelState.HANGUP <= ChannelState.DESTROY
+    assert ChannelState.EXECUTE >= 4 and max(ChannelState.NEW, ChannelState.REPORTING) is ChannelState.REPORTING
+    assert sorted([ChannelState.DESTROY, ChannelState.INIT]) == [ChannelState.INIT, ChannelState.DESTROY]
+    assert HangupCause.NORMAL_CLEARING < HangupCause.USER_BUSY  # numeric, as Q.850
+
+
+def test_members_survive_pickle_and_copy() -> None:
+    import copy
+    import pickle
+
+    for member in (ChannelState.PARK, HangupCause.CALL_REJECTED, CallState.RINGING):
+        assert pickle.loads(pickle.dumps(member)) is member
+        assert copy.deepcopy(member) is member

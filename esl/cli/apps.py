@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from esl.cli._common import CLIError, clean_errors, run, run_until_signal
+from esl.cli.serve_http import log_json_option, metrics_option, setup_logs, start_metrics
 
 
 def load_app(spec: str) -> Any:
@@ -39,8 +40,11 @@ def load_app(spec: str) -> Any:
     return obj
 
 
-def _logging(level: str) -> None:
+def _logging(level: str, log_json: bool = False, secrets: tuple[str | None, ...] = ()) -> None:
     """Log to stderr, so handler errors and warnings (e.g. a dialplan without ``async full``) show."""
+    if log_json or secrets:
+        setup_logs(level, log_json, secrets)
+        return
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
 
@@ -49,7 +53,7 @@ LOG_LEVEL = click.option("--log-level", type=click.Choice(["debug", "info", "war
                          default="info", show_default=True, help="What the app's logging shows on stderr.")
 
 
-async def _run_consumer(app: Any, label: str) -> None:
+async def _run_consumer(app: Any, label: str, metrics: Any = None) -> None:
     """Start the consumer, say so once it is connected and subscribed, run until a signal."""
     task = asyncio.ensure_future(app.start())
     ready = asyncio.ensure_future(app.wait_ready(None))
@@ -59,7 +63,12 @@ async def _run_consumer(app: Any, label: str) -> None:
         task.result()  # raises why it could not start (refused, wrong password...)
         return
     click.echo(f"{label} running (Ctrl-C stops)", err=True)
-    await run_until_signal(task, app.stop)
+    exporter = await start_metrics(metrics, app.protocol) if metrics else None
+    try:
+        await run_until_signal(task, app.stop)
+    finally:
+        if exporter is not None:
+            await exporter.stop()
     click.echo(f"{label} stopped", err=True)
 
 
@@ -74,8 +83,11 @@ def outbound_group() -> None:
 @click.option("--port", "-P", type=click.IntRange(1, 65535), default=None,
               help="Port to listen on (default: the app's own, else 9000).")
 @LOG_LEVEL
+@log_json_option
+@metrics_option
 @clean_errors
-def outbound_run(app: str, host: str | None, port: int | None, log_level: str) -> None:
+def outbound_run(app: str, host: str | None, port: int | None, log_level: str, log_json: bool = False,
+                 metrics: Any = None) -> None:
     """Run APP (MODULE:APP): an esl.Outbound object, or a handler coroutine function(session).
 
     Stops cleanly on SIGINT/SIGTERM.
@@ -86,7 +98,7 @@ def outbound_run(app: str, host: str | None, port: int | None, log_level: str) -
     if Outbound is None:
         raise CLIError("this build of esl has no Outbound server yet")
     obj = load_app(app)
-    _logging(log_level)
+    _logging(log_level, log_json)
     if isinstance(obj, Outbound):
         server = obj
         if host is not None:
@@ -99,10 +111,10 @@ def outbound_run(app: str, host: str | None, port: int | None, log_level: str) -
         server = Outbound(obj, host or "127.0.0.1", port or 9000)
     else:
         raise CLIError(f"{app!r} is a {type(obj).__name__}, not an esl.Outbound or a handler function")
-    _serve_outbound(server, app)
+    _serve_outbound(server, app, metrics)
 
 
-def _serve_outbound(server: Any, app: str) -> None:
+def _serve_outbound(server: Any, app: str, metrics: Any = None) -> None:
     async def main() -> None:
         try:
             await server.start(block=False)
@@ -110,7 +122,12 @@ def _serve_outbound(server: Any, app: str) -> None:
             raise CLIError(f"cannot listen on {server.host}:{server.port}: {exc.strerror or exc}") from None
         where = f"{server.host}:{server.port}"
         click.echo(f"outbound app {app} listening on {where} (Ctrl-C stops)", err=True)
-        await run_until_signal(server.start(block=True), server.stop)
+        exporter = await start_metrics(metrics, server) if metrics else None
+        try:
+            await run_until_signal(server.start(block=True), server.stop)
+        finally:
+            if exporter is not None:
+                await exporter.stop()
         click.echo(f"outbound app {app} stopped", err=True)
 
     run(main())
@@ -124,8 +141,10 @@ def consumer_group() -> None:
 @consumer_group.command("run")
 @click.argument("app")
 @LOG_LEVEL
+@log_json_option
+@metrics_option
 @clean_errors
-def consumer_run(app: str, log_level: str) -> None:
+def consumer_run(app: str, log_level: str, log_json: bool = False, metrics: Any = None) -> None:
     """Run APP (MODULE:APP), an esl.Consumer with its @app.handle(...) handlers.
 
     The Consumer's own host, port and password are used. Stops cleanly on SIGINT/SIGTERM.
@@ -138,5 +157,5 @@ def consumer_run(app: str, log_level: str) -> None:
     obj = load_app(app)
     if not isinstance(obj, Consumer):
         raise CLIError(f"{app!r} is a {type(obj).__name__}, not an esl.Consumer")
-    _logging(log_level)
-    run(_run_consumer(obj, f"consumer {app}"))
+    _logging(log_level, log_json, (getattr(obj.protocol, "password", None),))
+    run(_run_consumer(obj, f"consumer {app}", metrics))

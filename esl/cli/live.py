@@ -14,6 +14,7 @@ import click
 
 from esl.cli import capture as captures
 from esl.cli._common import CLIError, clean_errors, connection_options, run
+from esl.cli.serve_http import metrics_option, start_metrics
 
 FORMATS = click.Choice(["plain", "json", "xml"])
 
@@ -135,9 +136,11 @@ def event_json(event: Any) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of readable lines.")
 @click.option("--count", "-n", type=click.IntRange(1), default=None, help="Stop after N events.")
 @connection_options
+@metrics_option
 @clean_errors
 def events_cmd(names: tuple[str, ...], fmt: str, filters: tuple[tuple[str, str], ...], as_json: bool,
-               count: int | None, host: str, port: int, password: str, timeout: float) -> None:
+               count: int | None, host: str, port: int, password: str, timeout: float,
+               metrics: Any = None) -> None:
     """Tail events (default: ALL), one line each; Ctrl-C stops with a count.
 
     NAMES are event names (CHANNEL_ANSWER, DTMF...) or CUSTOM subclasses (CUSTOM sofia::register).
@@ -163,6 +166,9 @@ def events_cmd(names: tuple[str, ...], fmt: str, filters: tuple[tuple[str, str],
                         stop.set()
 
                 client.on("*", show)
+                exporter = await start_metrics(metrics, client) if metrics else None
+                if exporter is not None:
+                    stop_hooks.append(exporter.stop)
                 for header, value in filters:
                     await client.filter(header, value)
                 await client.subscribe(*(names or ("ALL",)), format=fmt)
@@ -178,7 +184,10 @@ def events_cmd(names: tuple[str, ...], fmt: str, filters: tuple[tuple[str, str],
                     raise CLIError(f"connection closed by FreeSWITCH after {seen} events")
         finally:
             _remove_stop(installed)
+            for hook in stop_hooks:
+                await hook()
 
+    stop_hooks: list[Any] = []
     try:
         run(main())
     finally:

@@ -10,6 +10,7 @@ and sends a warning log line.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -39,9 +40,27 @@ async def run_app(ch: FakeChannel, app: str, arg: str) -> str | None:
     return await handler(ch, arg)
 
 
-def _media_length(ch: FakeChannel, path: str) -> float:
+_LOOPS = re.compile(r"[;&]loops=(-?\d+)")
+
+
+def media_length(ch: FakeChannel, path: str) -> float:
+    """How long ``path`` plays, in simulated seconds: ``Timings.media[path]``, else ``math.inf``
+    for what never ends by itself (a ``tone_stream`` with ``loops=-1``, ``local_stream://``
+    music on hold, ``silence_stream://-1``), else ``Timings.playback``."""
     t = ch.timings
-    return t.media.get(path, t.playback)
+    if path in t.media:
+        return t.media[path]
+    low = path.strip().lower()
+    if low.startswith("local_stream://"):
+        return math.inf
+    if low.startswith("silence_stream://"):
+        ms = low[17:].split(",", 1)[0]
+        if ms.lstrip("-").isdigit():
+            return math.inf if int(ms) < 0 else int(ms) / 1000 * t.scale
+    m = _LOOPS.search(low)
+    if m is not None and int(m.group(1)) < 0:
+        return math.inf
+    return t.playback
 
 
 async def answer(ch: FakeChannel, arg: str) -> str | None:
@@ -83,12 +102,13 @@ async def playback(ch: FakeChannel, arg: str) -> str | None:
         calling=("switch_ivr_play_say.c", "switch_ivr_play_file", 1555),
     )
     start = time.monotonic()
-    done = await ch.pause(_media_length(ch, path))
+    done = await ch.pause(media_length(ch, path), parse=True)
     ms = int((time.monotonic() - start) * 1000)
     ch.variables["playback_seconds"] = str(ms // 1000)
     ch.variables["playback_ms"] = str(ms)
     ch.variables["playback_samples"] = str(ms * 8)
-    status = "done" if done else "break"
+    # cut short by hangup still says "done" (as FreeSWITCH reports it); "break" is uuid_break / break
+    status = "done" if done or ch.down else "break"
     ch.fire(
         "PLAYBACK_STOP",
         extended=True,
@@ -99,12 +119,12 @@ async def playback(ch: FakeChannel, arg: str) -> str | None:
 
 
 async def speak(ch: FakeChannel, arg: str) -> str | None:
-    await ch.pause(ch.timings.playback)
+    await ch.pause(ch.timings.playback, parse=True)
     return None
 
 
 async def say(ch: FakeChannel, arg: str) -> str | None:
-    await ch.pause(ch.timings.playback)
+    await ch.pause(ch.timings.playback, parse=True)
     return None
 
 
@@ -113,7 +133,7 @@ async def sleep(ch: FakeChannel, arg: str) -> str | None:
         ms = int(arg.strip() or 0)
     except ValueError:
         ms = 0
-    await ch.pause(ms / 1000 * ch.timings.scale)
+    await ch.pause(ms / 1000 * ch.timings.scale, parse=True)
     return None
 
 
@@ -162,49 +182,43 @@ async def export(ch: FakeChannel, arg: str) -> str | None:
 
 
 async def bridge(ch: FakeChannel, arg: str) -> str | None:
-    """Dial a B leg; once it answers, CHANNEL_BRIDGE, then wait until either side hangs up."""
-    import asyncio
-
-    from esl.testing.originate import parse_dialstring
-
-    variables, target = parse_dialstring(arg)
+    """Dial the B leg(s) (``,`` together, ``|`` in turn); once one answers, CHANNEL_BRIDGE,
+    then wait until either side hangs up. The A leg's queue is parsed meanwhile."""
+    inherit = {}
     for name in (ch.variables.get("export_vars") or "").split(","):
         if name and name in ch.variables:
-            variables.setdefault(name, ch.variables[name])
+            inherit[name] = ch.variables[name]
     try:
-        timeout = int(ch.variables.get("call_timeout") or variables.get("originate_timeout") or 60)
+        timeout = int(ch.variables.get("call_timeout") or 60)
     except ValueError:
         timeout = 60
-    b = ch.fake.calls.place(
-        target, variables, cid_name=ch.caller_id_name, cid_num=ch.caller_id_number, timeout=timeout, other=ch
+    task = ch.fake.spawn(
+        ch.fake.calls.dial(
+            arg, cid_name=ch.caller_id_name, cid_num=ch.caller_id_number, timeout=timeout, other=ch,
+            inherit=inherit,
+        )
     )
-    if isinstance(b, str):
-        ch.variables["originate_disposition"] = b
-        ch.variables["last_bridge_hangup_cause"] = b
+    await ch.pause(math.inf, breakable=False, parse=True, until=task)
+    if ch.down or not task.done():
+        task.cancel()
+        await asyncio.wait([task])
         return None
+    result = task.result()
+    if isinstance(result, str):
+        ch.variables["originate_disposition"] = result
+        ch.variables["last_bridge_hangup_cause"] = result
+        return None
+    b = result
     b.variables["call_uuid"] = ch.variables.get("call_uuid", ch.uuid)
-    answered = asyncio.ensure_future(asyncio.shield(b.answered_future))
-    gone = asyncio.ensure_future(ch.pause(1e9, breakable=False))
-    await asyncio.wait([answered, gone], return_when=asyncio.FIRST_COMPLETED)
-    gone.cancel()
-    if ch.down:
-        if not b.down:
-            b.hangup("ORIGINATOR_CANCEL")
-        return None
-    if not answered.result():
-        ch.variables["originate_disposition"] = b.hangup_cause or "NORMAL_CLEARING"
-        ch.variables["last_bridge_hangup_cause"] = b.hangup_cause or "NORMAL_CLEARING"
-        return None
     ch.answer()
     ch.variables["originate_disposition"] = "SUCCESS"
     ch.fake.calls.bridge(ch, b)
     ch._bridge_waiter = asyncio.get_running_loop().create_future()
-    ended: asyncio.Future[Any] = asyncio.ensure_future(asyncio.shield(ch._bridge_waiter))
-    gone2: asyncio.Future[Any] = asyncio.ensure_future(ch.pause(1e9, breakable=False))
-    await asyncio.wait([ended, gone2], return_when=asyncio.FIRST_COMPLETED)
-    gone2.cancel()
-    ended.cancel()
+    # bridged: messages still run nested (uuid_broadcast / sendmsg to a bridged leg)
+    await ch.pause(math.inf, breakable=False, parse=True, until=ch._bridge_waiter)
     ch._bridge_waiter = None
+    if ch._uuid_bridge is not None:
+        return None  # taken away by uuid_bridge
     if not ch.down and (ch.variables.get("hangup_after_bridge", "true").lower() == "true"):
         ch.hangup(ch.variables.get("bridge_hangup_cause", "NORMAL_CLEARING"))
     return None
@@ -303,7 +317,7 @@ async def record(ch: FakeChannel, arg: str) -> str | None:
     post = [("Record-File-Path", path)]
     ch.fire("RECORD_START", extended=True, post=post, calling=("switch_ivr_async.c", "record_callback", 1240))
     start = time.monotonic()
-    await ch.pause(limit)
+    await ch.pause(limit, parse=True)
     ms = int((time.monotonic() - start) * 1000)
     ch.variables["record_seconds"] = str(ms // 1000)
     ch.variables["record_ms"] = str(ms)
@@ -362,7 +376,7 @@ async def stop_record_session(ch: FakeChannel, arg: str) -> str | None:
 
 
 async def echo(ch: FakeChannel, arg: str) -> str | None:
-    await ch.pause(1e9)
+    await ch.pause(math.inf, parse=True)
     return None
 
 
@@ -400,9 +414,15 @@ def set_hold(ch: FakeChannel, on: bool) -> None:
 
 
 async def break_(ch: FakeChannel, arg: str) -> str | None:
-    # mod_dptools break_function: flushes queued messages only when arg is set and not "all"
-    ch.variables["esl_fake_break_flushed"] = "true" if arg and arg.lower() != "all" else "false"
-    ch.interrupt(only_breakable=True)
+    """mod_dptools break_function: flush the queue only when ``arg`` is set and not "all";
+    stop the running sendmsg execute (it runs as one itself when sent by sendmsg, so the
+    media loop it ran inside is broken), else CF_BREAK."""
+    flush = bool(arg) and arg.lower() != "all"
+    ch.variables["esl_fake_break_flushed"] = "true" if flush else "false"  # a record for tests
+    if flush:
+        ch.flush_messages()
+    if not ch.stop_broadcast():
+        ch.interrupt(only_breakable=True)
     return None
 
 
@@ -422,7 +442,7 @@ async def conference(ch: FakeChannel, arg: str) -> str | None:
         post=common + [("Action", "add-member")],
         calling=("conference_member.c", "conference_member_add", 813),
     )
-    await ch.pause(1e9)
+    await ch.pause(math.inf, parse=True)
     members.remove(ch.uuid)
     ch.fire(
         "CUSTOM",

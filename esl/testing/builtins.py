@@ -1,7 +1,8 @@
 """The api commands every FakeFreeSWITCH has, with FreeSWITCH's output texts
 (mod_commands, mod_db): status, version, uptime, echo, eval, expand, create_uuid,
-global_getvar / global_setvar, md5, show (calls/channels [count|as json]),
-module_exists, reloadxml, db, hash, bgapi. The call-control ones (originate, uuid_*,
+global_getvar / global_setvar, md5, show (``sqldb.py``: channels / calls / bridged_calls,
+count, like, as json|xml|delim), hostname, switchname, module_exists, reloadxml, db,
+hash, bgapi. The call-control ones (originate, uuid_*,
 sched_hangup, hupall) are in ``callapi.py``.
 """
 
@@ -11,7 +12,9 @@ import hashlib
 import re
 import time
 import uuid as uuidlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from esl.testing import sqldb
 
 if TYPE_CHECKING:  # pragma: no cover
     from esl.testing.connection import ApiHandler, FakeConnection
@@ -106,35 +109,16 @@ def install(fake: FakeFreeSWITCH) -> None:
         return hashlib.md5(arg.encode()).hexdigest()
 
     def show(arg: str, conn: FakeConnection | None) -> str:
-        words = arg.split()
-        if not words:
-            return (
-                "-USAGE: codec|endpoint|application|api|dialplan|file|timer|calls [count]|channels [count]\n"
-            )
-        what = words[0]
-        channels: dict[str, Any] = getattr(fake, "channels", {})
-        if what in ("channels", "calls"):
-            if what == "calls":
-                rows = [c for c in channels.values() if getattr(c, "is_call_leader", True)]
-            else:
-                rows = list(channels.values())
-            if "count" in words[1:]:
-                return f"\n{len(rows)} total.\n"
-            if "json" in words[1:]:
-                import json
+        words = arg.split(" ")
+        if words[0].lower().startswith("status"):
+            return status(" ".join(words[1:]), conn)
+        return sqldb.show(fake.coredb, arg)
 
-                data = [c.show_row() for c in rows if hasattr(c, "show_row")]
-                if not data:
-                    return '{"row_count":0}\n'
-                return json.dumps({"row_count": len(data), "rows": data}, separators=(",", ":")) + "\n"
-            head = "uuid,direction,created,created_epoch,name,state,cid_name,cid_num,dest,application\n"
-            lines = [
-                ",".join(str(v) for v in list(c.show_row().values())[:10]) + "\n"
-                for c in rows
-                if hasattr(c, "show_row")
-            ]
-            return head + "".join(lines) + f"\n{len(rows)} total.\n"
-        return "\n0 total.\n"
+    def hostname(arg: str, conn: FakeConnection | None) -> str:
+        return fake.hostname
+
+    def switchname(arg: str, conn: FakeConnection | None) -> str:
+        return fake.switchname
 
     def module_exists(arg: str, conn: FakeConnection | None) -> str:
         return "true" if arg.strip() in ("mod_event_socket", "mod_commands", "mod_dptools") else "false"
@@ -185,6 +169,8 @@ def install(fake: FakeFreeSWITCH) -> None:
         "global_setvar": global_setvar,
         "md5": md5,
         "show": show,
+        "hostname": hostname,
+        "switchname": switchname,
         "module_exists": module_exists,
         "bgapi": bgapi,
         "db": _kv("db", "+OK"),

@@ -48,16 +48,13 @@ def install(fake: FakeFreeSWITCH) -> None:
         return "+OK\n" if ch.answer() else "-ERROR\n"
 
     def uuid_bridge(arg: str, conn: FakeConnection | None) -> str:
+        """``<uuid> <other_uuid> [<fallback_uuid>]``: switch_ivr_uuid_bridge; refused when
+        neither leg has media (answered or early), a ringing peer is waited for."""
         parts = arg.split()
         if len(parts) < 2:
             return "-USAGE: <uuid> <other_uuid>\n"
-        a = find(parts[0])
         for who in parts[1:3]:
-            b = find(who)
-            if a is not None and b is not None and a is not b:
-                a.answer()
-                b.answer()
-                fake.calls.bridge(a, b)
+            if fake.calls.uuid_bridge(parts[0], who):
                 return f"+OK {who}\n"
         return "-ERR Invalid uuid\n"
 
@@ -181,13 +178,23 @@ def install(fake: FakeFreeSWITCH) -> None:
         return "+OK Success\n"
 
     def uuid_break(arg: str, conn: FakeConnection | None) -> str:
-        parts = arg.split()
-        if not parts:
+        """``<uuid> [all] [both]``: ``all`` drops the queued sendmsg messages too, ``both`` does
+        the same to the bridged leg; a running sendmsg execute is stopped (loops and all),
+        else the current media is broken (CF_BREAK). Goes around the event lock."""
+        uuid, _, flag = arg.partition(" ")
+        if not uuid:
             return "-USAGE: <uuid> [all]\n"
-        ch = find(parts[0])
+        ch = find(uuid)
         if ch is None:
             return NO_CHANNEL
-        ch.interrupt(only_breakable=True)
+        legs = [ch]
+        if "both" in flag and ch.other_leg is not None:
+            legs.append(ch.other_leg)
+        for leg in legs:
+            if "all" in flag:
+                leg.flush_messages()
+            if not leg.stop_broadcast():
+                leg.interrupt(only_breakable=True)
         return "+OK\n"
 
     def uuid_broadcast(arg: str, conn: FakeConnection | None) -> str:

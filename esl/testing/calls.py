@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import math
 import re
 import time
 import uuid as uuidlib
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from esl.core import Event
 from esl.testing.events import build_plain
+from esl.testing.sqldb import WATCHED
 
 if TYPE_CHECKING:  # pragma: no cover
     from esl.testing.server import Command, FakeConnection, FakeFreeSWITCH
@@ -166,6 +168,13 @@ class FakeChannel:
         self.caller_id_number = caller_id_number or "0000000000"
         self.callee_id_name = ""
         self.callee_id_number = ""
+        self.dialplan = "XML"
+        self.orig_caller_id_name = self.caller_id_name
+        self.orig_caller_id_number = self.caller_id_number
+        self._read_codec: tuple[str, str, str] | None = None  # set with the media (CODEC events)
+        self._write_codec: tuple[str, str, str] | None = None
+        #: Caller-Network-Addr (the signalling peer of a SIP leg; empty for loopback/originated legs)
+        self.network_addr = ""
         self.state = "CS_NEW"
         self.running_state = "CS_NONE"
         self.call_state = "DOWN"
@@ -190,30 +199,35 @@ class FakeChannel:
         self.transfer_to: tuple[str, str, str] | None = None
         self.on_answer: list[Callable[[FakeChannel], Any]] = []
         self.on_hangup: list[Callable[[FakeChannel], Any]] = []
+        # the session's private event queue (sendmsg) and the flags that gate it
         self._messages: collections.deque[Command] = collections.deque()
         self._msg_waiter: asyncio.Future[None] | None = None
-        self._waiters: dict[asyncio.Future[bool], bool] = {}  # future -> interruptible by break
+        self._event_lock = 0  # CF_EVENT_LOCK (set recursively by each event-locked message running)
+        self._broadcast = False  # CF_BROADCAST: a sendmsg execute is running
+        self._stop_broadcast = False  # CF_STOP_BROADCAST
+        self._break_flag = False  # CF_BREAK set while no media loop was there to take it
+        # future -> interruptible by break; a None result means "a message was queued"
+        self._waiters: dict[asyncio.Future[bool | None], bool] = {}
+        self._parse_waiters: set[asyncio.Future[bool | None]] = set()
         self._dtmf: list[str] = []
         self._dtmf_waiter: asyncio.Future[None] | None = None
         self._event_waiters: list[tuple[str, asyncio.Future[Event]]] = []
         self._task: asyncio.Task[None] | None = None
         self._unpark = False
-        self._msg_app: str | None = None
         # set by originate: what runs once answered, and the go-ahead to run it
         self.after_answer: tuple[str, str] = ("", "default")
         self._go: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         # set by the bridge application while this leg is bridged
         self._bridge_waiter: asyncio.Future[None] | None = None
+        # set by uuid_bridge: (peer, originator?) until the leg has left its application
+        self._uuid_bridge: tuple[FakeChannel, bool] | None = None
+        self._uuid_bridged = False  # in the uuid_bridge state handlers
         self.recordings: set[str] = set()  # "locked" / "nested" while a sendmsg application runs
         base = {
             "direction": direction,
             "uuid": self.uuid,
             "session_id": str(fake.sessions_since_startup + 1),
             "channel_name": name,
-            "read_codec": "PCMU",
-            "read_rate": "8000",
-            "write_codec": "PCMU",
-            "write_rate": "8000",
         }
         if direction == "outbound":
             base["is_outbound"] = "true"
@@ -243,15 +257,61 @@ class FakeChannel:
         """Counted by ``show calls``: a leg that is not the originatee of a bridge."""
         return self.other_type != "originatee"
 
+    @property
+    def read_codec(self) -> tuple[str, str, str]:
+        """(name, rate, bit rate) of the read codec; empty strings before the media is set up."""
+        return self._read_codec or ("", "", "")
+
+    @property
+    def write_codec(self) -> tuple[str, str, str]:
+        """(name, rate, bit rate) of the write codec; empty strings before the media is set up."""
+        return self._write_codec or ("", "", "")
+
+    def set_codecs(self, name: str = "PCMU", rate: str = "8000", *, fire: bool = True) -> None:
+        """The media is set up: read codec then write codec, a CODEC event for each (as
+        switch_core_session_set_read_codec / set_write_codec fire them)."""
+        bits = _bit_rate(name, rate)
+        self._read_codec = (name, rate, bits)
+        self.variables["read_codec"], self.variables["read_rate"] = name, rate
+        sofia = self.source == "mod_sofia"
+        if fire:
+            self.fire(
+                "CODEC",
+                post=[("channel-read-codec-name", name), ("channel-read-codec-rate", rate),
+                      ("channel-read-codec-bit-rate", bits)],
+                calling=("switch_core_codec.c", "switch_core_session_set_real_read_codec", 189) if sofia
+                else ("switch_core_codec.c", "switch_core_session_set_read_codec", 300),
+            )  # fmt: skip
+        self._write_codec = (name, rate, bits)
+        self.variables["write_codec"], self.variables["write_rate"] = name, rate
+        if fire:
+            self.fire(
+                "CODEC",
+                post=[("Channel-Write-Codec-Name", name), ("Channel-Write-Codec-Rate", rate),
+                      ("Channel-Write-codec-bit-rate", bits)],
+                calling=("switch_core_codec.c", "switch_core_session_set_write_codec", 471),
+            )  # fmt: skip
+
+    def flip_cid(self) -> None:
+        """switch_channel_flip_cid (an originated leg once answered): caller and callee id
+        swap, then CALL_UPDATE with ``Direction: RECV``."""
+        self.variables["pre_transfer_caller_id_name"] = self.caller_id_name
+        self.variables["pre_transfer_caller_id_number"] = self.caller_id_number
+        name, number = self.caller_id_name, self.caller_id_number
+        self.caller_id_name = self.callee_id_name or "Outbound Call"
+        self.caller_id_number = self.callee_id_number or self.destination
+        self.callee_id_name, self.callee_id_number = name, number
+        self.variables["channel_cid_flipped"] = "yes"
+        self.hit_dialplan = True  # CF_DIALPLAN, set as the leg is handed its application
+        pre = [("Direction", "RECV")]
+        if self.other_leg is not None:
+            pre.append(("Bridged-To", self.other_leg.uuid))
+        self.fire("CALL_UPDATE", pre=pre, extended=True, calling=("switch_channel.c", "switch_channel_flip_cid", 3279))
+
     def show_row(self) -> dict[str, str]:
-        """A row of ``show channels`` (first columns only)."""
-        return {
-            "uuid": self.uuid, "direction": self.direction,
-            "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.created)),
-            "created_epoch": str(int(self.created)), "name": self.name, "state": self.state,
-            "cid_name": self.caller_id_name, "cid_num": self.caller_id_number,
-            "dest": self.destination, "application": self.current_app or "",
-        }  # fmt: skip
+        """This channel's row of ``show channels`` (the 38 columns of the channels table)."""
+        row = self.fake.coredb.channels.get(self.uuid)
+        return dict(row) if row is not None else {}
 
     # -- event building --------------------------------------------------------------
 
@@ -266,10 +326,11 @@ class FakeChannel:
             (f"{p}-Dialplan", "XML"),
             (f"{p}-Caller-ID-Name", self.caller_id_name),
             (f"{p}-Caller-ID-Number", self.caller_id_number),
-            (f"{p}-Orig-Caller-ID-Name", self.caller_id_name),
-            (f"{p}-Orig-Caller-ID-Number", self.caller_id_number),
+            (f"{p}-Orig-Caller-ID-Name", self.orig_caller_id_name),
+            (f"{p}-Orig-Caller-ID-Number", self.orig_caller_id_number),
             (f"{p}-Callee-ID-Name", self.callee_id_name or "Outbound Call"),
             (f"{p}-Callee-ID-Number", self.callee_id_number or self.destination),
+            *([(f"{p}-Network-Addr", self.network_addr)] if self.network_addr else []),
             (f"{p}-ANI", self.caller_id_number),
             (f"{p}-Destination-Number", self.destination),
             (f"{p}-Unique-ID", self.uuid),
@@ -310,14 +371,19 @@ class FakeChannel:
         ]
         if self.hangup_cause is not None:
             pairs.append(("Hangup-Cause", self.hangup_cause))
-        pairs += [
-            ("Channel-Read-Codec-Name", "PCMU"),
-            ("Channel-Read-Codec-Rate", "8000"),
-            ("Channel-Read-Codec-Bit-Rate", "64000"),
-            ("Channel-Write-Codec-Name", "PCMU"),
-            ("Channel-Write-Codec-Rate", "8000"),
-            ("Channel-Write-Codec-Bit-Rate", "64000"),
-        ]
+        rc, wc = self._read_codec, self._write_codec
+        if rc is not None:
+            pairs += [
+                ("Channel-Read-Codec-Name", rc[0]),
+                ("Channel-Read-Codec-Rate", rc[1]),
+                ("Channel-Read-Codec-Bit-Rate", rc[2]),
+            ]
+        if wc is not None:
+            pairs += [
+                ("Channel-Write-Codec-Name", wc[0]),
+                ("Channel-Write-Codec-Rate", wc[1]),
+                ("Channel-Write-Codec-Bit-Rate", wc[2]),
+            ]
         pairs += self._profile("Caller")
         other = self.other_leg
         if other is not None:
@@ -349,12 +415,16 @@ class FakeChannel:
     ) -> Event:
         """Fire a channel event: ``pre`` headers, the basic data, the ``variable_*`` headers
         when ``extended``, then ``post`` headers; deliver it on the fake's bus."""
-        pairs = list(pre) + self.basic_data(state)
+        pre = list(pre)
+        pairs = pre + self.basic_data(state)
         if extended:
             pairs += [(f"variable_{k}", v) for k, v in self.variables.items()]
-        pairs += list(post)
+        post = list(post)
+        pairs += post
         event = self.fake.factory.make_trusted(name, pairs, subclass, calling)
         self.events_fired.append(event)
+        if name in WATCHED:
+            self.fake.coredb.channel_event(self, name, pre + post if pre else post)
         self.fake.fire_nowait(event, {"event-name": name, "event-subclass": subclass, "unique-id": self.uuid})
         if self._event_waiters:
             for wanted, fut in list(self._event_waiters):
@@ -407,39 +477,97 @@ class FakeChannel:
 
     # -- waiting -----------------------------------------------------------------------
 
-    async def pause(self, seconds: float, *, breakable: bool = True) -> bool:
-        """Wait ``seconds`` of simulated media time; False when cut short by hangup
-        (or by uuid_break when ``breakable``)."""
+    async def pause(
+        self,
+        seconds: float,
+        *,
+        breakable: bool = True,
+        parse: bool = False,
+        until: asyncio.Future[Any] | None = None,
+    ) -> bool:
+        """Wait ``seconds`` of simulated media time (``math.inf``: until cut short); False when
+        cut short by hangup (or by uuid_break / the break app when ``breakable``).
+
+        ``parse``: this is a media loop of the session (playback, sleep, bridge...), which runs
+        the queued sendmsg messages as they arrive, nested inside it, as
+        switch_ivr_parse_all_events does, unless an event-locked message is running
+        (CF_EVENT_LOCK): then they wait until it ends. Time spent in a nested message does not
+        count. ``until``: also return True once that future is done.
+        """
         if self.down:
             return False
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[bool] = loop.create_future()
-        self._waiters[fut] = breakable
+        remaining = max(seconds, 0.0)
+        while True:
+            if parse and self._messages and not self._event_lock:
+                await self.parse_all_events()
+                if self.down:
+                    return False
+            if breakable and self._break_flag:
+                self._break_flag = False
+                return False
+            if until is not None and until.done():
+                return True
+            fut: asyncio.Future[bool | None] = loop.create_future()
+            self._waiters[fut] = breakable
+            if parse:
+                self._parse_waiters.add(fut)
 
-        def elapsed() -> None:
-            if not fut.done():
-                fut.set_result(True)
+            def elapsed(_: object = None, fut: asyncio.Future[bool | None] = fut) -> None:
+                if not fut.done():
+                    fut.set_result(True)
 
-        handle = loop.call_later(max(seconds, 0.0), elapsed)
-        try:
-            return await fut
-        finally:
-            handle.cancel()
-            self._waiters.pop(fut, None)
+            handle = loop.call_later(remaining, elapsed) if remaining != math.inf else None
+            if until is not None:
+                until.add_done_callback(elapsed)
+            started = loop.time()
+            try:
+                result = await fut
+            finally:
+                if handle is not None:
+                    handle.cancel()
+                if until is not None:
+                    until.remove_done_callback(elapsed)
+                self._waiters.pop(fut, None)
+                self._parse_waiters.discard(fut)
+            if result is None:  # a message was queued: run it (or keep waiting) and go on
+                remaining = max(remaining - (loop.time() - started), 0.0)
+                continue
+            return result
 
     async def step(self) -> None:
         """One state-machine step: yield to the loop (and wait Timings.step if set)."""
         await asyncio.sleep(self.timings.step)
 
     def interrupt(self, *, only_breakable: bool = False) -> None:
-        """Cut every pending media wait short (hangup), or only the breakable ones (uuid_break)."""
+        """Cut every pending media wait short (hangup), or only the breakable ones (CF_BREAK:
+        uuid_break, the break app; kept for the next media loop when none is running)."""
+        hit = False
         for fut, breakable in list(self._waiters.items()):
             if not fut.done() and (breakable or not only_breakable):
                 fut.set_result(False)
+                hit = True
+        if only_breakable and not hit:
+            self._break_flag = True
         if not only_breakable:
             self._wake_messages()
             if self._dtmf_waiter is not None and not self._dtmf_waiter.done():
                 self._dtmf_waiter.set_result(None)
+
+    def stop_broadcast(self) -> bool:
+        """switch_channel_stop_broadcast: end the running sendmsg execute (and its loops) and
+        break its media; False when no sendmsg execute is running."""
+        if not self._broadcast:
+            return False
+        self._stop_broadcast = True
+        self.interrupt(only_breakable=True)
+        return True
+
+    def flush_messages(self) -> int:
+        """switch_core_session_flush_private_events: drop every queued message; returns how many."""
+        count = len(self._messages)
+        self._messages.clear()
+        return count
 
     async def wait_hangup(self, timeout: float | None = 5.0) -> None:
         """Until the channel is destroyed."""
@@ -513,13 +641,14 @@ class FakeChannel:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
-            self._dtmf_waiter = loop.create_future()
+            waiter = self._dtmf_waiter = loop.create_future()
             try:
-                await asyncio.wait_for(asyncio.shield(self._dtmf_waiter), remaining)
-            except asyncio.TimeoutError:
-                break
+                # a media loop: queued messages run meanwhile (switch_ivr_collect_digits_count)
+                await self.pause(remaining, breakable=False, parse=True, until=waiter)
             finally:
                 self._dtmf_waiter = None
+            if not waiter.done():
+                break
         return "".join(got), ""
 
     # -- answer / hangup -----------------------------------------------------------------
@@ -528,6 +657,8 @@ class FakeChannel:
         """Early media: CHANNEL_PROGRESS_MEDIA and call state EARLY."""
         if self.answered or self.down or self.answer_state == "early":
             return
+        if self._read_codec is None:
+            self.set_codecs()
         self.answer_state = "early"
         self.fire(
             "CHANNEL_PROGRESS_MEDIA",
@@ -553,6 +684,8 @@ class FakeChannel:
             return False
         if self.answered:
             return True
+        if self._read_codec is None:
+            self.set_codecs()
         self.answered = True
         self.answered_at = time.time()
         self.answer_state = "answered"
@@ -627,6 +760,8 @@ class FakeChannel:
         waiter = self._bridge_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+            if self._uuid_bridged and self.variables.get("park_after_bridge") != "true":
+                self.hangup("NORMAL_CLEARING")  # at once, as the bridge thread does
         elif self.variables.get("park_after_bridge") != "true":
             self.hangup(self.variables.get("bridge_hangup_cause", "NORMAL_CLEARING"))
         else:
@@ -676,6 +811,7 @@ class FakeChannel:
                 calling=("switch_channel.c", "switch_channel_perform_set_running_state", 2409),
             )
         finally:
+            self._messages.clear()
             self.fake.channels.pop(self.uuid, None)
             if not self.destroyed.done():
                 self.destroyed.set_result(None)
@@ -715,46 +851,52 @@ class FakeChannel:
     # -- messages (sendmsg) ----------------------------------------------------------------
 
     def queue_message(self, cmd: Command) -> None:
-        """A sendmsg for this channel (async mode): queued and run in order by the park loop or
-        between dialplan applications. A hangup sent while a message's application runs
-        without ``event-lock`` runs at once (FreeSWITCH would run it nested in that app)."""
-        if (
-            (cmd.get("call-command") or "").lower() == "hangup"
-            and not self._messages
-            and self.current_app is not None
-            and self._msg_app != "locked"
-        ):
-            self.hangup(cmd.get("hangup-cause") or "NORMAL_CLEARING")
-            return
+        """switch_core_session_queue_private_event: a sendmsg for this channel (async mode).
+
+        The session runs it the next time it parses its queue: at once when parked, between
+        two dialplan applications, or nested inside the media application running now
+        (playback, sleep, bridge...). While an event-locked message runs (``event-lock:
+        true``, CF_EVENT_LOCK) nothing more is taken off the queue: later messages, a
+        ``call-command: hangup`` included, wait until that application ends. ``uuid_kill``
+        and ``uuid_break`` (api) go around the queue.
+        """
+        if self.down:
+            return  # accepted, never run (the session is going away)
         self._messages.append(cmd)
         self._wake_messages()
 
     def _wake_messages(self) -> None:
         if self._msg_waiter is not None and not self._msg_waiter.done():
             self._msg_waiter.set_result(None)
+        for fut in list(self._parse_waiters):
+            if not fut.done():
+                fut.set_result(None)
 
-    async def next_message(self) -> Command | None:
-        """The next queued message, or None when the channel goes down / is unparked."""
-        while not self._messages:
-            if self.down or self._unpark or self.transfer_to is not None:
-                return None
-            self._msg_waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._msg_waiter
-            finally:
-                self._msg_waiter = None
-        return self._messages.popleft()
+    @property
+    def event_locked(self) -> bool:
+        """CF_EVENT_LOCK: an event-locked message is running, the queue is held."""
+        return self._event_lock > 0
+
+    @property
+    def queued_messages(self) -> int:
+        """How many sendmsg messages wait in the session's queue."""
+        return len(self._messages)
+
+    async def parse_all_events(self) -> None:
+        """switch_ivr_parse_all_events: run queued messages in order while none holds the lock;
+        PRIVATE_COMMAND fires after each one has run (switch_ivr_parse_next_event)."""
+        while self._messages and not self._event_lock and not self.down:
+            msg = self._messages.popleft()
+            await self.run_message(msg)
+            self.fire_private_command(msg)
 
     async def run_pending_messages(self) -> None:
-        """Run every queued message now (switch_ivr_parse_all_events)."""
-        while self._messages and not self.down:
-            msg = self._messages.popleft()
-            self.fire_private_command(msg)
-            await self.run_message(msg)
+        """Run every queued message now (between dialplan applications)."""
+        await self.parse_all_events()
 
     def fire_private_command(self, cmd: Command) -> None:
-        """PRIVATE_COMMAND, fired when a queued message is taken off the session's queue: the
-        message's own headers first, then the standard headers and the channel data."""
+        """PRIVATE_COMMAND, fired once a queued message has run: the message's own headers
+        first, then the standard headers and the channel data."""
         text = cmd.line + "\n" + "".join(f"{k}: {v}\n" for k, v in cmd.headers) + "\n"
         pairs = [("Command", text), *cmd.headers]
         pairs += self.fake.factory.standard(
@@ -767,43 +909,62 @@ class FakeChannel:
         self.fake.fire_nowait(event)
 
     async def run_message(self, cmd: Command) -> None:
-        """Run one sendmsg: execute (``loops`` times), hangup, or the other call-commands."""
+        """switch_ivr_parse_event: run one sendmsg (execute ``loops`` times, hangup, xferext...),
+        holding the queue while it runs when it says ``event-lock: true``."""
         command = (cmd.get("call-command") or "").lower()
-        if command == "execute":
-            app = cmd.get("execute-app-name") or ""
-            arg = cmd.get("execute-app-arg")
-            if arg is None and (cmd.get("content-type") or "").lower() == "text/plain":
-                arg = cmd.body
-            try:
-                loops = int(cmd.get("loops") or 1)
-            except ValueError:
-                loops = 1
-            event_uuid = cmd.get("Event-UUID")
-            name = cmd.get("event-uuid-name")
-            locked = (cmd.get("event-lock") or cmd.get("event-lock-pri") or "").lower() in (
-                "true",
-                "yes",
-                "on",
-                "1",
-            )
-            count = 0
-            self._msg_app = "locked" if locked else "nested"
-            try:
-                while not self.down and (loops < 0 or count < loops):
-                    await self.execute(app, arg or "", app_uuid=event_uuid, app_uuid_name=name)
-                    count += 1
-            finally:
-                self._msg_app = None
-        elif command == "hangup":
-            self.hangup(cmd.get("hangup-cause") or "NORMAL_CLEARING")
-        elif command == "xferext":
-            for _, value in [h for h in cmd.headers if h[0].lower() == "application"]:
-                app, _, arg = value.partition(" ")
-                if self.down:
-                    break
-                await self.execute(app, arg)
-        elif command == "unicast" or command == "nomedia":
-            pass  # accepted, nothing to simulate
+        locked = _true(cmd.get("event-lock"))
+        if locked:
+            self._event_lock += 1
+        try:
+            if command == "execute":
+                await self._run_execute(cmd)
+            elif command == "hangup":
+                self.hangup(cmd.get("hangup-cause") or "NORMAL_CLEARING")
+            elif command == "xferext":
+                for _, value in [h for h in cmd.headers if h[0].lower() == "application"]:
+                    app, _, arg = value.partition(" ")
+                    if self.down:
+                        break
+                    await self.execute(app, arg)
+            # unicast, nomedia: accepted, nothing to simulate
+        finally:
+            if locked:
+                self._event_lock -= 1
+
+    async def _run_execute(self, cmd: Command) -> None:
+        app = cmd.get("execute-app-name") or ""
+        arg = cmd.get("execute-app-arg")
+        if not arg and (cmd.get("content-type") or "").lower() == "text/plain":
+            arg = cmd.body
+        try:
+            loops = int(cmd.get("loops") or 1)
+        except ValueError:
+            loops = 1
+        if not app:
+            return
+        event_uuid = cmd.get("Event-UUID")
+        name = cmd.get("event-uuid-name")
+        self._stop_broadcast = False
+        owner = not self._broadcast
+        self._broadcast = True
+        count = 0
+        try:
+            while not self.down and (loops < 0 or count < loops) and not self._stop_broadcast:
+                if loops != 1:
+                    self.variables["current_loop"] = str(count + 1)
+                    self.variables["total_loops"] = str(loops)
+                await self.execute(app, arg or "", app_uuid=event_uuid, app_uuid_name=name)
+                count += 1
+        finally:
+            self.variables.pop("current_loop", None)
+            self.variables.pop("total_loops", None)
+            if owner:
+                self._broadcast = False
+            if self._stop_broadcast:
+                # a stopped broadcast also breaks the media loop it ran inside (CF_BREAK)
+                self._broadcast = False
+                self._stop_broadcast = False
+                self._break_flag = True
 
     # -- applications ------------------------------------------------------------------------
 
@@ -851,12 +1012,19 @@ class FakeChannel:
         """switch_ivr_park: CHANNEL_PARK, run queued messages until hangup/unpark, CHANNEL_UNPARK."""
         self._unpark = False
         self.fire("CHANNEL_PARK", extended=True, calling=("switch_ivr.c", "switch_ivr_park", 1002))
+        loop = asyncio.get_running_loop()
         while True:
-            msg = await self.next_message()
-            if msg is None:
+            self._break_flag = False  # the park loop takes a stray CF_BREAK
+            if self._messages and not self._event_lock and not self.down:
+                await self.parse_all_events()
+                continue
+            if self.down or self._unpark or self.transfer_to is not None or self._uuid_bridge is not None:
                 break
-            self.fire_private_command(msg)
-            await self.run_message(msg)
+            self._msg_waiter = loop.create_future()
+            try:
+                await self._msg_waiter
+            finally:
+                self._msg_waiter = None
         self.fire("CHANNEL_UNPARK", extended=True, calling=("switch_ivr.c", "switch_ivr_park", 1213))
 
     async def run_extension(self, extension: str, context: str | None = None) -> None:
@@ -873,7 +1041,7 @@ class FakeChannel:
             if self.state != "CS_EXECUTE":
                 self.set_state("CS_EXECUTE")
             for app, arg in _app_list(apps):
-                if self.down or self.transfer_to is not None:
+                if self.down or self.transfer_to is not None or self._uuid_bridge is not None:
                     break
                 await self.execute(app, arg)
                 await self.run_pending_messages()
@@ -883,7 +1051,7 @@ class FakeChannel:
                 self.set_state("CS_ROUTING")
                 continue
             break
-        if not self.down:
+        if not self.down and self._uuid_bridge is None:
             self.hangup("NORMAL_CLEARING")
 
     def transfer(self, extension: str, dialplan: str = "XML", context: str = "default") -> None:
@@ -894,6 +1062,60 @@ class FakeChannel:
         )
         self.interrupt()
 
+    # -- uuid_bridge ---------------------------------------------------------------------------
+
+    @property
+    def media_up(self) -> bool:
+        """switch_channel_media_up: answered or in early media."""
+        return self.answered or self.answer_state == "early"
+
+    def start_uuid_bridge(self, peer: FakeChannel, originator: bool) -> None:
+        """switch_ivr_uuid_bridge on this leg: leave the running application (a ringing leg
+        goes on ringing) and, once out of it, bridge to ``peer`` (see stay_uuid_bridged)."""
+        self._uuid_bridge = (peer, originator)
+        self._unpark = True
+        self.transfer_to = None
+        if self.media_up:
+            self.interrupt()
+
+    async def stay_uuid_bridged(self) -> None:
+        """The uuid_bridge state handlers: the originator (CS_SOFT_EXECUTE) waits for the peer
+        to answer, then bridges; the originatee waits in CS_EXCHANGE_MEDIA. When the bridge
+        ends the leg hangs up (or parks with ``park_after_bridge``). The outbound socket that
+        controlled the leg no longer matters: closing it only clears CF_CONTROLLED."""
+        assert self._uuid_bridge is not None
+        peer, originator = self._uuid_bridge
+        self._uuid_bridge = None
+        loop = asyncio.get_running_loop()
+        waiter = self._bridge_waiter = loop.create_future()
+        self.set_state("CS_SOFT_EXECUTE" if originator else "CS_EXCHANGE_MEDIA")
+        self.fire(
+            "CHANNEL_EXECUTE",
+            extended=True,
+            post=[("Application", "uuid_bridge"), ("Application-Data", peer.uuid)],
+            calling=("switch_ivr_bridge.c", "uuid_bridge_on_soft_execute", 872),
+        )
+        self._uuid_bridged = True
+        try:
+            if originator:
+                await self.pause(math.inf, breakable=False, parse=True, until=peer.answered_future)
+                if self.down or self._uuid_bridge is not None:
+                    return
+                if peer.down or not peer.answered_future.result():
+                    self.hangup("ORIGINATOR_CANCEL")
+                    return
+                self.fake.calls.bridge(self, peer)
+            await self.pause(math.inf, breakable=False, parse=True, until=waiter)
+        finally:
+            self._bridge_waiter = None
+            self._uuid_bridged = False
+        if self.down or self._uuid_bridge is not None:
+            return
+        if self.variables.get("park_after_bridge", "").lower() == "true":
+            await self.park()
+        else:
+            self.hangup("NORMAL_CLEARING")
+
     # -- lifecycles ---------------------------------------------------------------------------
 
     def start(self, coro: Awaitable[None]) -> None:
@@ -902,6 +1124,8 @@ class FakeChannel:
         async def life() -> None:
             try:
                 await coro
+                while self._uuid_bridge is not None and not self.down:
+                    await self.stay_uuid_bridged()
             finally:
                 if not self.down:
                     self.hangup("NORMAL_CLEARING")
@@ -944,6 +1168,25 @@ class _HangupResult(int):
 
     def __await__(self) -> Generator[Any, None, None]:
         return asyncio.shield(self.channel.destroyed).__await__()
+
+
+_BIT_RATES = {"PCMU": 64000, "PCMA": 64000, "G722": 64000, "G729": 8000, "L16": 128000}
+
+
+def _bit_rate(name: str, rate: str) -> str:
+    if name.upper() == "L16" and rate.isdigit():
+        return str(int(rate) * 16)
+    return str(_BIT_RATES.get(name.upper(), 0))
+
+
+def _true(value: str | None) -> bool:
+    """switch_true: yes/on/true/t/enabled/active/allow or a non-zero number."""
+    if not value:
+        return False
+    low = value.strip().lower()
+    if low in ("yes", "on", "true", "t", "enabled", "active", "allow"):
+        return True
+    return low.lstrip("-").isdigit() and int(low) != 0
 
 
 def _app_list(apps: Any) -> list[tuple[str, str]]:

@@ -807,8 +807,9 @@ class FakeConnection(asyncio.Protocol):
                 self.reply("-ERR permission denied")
             return
         if console:
-            name, arg = text, ""
-        out = await self.fake.execute_api(name, arg or None, self)
+            out = await self.fake.console_execute(text, self)
+        else:
+            out = await self.fake.execute_api(name, arg or None, self)
         if not out:
             out = "-ERR no reply\n"
         body = out.encode("utf-8", "surrogateescape")

@@ -122,10 +122,17 @@ class EventFactory:
     the event's own headers, in order."""
 
     def __init__(
-        self, core_uuid: str, hostname: str = "fake", ipv4: str = "127.0.0.1", ipv6: str = "::1"
+        self,
+        core_uuid: str,
+        hostname: str = "fake",
+        ipv4: str = "127.0.0.1",
+        ipv6: str = "::1",
+        *,
+        switchname: str | None = None,
     ) -> None:
         self.core_uuid = core_uuid
         self.hostname = hostname
+        self.switchname = switchname or hostname
         self.ipv4 = ipv4
         self.ipv6 = ipv6
         self.sequence = 0
@@ -143,7 +150,7 @@ class EventFactory:
             ("Event-Name", name),
             ("Core-UUID", self.core_uuid),
             ("FreeSWITCH-Hostname", self.hostname),
-            ("FreeSWITCH-Switchname", self.hostname),
+            ("FreeSWITCH-Switchname", self.switchname),
             ("FreeSWITCH-IPv4", self.ipv4),
             ("FreeSWITCH-IPv6", self.ipv6),
             ("Event-Date-Local", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))),

@@ -9,99 +9,35 @@ leg then runs ``&app(arg)`` or an extension of ``fake.dialplan``.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import time
 import uuid as uuidlib
 from typing import TYPE_CHECKING
 
 from esl.testing.calls import Endpoint, FakeChannel, normalize_cause
+from esl.testing.dialstring import DialParseError, Leg, parse_dial, separate_string
 
 if TYPE_CHECKING:  # pragma: no cover
     from esl.testing.server import FakeConnection, FakeFreeSWITCH
 
-__all__ = ["CallEngine", "parse_dialstring", "split_args"]
+__all__ = ["ENDPOINT_TYPES", "CallEngine", "parse_dialstring"]
 
 
-def split_args(text: str) -> list[str]:
-    """Split at spaces, as switch_separate_string does: not inside single quotes,
-    braces, brackets or parentheses; single quotes are removed."""
-    out: list[str] = []
-    cur: list[str] = []
-    depth = 0
-    quote = False
-    for ch in text:
-        if ch == "'":
-            quote = not quote
-            continue
-        if not quote:
-            if ch in "{[(":
-                depth += 1
-            elif ch in "}])" and depth:
-                depth -= 1
-            elif ch == " " and depth == 0:
-                if cur:
-                    out.append("".join(cur))
-                    cur = []
-                continue
-        cur.append(ch)
-    if cur:
-        out.append("".join(cur))
-    return out
-
-
-def _split_vars(body: str) -> dict[str, str]:
-    """``a=b,c='x,y'`` (commas escaped with ``\\,`` or inside quotes) as a dict."""
-    out: dict[str, str] = {}
-    parts: list[str] = []
-    cur: list[str] = []
-    quote = False
-    i = 0
-    while i < len(body):
-        ch = body[i]
-        if ch == "\\" and i + 1 < len(body) and body[i + 1] == ",":
-            cur.append(",")
-            i += 2
-            continue
-        if ch == "'":
-            quote = not quote
-        elif ch == "," and not quote:
-            parts.append("".join(cur))
-            cur = []
-            i += 1
-            continue
-        cur.append(ch)
-        i += 1
-    parts.append("".join(cur))
-    for part in parts:
-        name, sep, value = part.partition("=")
-        if sep and name.strip():
-            value = value.strip()
-            if len(value) >= 2 and value[0] == value[-1] == "'":
-                value = value[1:-1]
-            out[name.strip()] = value
-    return out
+#: Endpoint types a dial string may name (the modules of a usual build); anything else fails
+#: with CHAN_NOT_IMPLEMENTED, as FreeSWITCH does, unless ``fake.endpoints`` configures it.
+ENDPOINT_TYPES = frozenset({
+    "sofia", "loopback", "user", "group", "error", "null", "pickup", "verto", "rtc", "freetdm",
+    "skinny", "portaudio", "alsa", "rtmp", "gsmopen",
+})  # fmt: skip
 
 
 def parse_dialstring(dial: str) -> tuple[dict[str, str], str]:
-    """``{a=b}[c=d]user/1000`` -> ({"a": "b", "c": "d"}, "user/1000"); only the first
-    target of a ``,`` / ``|`` list is dialled."""
-    variables: dict[str, str] = {}
-    rest = dial.strip()
-    while rest[:1] in ("{", "[", "<"):
-        close = {"{": "}", "[": "]", "<": ">"}[rest[0]]
-        end = rest.find(close)
-        if end < 0:
-            break
-        variables.update(_split_vars(rest[1:end]))
-        rest = rest[end + 1 :]
-    target = re.split(r"[,|]", rest, maxsplit=1)[0]
-    while target[:1] == "[":
-        end = target.find("]")
-        if end < 0:
-            break
-        variables.update(_split_vars(target[1:end]))
-        target = target[end + 1 :]
-    return variables, target
+    """``{a=b}[c=d]user/1000`` -> ({"a": "b", "c": "d"}, "user/1000"): the variables and the
+    first target only (see :func:`esl.testing.dialstring.parse_dial` for the whole list)."""
+    variables, groups = parse_dial(dial)
+    first = groups[0][0] if groups and groups[0] else Leg("")
+    return {**variables, **first.variables}, first.target
 
 
 class CallEngine:
@@ -123,38 +59,111 @@ class CallEngine:
                 best = (k, ep)
         return best[1] if best else Endpoint(answer_after=self.fake.timings.ring)
 
+    def known_endpoint(self, target: str) -> bool:
+        """Whether ``target`` names an endpoint type this switch has (or one a test configured)."""
+        if target.split("/", 1)[0].lower() in ENDPOINT_TYPES:
+            return True
+        return any(target.startswith(key.removesuffix("*")) for key in self.fake.endpoints)
+
     async def originate(self, args: str, conn: FakeConnection | None) -> str:
-        """api/bgapi originate: returns ``+OK <uuid>\\n`` once answered or ``-ERR <CAUSE>\\n``."""
+        """api/bgapi originate: returns ``+OK <uuid>\\n`` once answered or ``-ERR <CAUSE>\\n``.
+
+        The arguments are split as mod_commands does (switch_separate_string: quotes removed,
+        escapes resolved, no brace awareness), then the dial string is read as
+        switch_ivr_originate does (``dialstring.parse_dial``)."""
         usage = (
             "-USAGE: <call url> <exten>|&<application_name>(<app_args>) [<dialplan>] [<context>] "
             "[<cid_name>] [<cid_num>] [<timeout_sec>]\n"
         )
-        argv = split_args(args)
+        argv = separate_string(args, " ", 10) if args else []
         if len(argv) < 2 or len(argv) > 7:
             return usage
         args7: list[str | None] = [None if a.lower() == "undef" else a for a in argv]
         args7 += [None] * (7 - len(args7))
         dial, exten, _dp, context, cid_name, cid_num, timeout_s = args7
-        variables, target = parse_dialstring(dial or "")
         try:
-            timeout = int(variables.get("originate_timeout") or timeout_s or 60)
+            timeout = int(timeout_s or 60)
         except ValueError:
-            timeout = 60
-        channel = self.place(
-            target,
-            variables,
-            cid_name=cid_name or variables.get("origination_caller_id_name"),
-            cid_num=cid_num or variables.get("origination_caller_id_number"),
-            timeout=timeout,
-        )
-        if isinstance(channel, str):
-            return f"-ERR {channel}\n"
-        ok = await asyncio.shield(channel.answered_future)
-        if not ok:
-            return f"-ERR {channel.hangup_cause or 'NORMAL_CLEARING'}\n"
-        channel.after_answer = (exten or "", context or "default")
-        channel._go.set_result(None)
-        return f"+OK {channel.uuid}\n"
+            timeout = 0
+        result = await self.dial(dial or "", cid_name=cid_name, cid_num=cid_num, timeout=timeout or 60)
+        if isinstance(result, str):
+            return f"-ERR {result}\n"
+        result.after_answer = (exten or "", context or "default")
+        if not result._go.done():
+            result._go.set_result(None)
+        return f"+OK {result.uuid}\n"
+
+    async def dial(
+        self,
+        dial: str,
+        *,
+        cid_name: str | None = None,
+        cid_num: str | None = None,
+        timeout: int = 60,
+        other: FakeChannel | None = None,
+        inherit: dict[str, str] | None = None,
+    ) -> FakeChannel | str:
+        """switch_ivr_originate: ring each ``|`` group in turn, the ``,`` targets of a group
+        together; the first leg to answer wins (the others hang up with LOSE_RACE). Returns
+        the answered leg, or the cause of the last failure (DESTINATION_OUT_OF_ORDER for a
+        dial string FreeSWITCH can not parse). Cancelled: every leg rung so far is hung up
+        with ORIGINATOR_CANCEL."""
+        try:
+            variables, groups = parse_dial(dial)
+        except DialParseError:
+            return "DESTINATION_OUT_OF_ORDER"
+        if inherit:
+            variables = {**inherit, **variables}
+        cause = "DESTINATION_OUT_OF_ORDER"
+        rung: list[FakeChannel] = []
+        try:
+            for group in groups:
+                legs: list[FakeChannel] = []
+                for leg in group:
+                    lv = {**variables, **leg.variables}
+                    try:
+                        secs = int(lv.get("leg_timeout") or lv.get("originate_timeout") or timeout)
+                    except ValueError:
+                        secs = timeout
+                    placed = self.place(
+                        leg.target,
+                        lv,
+                        cid_name=lv.get("origination_caller_id_name") or cid_name,
+                        cid_num=lv.get("origination_caller_id_number") or cid_num,
+                        timeout=secs,
+                        other=other,
+                    )
+                    if isinstance(placed, str):
+                        cause = placed
+                        continue
+                    legs.append(placed)
+                    rung.append(placed)
+                if not legs:
+                    continue
+                winner = await self._first_answer(legs)
+                if winner is not None:
+                    for leg_ch in legs:
+                        if leg_ch is not winner and not leg_ch.down:
+                            leg_ch.hangup("LOSE_RACE")
+                    return winner
+                cause = legs[-1].hangup_cause or "NORMAL_CLEARING"
+            return cause
+        except asyncio.CancelledError:
+            for leg_ch in rung:
+                if not leg_ch.down:
+                    leg_ch.hangup("ORIGINATOR_CANCEL")
+            raise
+
+    @staticmethod
+    async def _first_answer(legs: list[FakeChannel]) -> FakeChannel | None:
+        pending = {leg.answered_future: leg for leg in legs}
+        while pending:
+            done, _ = await asyncio.wait(list(pending), return_when=asyncio.FIRST_COMPLETED)
+            for fut in done:
+                leg = pending.pop(fut)
+                if fut.result():
+                    return leg
+        return None
 
     def place(
         self,
@@ -170,6 +179,8 @@ class CallEngine:
         cause string when the dial string fails before a channel exists (``error/<cause>``)."""
         if target.lower().startswith("error/"):
             return normalize_cause(target[6:], "NORMAL_CLEARING")
+        if not self.known_endpoint(target):
+            return "CHAN_NOT_IMPLEMENTED"
         uuid = variables.get("origination_uuid")
         if uuid and uuid in self.fake.channels:
             return "DESTINATION_OUT_OF_ORDER"
@@ -219,6 +230,10 @@ class CallEngine:
         other: FakeChannel | None,
     ) -> None:
         outgoing = ("switch_core_session.c", "switch_core_session_outgoing_channel", 768)
+        if target.startswith("loopback/"):
+            # loopback sets L16 up as it creates the channel (under the uuid it had before
+            # origination_uuid renamed it: nobody filtering on the final uuid sees those CODEC events)
+            ch.set_codecs("L16", "8000", fire=not had_uuid)
         if had_uuid:
             ch.fire(
                 "CHANNEL_UUID",
@@ -257,11 +272,15 @@ class CallEngine:
                 go.set_result(None)
         if endpoint.dtmf or endpoint.hangup_after is not None:
             self.fake.spawn(self._far_end(ch, endpoint))
+        if ch._uuid_bridge is not None:
+            return  # uuid_bridge took the leg while it rang
+        if other is None:
+            ch.flip_cid()  # an originated leg about to run its application
         exten, context = ch.after_answer
         if other is not None or not exten:
             # a bridge's B leg: held in CS_EXCHANGE_MEDIA until hangup
             ch.set_state("CS_EXCHANGE_MEDIA")
-            await ch.pause(1e9, breakable=False)
+            await ch.pause(math.inf, breakable=False, parse=True)
             return
         if exten.startswith("&"):
             app, _, arg = exten[1:].partition("(")
@@ -321,6 +340,7 @@ class CallEngine:
         b.variables["loopback_leg"] = "B"
         b.variables["call_uuid"] = b.uuid
         a.partner, b.partner = b, a
+        b.set_codecs("L16", "8000")
         b.on_answer.append(lambda _b: a.answer())
         b.start(b.run_incoming())
         ok = await asyncio.wait_for(asyncio.shield(a.answered_future), None)
@@ -335,6 +355,21 @@ class CallEngine:
             ch.hangup("NORMAL_CLEARING")
 
     # -- bridging ---------------------------------------------------------------------------
+
+    def uuid_bridge(self, a_uuid: str, b_uuid: str) -> bool:
+        """switch_ivr_uuid_bridge: both legs leave what they run and bridge (the one with media
+        first becomes the originator); False when a leg is missing or neither has media."""
+        a = self.fake.channels.get(a_uuid)
+        b = self.fake.channels.get(b_uuid)
+        if a is None or b is None or a is b or a.down or b.down:
+            return False
+        if not a.media_up:
+            if not b.media_up:
+                return False
+            a, b = b, a
+        a.start_uuid_bridge(b, True)
+        b.start_uuid_bridge(a, False)
+        return True
 
     def bridge(self, a: FakeChannel, b: FakeChannel) -> None:
         """Bridge two answered legs: CHANNEL_BRIDGE on the originator (A) with Other-Leg-* headers."""
@@ -359,3 +394,13 @@ class CallEngine:
             post=[("Bridge-A-Unique-ID", a.uuid), ("Bridge-B-Unique-ID", b.uuid)],
             calling=("switch_ivr_bridge.c", "audio_bridge_on_exchange_media", 725),
         )
+        for leg, peer in ((a, b), (b, a)):
+            if leg.source == "mod_sofia":
+                # mod_sofia tells the phone who it is now talking to
+                leg.fire(
+                    "CALL_UPDATE",
+                    pre=[("Direction", "SEND"), ("Sent-Callee-ID-Name", peer.caller_id_name),
+                         ("Sent-Callee-ID-Number", peer.caller_id_number), ("Bridged-To", peer.uuid)],
+                    extended=True,
+                    calling=("mod_sofia.c", "sofia_receive_message", 2133),
+                )  # fmt: skip

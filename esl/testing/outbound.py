@@ -95,7 +95,7 @@ async def socket_app(ch: FakeChannel, arg: str) -> str | None:
         gone.cancel()
     ch.socket_conn = None
     resume = conn.resume or ch.variables.get("socket_resume", "").lower() == "true"
-    if not ch.down and not resume and ch.transfer_to is None:
+    if not ch.down and not resume and ch.transfer_to is None and ch._uuid_bridge is None:
         if not conn.closed.done():
             # the channel left the park (transfer / uuid_park elsewhere): the listener stays
             return None

@@ -31,6 +31,7 @@ from esl.testing.connection import (
 )
 from esl.testing.events import EventFactory, header_value
 from esl.testing.originate import CallEngine
+from esl.testing.sqldb import CoreDB
 
 __all__ = [
     "GOODBYE",
@@ -60,6 +61,7 @@ class FakeFreeSWITCH:
         *,
         users: Mapping[str, Any] | None = None,
         hostname: str = "fake",
+        switchname: str | None = None,
         core_uuid: str | None = None,
         auth_timeout: float | None = 25.0,
         timings: Timings | None = None,
@@ -69,9 +71,13 @@ class FakeFreeSWITCH:
         self.password = password
         self.users: dict[str, Any] = dict(users or {})
         self.hostname = hostname
+        #: FreeSWITCH-Switchname (``switchname`` api; the ``hostname`` column of show channels)
+        self.switchname = switchname or hostname
         self.core_uuid = core_uuid or str(uuidlib.uuid4())
         self.auth_timeout = auth_timeout
-        self.factory = EventFactory(self.core_uuid, hostname)
+        self.factory = EventFactory(self.core_uuid, hostname, switchname=self.switchname)
+        #: the channels / calls tables behind ``show channels`` and ``show calls``
+        self.coredb = CoreDB(self.switchname)
         self.connections: list[FakeConnection] = []
         self.received_events: list[Event] = []
         self.fired_events: int = 0
@@ -352,24 +358,51 @@ class FakeFreeSWITCH:
     # -- api ---------------------------------------------------------------------------
 
     async def execute_api(self, name: str, arg: str | None, conn: FakeConnection | None = None) -> str:
-        """Run api command ``name`` as switch_api_execute does: an API event, then the handler's output
-        (``-ERR <name> Command not found!\\n`` when unknown)."""
-        handler = self.api.get(name) or self.api.get(name.lower())
-        if handler is None:
-            return f"-ERR {name} Command not found!\n"
-        headers = [("API-Command", name)]
+        """Run api command ``name`` as mod_event_socket's api_exec does: the handler's output, or
+        ``-ERR <name> Command not found!\n`` when there is no such command."""
+        found, out = await self.call_api(name, arg, conn)
+        return out if found else f"-ERR {name} Command not found!\n"
+
+    async def call_api(self, name: str, arg: str | None, conn: FakeConnection | None = None) -> tuple[bool, str]:
+        """switch_api_execute: command and argument stripped of surrounding whitespace, the
+        handler run (``INVALID COMMAND!\n`` and False when unknown), then the API event."""
+        cmd = name.strip(" \t\r\n")
+        arg = (arg or "").strip(" \t\r\n")
+        handler = self.api.get(cmd) or self.api.get(cmd.lower())
+        found = handler is not None
+        out = "INVALID COMMAND!\n"
+        if handler is not None:
+            try:
+                result = handler(arg, conn)
+                if inspect.isawaitable(result):
+                    result = await result
+                out = "" if result is None else str(result)
+            except Exception as exc:
+                out = f"-ERR {exc}\n"
+        headers = []
+        if cmd:
+            headers.append(("API-Command", cmd))
         if arg:
             headers.append(("API-Command-Argument", arg))
         self.fire_nowait(
             self.make_event("API", headers, calling=("switch_loadable_module.c", "switch_api_execute", 3140))
         )
-        try:
-            result = handler(arg or "", conn)
-            if inspect.isawaitable(result):
-                result = await result
-        except Exception as exc:
-            return f"-ERR {exc}\n"
-        return "" if result is None else str(result)
+        return found, out
+
+    async def console_execute(self, line: str, conn: FakeConnection | None = None) -> str:
+        """switch_console_execute (``api`` with ``console_execute: true``, as fs_cli sends):
+        ``;;``-separated commands, each split at its first space; the outputs concatenated, or
+        ``-ERR <line> Command not found!\n`` when the last one is unknown."""
+        out: list[str] = []
+        found = False
+        for part in line.lstrip(" ").split(";;"):
+            part = part.split("\r", 1)[0].split("\n", 1)[0]
+            name, sep, arg = part.partition(" ")
+            found, text = await self.call_api(name, arg if sep else None, conn)
+            out.append(text)
+        if not found:
+            return f"-ERR {line} Command not found!\n"
+        return "".join(out)
 
     async def run_job(
         self, job_uuid: str, name: str, arg: str | None, owner: str | None, conn: FakeConnection | None

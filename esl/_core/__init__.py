@@ -1,4 +1,4 @@
-"""The compiled core (built from ``_core/`` by CMake): ``Event``, ``Parser``, ``Router``.
+"""The compiled core (built from the Cython sources beside this file by CMake): ``Event``, ``Parser``, ``Router``.
 
 Same interface as the pure-Python twin ``esl._pycore``; ``esl.core`` picks one.
 """
