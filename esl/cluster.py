@@ -49,6 +49,7 @@ from esl.exceptions import ConnectionError
 from esl.inbound import Inbound
 from esl.job import Job
 from esl.placement import FewestSessions, NodeInfo, NoNodeAvailable, Placement, RoundRobin
+from esl.stats import ConnectionStats
 from esl.tagged import ClusterEvents, NodeEvent
 
 __all__ = ["Cluster", "ClusterEvents", "FewestSessions", "NoNodeAvailable", "NodeInfo", "NodeJob", "Placement", "RoundRobin"]
@@ -156,13 +157,9 @@ class Cluster:
         """The load figure of each node (None while unknown)."""
         return dict(self._sessions)
 
-    def stats(self) -> dict[str, Any]:
-        """Each node's ``Inbound.stats()`` (an :class:`esl.stats.ConnectionStats` snapshot)."""
-        out = {}
-        for name, client in self._nodes.items():
-            st: Any = client.stats
-            out[name] = st() if callable(st) else st  # a property before ConnectionStats lands
-        return out
+    def stats(self) -> dict[str, ConnectionStats]:
+        """Each node's ``Inbound.stats()`` snapshot."""
+        return {name: client.stats() for name, client in self._nodes.items()}
 
     # -- lifecycle -----------------------------------------------------------------------
 

@@ -57,7 +57,9 @@ async def test_api_on_a_node_and_on_all(fakes: list[FakeFreeSWITCH]) -> None:
         res = await cluster.api_all("global_getvar hostname")
         assert res["fs0"] == "host0" and res["fs2"] == "host2"
         assert isinstance(res["fs1"], ConnectionError) and "node fs1" in str(res["fs1"])
-        assert set(cluster.stats()) == {"fs0", "fs1", "fs2"}
+        stats = cluster.stats()
+        assert set(stats) == {"fs0", "fs1", "fs2"}
+        assert not stats["fs1"].connected and stats["fs0"].connected and stats["fs0"].events_received >= 0
 
 
 async def test_merged_events_tagged_with_node(fakes: list[FakeFreeSWITCH]) -> None:
