@@ -94,6 +94,8 @@ class Cluster:
     ``nodes``: ``{"name": Inbound(...)}`` (or Inbounds, named ``host:port``).
     ``max_sessions``: a limit for every node, or ``{"name": limit}``. ``heartbeat=False``: do not
     subscribe the nodes to HEARTBEAT (the load then comes from ``show calls count`` alone).
+    ``load_interval=None``: never run ``show calls count`` (on joining nor periodically); the load
+    then comes from HEARTBEAT and :meth:`refresh_load` alone.
     """
 
     is_cluster = True
@@ -221,7 +223,8 @@ class Cluster:
                 await client.subscribe("HEARTBEAT")
             for names, fmt in self._subscriptions:
                 await client.subscribe(*names, format=fmt)
-            await self._refresh(name)
+            if self.load_interval:
+                await self._refresh(name)
         except Exception as exc:  # noqa: BLE001 - the node dropped again: its reconnect or _join takes over
             log.warning("cluster: setting up node %s failed: %s", name, exc)
 

@@ -30,7 +30,7 @@ def make_cluster(fakes: list[FakeFreeSWITCH], **kwargs: object) -> Cluster:
     nodes = {f"fs{i}": esl.Inbound(f.host, f.port, f.password, reconnect=True, reconnect_delay=0.05,
                                    reconnect_max_delay=0.2, timeout=2.0)
              for i, f in enumerate(fakes)}  # fmt: skip
-    return Cluster(nodes, load_interval=None, join_delay=0.05, join_max_delay=0.2, **kwargs)  # type: ignore[arg-type]
+    return Cluster(nodes, load_interval=600, join_delay=0.05, join_max_delay=0.2, **kwargs)  # type: ignore[arg-type]
 
 
 async def until(pred: Callable[[], bool], timeout: float = 5.0) -> None:
