@@ -143,8 +143,8 @@ class ESLProtocol(asyncio.Protocol):
                         owner._wire_bad_event(msg, exc)
             else:
                 self._message(msg)
-            if self._closed:
-                return
+                if self._closed:
+                    return
 
     def eof_received(self) -> bool | None:
         if self._close_reason is None:

@@ -6,7 +6,8 @@ The pieces:
   events (handed over by the connection's owners table before any flow control);
 * :mod:`esl.channel.verbs` — the call-control verbs;
 * :mod:`esl.channel.originate` — placing a call (``Channel.create``) and the
-  escaping of its variables.
+  escaping of its variables;
+* :mod:`esl.channel.media` — streaming the call's audio to a websocket (mod_audio_stream).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from esl.channel.originate import kill_orphan, originate_command
 from esl.channel.history import History
 from esl.channel.hooks import LIFECYCLE
 from esl.channel.host import ChannelHost
+from esl.channel.media import MediaVerbs
 from esl.channel.verbs import CallControl
 from esl.exceptions import ChannelError
 
@@ -29,7 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Channel", "ChannelHost", "History", "LIFECYCLE", "channels_of"]
 
 
-class Channel(CallControl):
+class Channel(MediaVerbs, CallControl):
     """One call leg (FreeSWITCH channel), in outbound or inbound mode.
 
     Get one from :meth:`create` (originate), ``session.channel`` (the call an

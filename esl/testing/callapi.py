@@ -363,3 +363,6 @@ def install(fake: FakeFreeSWITCH) -> None:
     }
     for name, fn in commands.items():
         fake.api[name] = fn
+    from esl.testing import audio_stream  # uuid_audio_stream (mod_audio_stream)
+
+    audio_stream.install(fake)
