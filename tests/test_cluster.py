@@ -232,3 +232,43 @@ async def test_merged_event_stream(fakes: list[FakeFreeSWITCH]) -> None:
         assert not cluster._handlers  # closing it unregistered it from every node
         ended = cluster.events()
     assert [e async for e in ended] == []  # closing the cluster ended the open stream
+
+
+async def test_channel_create_places_the_call_on_a_node(fakes: list[FakeFreeSWITCH]) -> None:
+    for f, n in zip(fakes, (2, 0, 1)):
+        f.dialplan["hold"] = [("park", "")]
+        for _ in range(n):
+            await f.call("hold")
+    async with make_cluster(fakes) as cluster:
+        channel = await esl.Channel.create(cluster, "user/1000")  # fewest sessions: fs1
+        assert channel.connection is cluster.node("fs1")
+        await channel.wait("CHANNEL_ANSWER", timeout=5)
+        assert channel.uuid in fakes[1].channels and channel.host == "host1"
+        pinned = await esl.Channel.create(cluster, "user/1000", node="fs2")
+        assert pinned.connection is cluster.node("fs2")
+        await pinned.wait("CHANNEL_ANSWER", timeout=5)
+        for ch in (channel, pinned):
+            await ch.hangup()
+        await fakes[1].stop()  # a node down: placement skips it
+        await until(lambda: "fs1" not in cluster.up())
+        other = await esl.Channel.create(cluster, "user/1000")
+        assert other.connection is not cluster.node("fs1")
+        await other.hangup()
+
+
+async def test_cluster_metrics_per_node(fakes: list[FakeFreeSWITCH]) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from esl.serve.metrics import register
+
+    async with make_cluster(fakes) as cluster:
+        await cluster.api_all("status")
+        registry = CollectorRegistry()
+        register(cluster, registry=registry)
+        text = generate_latest(registry).decode()
+        stats = cluster.stats()
+    for name, node in stats.items():
+        line = next(ln for ln in text.splitlines()
+                    if ln.startswith("esl_pending_commands{") and f"/{name}\"" in ln)
+        assert float(line.rsplit(" ", 1)[1]) == node.pending_commands
+    assert 'kind="cluster"' in text and "esl_command_latency_seconds_count" in text

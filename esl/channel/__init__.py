@@ -31,6 +31,7 @@ from esl.channel.verbs import CallControl
 from esl.exceptions import ChannelError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from esl.cluster import Cluster
     from esl.core import Event
     from esl.job import Job
 
@@ -89,7 +90,7 @@ class Channel(MediaVerbs, Recording, Control, Variables, CallControl):
     @classmethod
     async def create(
         cls,
-        connection: ChannelHost,
+        connection: "ChannelHost | Cluster",
         dial_path: str,
         variables: Mapping[str, object] | None = None,
         *,
@@ -99,8 +100,16 @@ class Channel(MediaVerbs, Recording, Control, Variables, CallControl):
         app: str = "&park()",
         history: int | None = None,
         return_ring_ready: bool = False,
+        node: str | None = None,
     ) -> "Channel":
         """Place a call to ``dial_path`` and return its Channel at once (before it is answered).
+
+        ``connection`` is an Inbound or Session, or a :class:`~esl.Cluster`:
+        then the call goes to ``node`` if given, else to the node the
+        cluster's placement policy picks (fewest sessions by default, nodes
+        down or at their limit skipped; :class:`~esl.cluster.NoNodeAvailable`
+        when none is left), and the Channel stays bound to that node's
+        connection (``channel.connection``).
 
         The channel UUID is chosen here and passed as ``origination_uuid``
         (a ``variables`` entry of that name is ignored); the channel is owned
@@ -133,6 +142,12 @@ class Channel(MediaVerbs, Recording, Control, Variables, CallControl):
         when the channel is destroyed. A connection without filters gets no
         filter (the first one would hide every other event from its handlers).
         """
+        from esl.cluster import Cluster
+
+        if isinstance(connection, Cluster):  # place the call on one of its nodes
+            connection = connection.node(node) if node is not None else connection.pick()
+        elif node is not None:
+            raise ValueError("node= is for a Cluster")
         uuid = str(_uuid_mod.uuid4())
         if return_ring_ready:
             variables = {**(variables or {}), "return_ring_ready": "true"}
