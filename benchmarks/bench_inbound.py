@@ -1,7 +1,8 @@
 """End-to-end inbound throughput: events/s from a loopback server to one ``"*"`` handler reading Unique-ID.
 
-The server replays the real plain capture (``shared/captures/events-plain.raw.xz``,
-or the bundled 5,000-event cut in ``esl/data`` when the shared one is absent):
+The server replays a real plain capture (``shared/captures/events-plain.raw.xz``,
+loopback legs, or with ``--capture sip-events`` the SIP legs' ``sip-events-plain.raw.xz``;
+the bundled 5,000-event cut in ``esl/data`` when the shared one is absent):
 it answers ``auth`` and ``event plain ALL`` exactly as FreeSWITCH does and then
 writes the capture's ``text/event-plain`` messages, byte for byte, as fast as
 the socket takes them. It runs in its own process (a minimal blocking replay
@@ -10,6 +11,8 @@ fresh subprocess:
 
 * ``esl-cython`` / ``esl-python`` — ``esl.Inbound`` with a sync ``"*"`` handler
   reading ``event.uuid`` (the ``Unique-ID`` header), compiled core / pure-Python twin;
+* ``esl-cython-3h`` — the same with a realistic handler reading three headers
+  (``event.uuid``, ``event["Channel-State"]``, ``event.get("Caller-Caller-ID-Number")``);
 * ``genesis`` — ``genesis.Inbound`` with an async ``"*"`` handler reading ``event.get("Unique-ID")``;
 * ``greenswitch`` — ``greenswitch.InboundESL`` (gevent) with a ``"*"`` handler.
 
@@ -43,16 +46,23 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-CAPTURES = [
-    *([Path(os.environ["ESL_CAPTURES"]) / "events-plain.raw.xz"] if os.environ.get("ESL_CAPTURES") else []),
-    ROOT.parent / "shared" / "captures" / "events-plain.raw.xz",
-    ROOT / "shared" / "captures" / "events-plain.raw.xz",
+CAPTURE_DIRS = [
+    *([Path(os.environ["ESL_CAPTURES"])] if os.environ.get("ESL_CAPTURES") else []),
+    ROOT.parent / "shared" / "captures",
+    ROOT / "shared" / "captures",
 ]
 
 
-def load_event_frames() -> list[bytes]:
-    """The capture's ``text/event-plain`` messages, each as its exact wire bytes."""
-    path = next((p for p in CAPTURES if p.exists()), None)
+def load_event_frames(capture: str = "events") -> list[bytes]:
+    """The capture's ``text/event-plain`` messages, each as its exact wire bytes.
+
+    ``capture``: ``"events"`` (loopback legs) or ``"sip-events"`` (SIP legs); only
+    the loopback one falls back to the bundled cut.
+    """
+    path = next((d / f"{capture}-plain.raw.xz" for d in CAPTURE_DIRS if (d / f"{capture}-plain.raw.xz").exists()),
+                None)
+    if path is None and capture != "events":
+        raise SystemExit(f"no {capture}-plain capture found")
     if path is not None:
         data = lzma.open(path, "rb").read()
     else:
@@ -184,7 +194,7 @@ class Window:
               flush=True)
 
 
-def client_esl(port: int, count: int, window: Window) -> None:
+def client_esl(port: int, count: int, window: Window, three: bool = False) -> None:
     import asyncio
 
     import esl
@@ -202,8 +212,18 @@ def client_esl(port: int, count: int, window: Window) -> None:
             if seen == count:
                 done.set_result(None)
 
+        def handler3(event: Any) -> None:  # a realistic handler: three headers
+            nonlocal seen, uuids
+            if event.uuid is not None:
+                uuids += 1
+            event.get("Channel-State")
+            event.get("Caller-Caller-ID-Number")
+            seen += 1
+            if seen == count:
+                done.set_result(None)
+
         async with esl.Inbound("127.0.0.1", port, "ClueCon", timeout=60) as client:
-            client.on("*", handler)
+            client.on("*", handler3 if three else handler)
             await client.send(f"bench {count}")
             window.start()
             await client.send("event plain ALL")
@@ -278,8 +298,13 @@ def client_greenswitch(port: int, count: int, window: Window) -> None:
     client.stop()
 
 
+def client_esl_three(port: int, count: int, window: Window) -> None:
+    client_esl(port, count, window, three=True)
+
+
 CLIENTS = {
     "esl-cython": client_esl,
+    "esl-cython-3h": client_esl_three,
     "esl-python": client_esl,
     "genesis": client_genesis,
     "greenswitch": client_greenswitch,
@@ -373,6 +398,8 @@ def main() -> None:
     ap.add_argument("--peer-events", type=int, default=20_000, help="events per genesis/greenswitch run")
     ap.add_argument("--repeat", type=int, default=3, help="runs per client (best is kept)")
     ap.add_argument("--clients", default=",".join(CLIENTS))
+    ap.add_argument("--capture", default="events", choices=["events", "sip-events"],
+                    help="the plain capture replayed: loopback legs or SIP legs")
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--client", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -381,7 +408,7 @@ def main() -> None:
     args = ap.parse_args()
 
     if args.client:  # subprocess mode
-        if args.client == "esl-cython":
+        if args.client.startswith("esl-cython"):
             import esl.core
 
             if esl.core.BACKEND != "cython":
@@ -389,7 +416,7 @@ def main() -> None:
         CLIENTS[args.client](args.port, args.count, Window(args.client, args.count, args.handshake))
         return
 
-    frames = load_event_frames()
+    frames = load_event_frames(args.capture)
     size = sum(map(len, frames))
     print(f"capture: {len(frames)} plain events, {size / len(frames):.0f} bytes/event average", flush=True)
     server, port = start_server(frames)

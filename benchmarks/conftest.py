@@ -22,7 +22,10 @@ CAPTURES_DIR = Path(os.environ.get("ESL_CAPTURES") or Path(__file__).resolve().p
 CHUNK = 65536  # what one socket read typically hands the parser
 
 _streams: dict[str, bytes] = {}
-RESULTS: dict[tuple[str, str, str], dict[str, float]] = {}
+#: (capture, op, fmt, impl) -> figures; capture is "events" (loopback legs) or "sip-events" (SIP legs)
+RESULTS: dict[tuple[str, str, str, str], dict[str, float]] = {}
+#: (capture, impl, lookups) -> memory held by 1,000 kept events (test_core.test_retained_memory)
+MEMORY: dict[tuple[str, str, bool], dict[str, float]] = {}
 
 
 @dataclass
@@ -45,14 +48,15 @@ def add_row(table: Table, impl: str, benchmark: Any, figures: dict[str, float]) 
     TABLES.setdefault(table.title, table).rows[impl] = figures
 
 
-def load_stream(fmt: str) -> bytes:
-    """The inbound event stream of the capture in ``fmt`` (decompressed once)."""
-    if fmt not in _streams:
-        path = CAPTURES_DIR / f"events-{fmt}.raw.xz"
+def load_stream(fmt: str, capture: str = "events") -> bytes:
+    """The inbound event stream ``<capture>-<fmt>.raw.xz`` (decompressed once)."""
+    name = f"{capture}-{fmt}"
+    if name not in _streams:
+        path = CAPTURES_DIR / f"{name}.raw.xz"
         if not path.exists():
             pytest.skip(f"capture not found: {path}")
-        _streams[fmt] = lzma.open(path, "rb").read()
-    return _streams[fmt]
+        _streams[name] = lzma.open(path, "rb").read()
+    return _streams[name]
 
 
 def chunks(data: bytes, size: int = CHUNK) -> list[bytes]:
@@ -63,11 +67,11 @@ def chunks(data: bytes, size: int = CHUNK) -> list[bytes]:
 def record(benchmark: Any) -> Any:
     """Call after ``benchmark.pedantic``: stores events/s and MB/s (best round) in extra_info."""
 
-    def _record(op: str, fmt: str, impl: str, events: int, nbytes: int) -> None:
+    def _record(op: str, fmt: str, impl: str, events: int, nbytes: int, capture: str = "events") -> None:
         best = benchmark.stats.stats.min
         info = {"events": events, "bytes": nbytes, "events_per_s": events / best, "mb_per_s": nbytes / best / 1e6}
         benchmark.extra_info.update(info)
-        RESULTS[(op, fmt, impl)] = info
+        RESULTS[(capture, op, fmt, impl)] = info
 
     return _record
 
@@ -76,23 +80,35 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     w = terminalreporter.write_line
     for table in TABLES.values():
         _write_table(w, table)
+    if MEMORY:
+        w("")
+        w("Memory held by 1,000 kept plain events (every 5th of the stream), against their frames' size")
+        w(f"{'capture':<11} {'impl':<8} {'lookups':<8} {'frames MB':>10} {'held MB':>9} {'ratio':>6}")
+        for (capture, impl, lookups), m in sorted(MEMORY.items()):
+            w(f"{capture:<11} {impl:<8} {str(lookups):<8} {m['frames_bytes'] / 1e6:>10.2f} "
+              f"{m['held_bytes'] / 1e6:>9.2f} {m['ratio']:>6.2f}")
     if not RESULTS:
         return
     w("")
     w("ESL core throughput (best round; cython/python fed in 64 KiB chunks, genesis per frame)")
-    w(f"{'op':<8} {'fmt':<6} {'impl':<8} {'events/s':>12} {'MB/s':>9} {'x genesis':>10} {'x python':>9}")
-    for (op, fmt, impl), info in sorted(RESULTS.items()):
-        gen = RESULTS.get((op, fmt, "genesis"))
-        py = RESULTS.get((op, fmt, "python"))
+    w(f"{'capture':<11} {'op':<8} {'fmt':<6} {'impl':<8} {'events/s':>12} {'MB/s':>9} {'x genesis':>10} "
+      f"{'x python':>9} {'x frame':>8}")
+    for (capture, op, fmt, impl), info in sorted(RESULTS.items()):
+        gen = RESULTS.get((capture, op, fmt, "genesis"))
+        py = RESULTS.get((capture, op, fmt, "python"))
+        keys = RESULTS.get((capture, "frame", fmt, impl))
         xg = f"{info['events_per_s'] / gen['events_per_s']:.1f}" if gen and impl != "genesis" else ""
         xp = f"{info['events_per_s'] / py['events_per_s']:.1f}" if py and impl == "cython" else ""
-        w(f"{op:<8} {fmt:<6} {impl:<8} {info['events_per_s']:>12,.0f} {info['mb_per_s']:>9,.1f} {xg:>10} {xp:>9}")
-    for fmt in ("plain", "json", "xml"):
-        route = RESULTS.get(("route", fmt, "cython"))
-        decode = RESULTS.get(("decode", fmt, "cython"))
-        if route and decode:
-            ratio = decode["events_per_s"] / route["events_per_s"]
-            w(f"cython {fmt}: a routed-away event costs {ratio:.3f} of a fully decoded one")
+        xk = f"{info['events_per_s'] / keys['events_per_s']:.2f}" if keys and op == "three" else ""
+        w(f"{capture:<11} {op:<8} {fmt:<6} {impl:<8} {info['events_per_s']:>12,.0f} {info['mb_per_s']:>9,.1f} "
+          f"{xg:>10} {xp:>9} {xk:>8}")
+    for capture in ("events", "sip-events"):
+        for fmt in ("plain", "json", "xml"):
+            route = RESULTS.get((capture, "route", fmt, "cython"))
+            decode = RESULTS.get((capture, "decode", fmt, "cython"))
+            if route and decode:
+                ratio = decode["events_per_s"] / route["events_per_s"]
+                w(f"cython {capture}-{fmt}: a routed-away event costs {ratio:.3f} of a fully decoded one")
 
 
 def _write_table(w: Any, table: Table) -> None:

@@ -1,8 +1,15 @@
 """Core throughput on the real captures: the compiled core, the pure-Python twin, genesis.
 
 (a) ``frame``: framing plus the routing key (``event.uuid``) of every message;
-(b) ``decode``: the full header mapping and body of every message;
-(c) ``route``: every message through the UUID filter with 10,000 routes, 1% of events matching.
+(b) ``three``: a realistic handler: ``event.uuid``, ``event["Channel-State"]`` and
+    ``event.get("Caller-Caller-ID-Number")`` of every message;
+(c) ``decode``: the full header mapping and body of every message;
+(d) ``route``: every message through the UUID filter with 10,000 routes, 1% of events matching.
+
+Each runs on both captures: ``events`` (loopback legs, 69 headers, 2.4 KB per
+event) and ``sip-events`` (SIP legs, ~93 headers, 5.9 KB, large %-escaped
+variables, duplicated headers). ``test_retained_memory`` measures what 1,000
+events kept by user code hold, against their frames' size.
 
 The compiled core and the twin are fed 64 KiB chunks, as from a socket.
 genesis 2026.10.18 is fed the way its own reader does it: header blocks split
@@ -20,7 +27,9 @@ descheduled is not counted.
 
 from __future__ import annotations
 
+import gc
 import random
+import tracemalloc
 import uuid
 from collections import Counter
 from typing import Any, Callable
@@ -28,16 +37,17 @@ from typing import Any, Callable
 import pytest
 
 import esl.core
-from conftest import chunks, load_stream
+from conftest import MEMORY, chunks, load_stream
 
 FORMATS = ["plain", "json", "xml"]
+CAPTURES = ["events", "sip-events"]
 IMPLS = ["cython", "python", "genesis"]
 SAMPLE = 6 << 20  # bytes given to the slow implementations (python twin, genesis)
 ROUTES = 10_000
 
 
-def _data(fmt: str, impl: str) -> bytes:
-    data = load_stream(fmt)
+def _data(fmt: str, impl: str, capture: str = "events") -> bytes:
+    data = load_stream(fmt, capture)
     return data if impl == "cython" else data[:SAMPLE]
 
 
@@ -79,6 +89,19 @@ def _core_work(core: Any, op: str, pieces: list[bytes], routes: list[str]) -> Ca
             for piece in pieces:
                 for ev in parser.feed(piece):
                     ev.uuid
+                    n += 1
+            return n
+
+    elif op == "three":
+
+        def run() -> int:
+            parser = Parser()
+            n = 0
+            for piece in pieces:
+                for ev in parser.feed(piece):
+                    ev.uuid
+                    ev.get("Channel-State")
+                    ev.get("Caller-Caller-ID-Number")
                     n += 1
             return n
 
@@ -146,6 +169,10 @@ def _genesis_work(op: str, data: bytes, routes: list[str]) -> Callable[[], int]:
                         call(ev)
                 elif op == "frame":
                     ev.get("Unique-ID")
+                elif op == "three":
+                    ev.get("Unique-ID")
+                    ev.get("Channel-State")
+                    ev.get("Caller-Caller-ID-Number")
         out.clear()
         return n
 
@@ -154,12 +181,13 @@ def _genesis_work(op: str, data: bytes, routes: list[str]) -> Callable[[], int]:
 
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize("op", ["frame", "decode", "route"])
-def test_core(benchmark: Any, record: Any, op: str, fmt: str, impl: str) -> None:
-    data = _data(fmt, impl)
+@pytest.mark.parametrize("op", ["frame", "three", "decode", "route"])
+@pytest.mark.parametrize("capture", CAPTURES)
+def test_core(benchmark: Any, record: Any, capture: str, op: str, fmt: str, impl: str) -> None:
+    data = _data(fmt, impl, capture)
     routes: list[str] = []
     if op == "route":
-        routes, _ = _route_table(load_stream(fmt))
+        routes, _ = _route_table(load_stream(fmt, capture))
     if impl == "genesis":
         run = _genesis_work(op, data, routes)
     else:
@@ -168,7 +196,56 @@ def test_core(benchmark: Any, record: Any, op: str, fmt: str, impl: str) -> None
         except ImportError:
             pytest.skip("compiled core not built")
         run = _core_work(core, op, chunks(data), routes)
-    benchmark.group = f"{op}-{fmt}"
+    benchmark.group = f"{capture}-{op}-{fmt}"
     events = benchmark.pedantic(run, **_rounds(impl))
-    record(op, fmt, impl, events, len(data))
+    record(op, fmt, impl, events, len(data), capture)
     assert events > 0
+
+
+@pytest.mark.parametrize("impl", ["cython", "python"])
+@pytest.mark.parametrize("lookups", [False, True])
+@pytest.mark.parametrize("capture", CAPTURES)
+def test_retained_memory(benchmark: Any, capture: str, lookups: bool, impl: str) -> None:
+    """Memory held by 1,000 events kept by user code (every 5th of the stream), against their frames' size.
+
+    ``lookups``: the handler read ``Channel-State`` and ``Caller-Caller-ID-Number``
+    from each kept event first (the compiled core then also holds its line index).
+    """
+    try:
+        core = esl.core.load(impl)
+    except ImportError:
+        pytest.skip("compiled core not built")
+    pieces = chunks(load_stream("plain", capture)[: 36 << 20])  # 5,000+ events of either capture
+    result: dict[str, float] = {}
+
+    def run() -> None:
+        gc.collect()
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            parser = core.Parser()
+            kept: list[Any] = []
+            seen = 0
+            for piece in pieces:
+                for ev in parser.feed(piece):
+                    seen += 1
+                    if seen % 5 == 0 and len(kept) < 1000:
+                        if lookups:
+                            ev.get("Channel-State")
+                            ev.get("Caller-Caller-ID-Number")
+                        kept.append(ev)
+            parser.feed(b"")
+            del parser
+            gc.collect()
+            held = tracemalloc.get_traced_memory()[0] - base
+        finally:
+            tracemalloc.stop()
+        frames = sum(len(e.raw) for e in kept)
+        result.update(kept=len(kept), frames_bytes=frames, held_bytes=held, ratio=held / frames)
+
+    benchmark.group = f"memory-{capture}"
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    benchmark.extra_info.update(result)
+    MEMORY[(capture, impl, lookups)] = result
+    assert result["kept"] == 1000
+

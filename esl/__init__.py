@@ -11,8 +11,10 @@ from esl.channel import Channel
 from esl.call import Call
 from esl.session import Session
 from esl.outbound import Outbound
+from esl.cluster import Cluster
 
 __all__ = ["BACKEND", "Event", "Parser", "Router", "exceptions"]
 __all__ += ["Inbound", "Job", "Consumer", "filtrate", "ESLProtocol"]
+__all__ += ["Cluster"]
 __all__ += ["Outbound", "Session", "Channel", "Call", "ChannelState", "CallState", "HangupCause"]
 __version__ = "0.1.0"

@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Iterable
-from urllib.parse import unquote, unquote_to_bytes
+from collections.abc import Iterable
+from urllib.parse import unquote_to_bytes
+
+from esl.exceptions import ProtocolError
 
 __all__ = [
     "decode_value",
     "encode_value",
-    "to_str",
-    "split_array",
-    "join_array",
-    "parse_header_block",
-    "parse_event",
-    "serialize",
     "frame",
+    "join_array",
+    "parse_event",
+    "parse_header_block",
+    "serialize",
+    "split_array",
+    "to_str",
 ]
 
 Pairs = list[tuple[str, str]]
@@ -48,18 +50,50 @@ def to_bytes(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
+#: Percent-decoding works through slices of this size, so a huge escaped value
+#: costs about its own size again in memory, not the dozens of times that
+#: ``unquote_to_bytes`` (one bytes object per ``%``) takes on the whole of it.
+_SLICE = 1 << 13
+
+
+def _unquote_bytes(raw: bytes) -> bytes:
+    """``unquote_to_bytes`` in bounded slices: each cut avoids the two bytes after a ``%``."""
+    n = len(raw)
+    if n <= _SLICE:
+        return unquote_to_bytes(raw)
+    parts = []
+    start = 0
+    while start < n:
+        end = min(start + _SLICE, n)
+        while end < n and (raw[end - 1] == 37 or raw[end - 2] == 37):  # never split "%XX"
+            end += 1
+        parts.append(unquote_to_bytes(raw[start:end]))
+        start = end
+    return b"".join(parts)
+
+
 def decode_value(raw: bytes) -> str:
     """A percent-encoded header value as text; a malformed ``%`` is left as it is, ``+`` stays ``+``."""
     if b"%" not in raw:
         return raw.decode("utf-8", "surrogateescape")
-    return unquote_to_bytes(raw).decode("utf-8", "surrogateescape")
+    return _unquote_bytes(bytes(raw)).decode("utf-8", "surrogateescape")
+
+
+_ASCII_RUN = re.compile("([\x00-\x7f]+)")
 
 
 def decode_text(value: str) -> str:
-    """:func:`decode_value` for a value already held as text."""
+    """:func:`decode_value` for a value already held as text (``urllib.parse.unquote``'s meaning:
+    the escapes in each ASCII run are decoded as UTF-8 bytes, other text stays as it is)."""
     if "%" not in value:
         return value
-    return unquote(value, encoding="utf-8", errors="surrogateescape")
+    if value.isascii():
+        return _unquote_bytes(value.encode("ascii")).decode("utf-8", "surrogateescape")
+    parts = _ASCII_RUN.split(value)
+    for i in range(1, len(parts), 2):
+        if "%" in parts[i]:
+            parts[i] = _unquote_bytes(parts[i].encode("ascii")).decode("utf-8", "surrogateescape")
+    return "".join(parts)
 
 
 def encode_value(value: str) -> str:
@@ -86,73 +120,112 @@ def join_array(items: Iterable[str]) -> str:
     return ARRAY_PREFIX + ARRAY_SEP.join(items)
 
 
-def parse_header_block(block: bytes, decode: bool = True) -> Pairs:
-    """``Name: value`` lines as pairs, values percent-decoded when ``decode``.
+def parse_header_block(block: bytes, decode: bool = True, start: int = 0, end: int | None = None) -> Pairs:
+    """``Name: value`` lines of ``block[start:end]`` as pairs, values percent-decoded when ``decode``.
 
     As FreeSWITCH and libesl do: split at the first ``:``, skip the spaces
-    after it, ignore lines with no ``:``.
+    after it, ignore lines with no ``:``; a CR ending a line is not part of
+    its value (mod_event_socket cuts lines there too).
 
     Values are percent-decoded as bytes, then read as UTF-8 (``decode_value``),
     so a value means the same here as in the routing keys, also when raw
-    non-ASCII bytes sit next to ``%XX`` escapes.
+    non-ASCII bytes sit next to ``%XX`` escapes. Each value is sliced once out
+    of the block (no copy of the block, no list of its lines), so a huge
+    header costs its own size, not several times it.
     """
+    block = bytes(block)
+    stop = len(block) if end is None else end
     pairs: Pairs = []
     append = pairs.append
-    for line in bytes(block).split(b"\n"):
-        name, sep, value = line.partition(b":")
-        if not sep or not name:
-            continue
-        if value[:1] == b" ":
-            value = value.lstrip(b" ")
-        append((name.decode("utf-8", "surrogateescape"),
-                decode_value(value) if decode else value.decode("utf-8", "surrogateescape")))
+    find = block.find
+    pos = start
+    while pos < stop:
+        eol = find(b"\n", pos, stop)
+        if eol < 0:
+            eol = stop
+        colon = find(b":", pos, eol)
+        if colon > pos:
+            vs = colon + 1
+            while vs < eol and block[vs] == 32:
+                vs += 1
+            ve = eol - 1 if eol > vs and block[eol - 1] == 13 else eol
+            value = block[vs:ve]
+            append((block[pos:colon].decode("utf-8", "surrogateescape"),
+                    decode_value(value) if decode else value.decode("utf-8", "surrogateescape")))
+        pos = eol + 1
     return pairs
 
 
-def parse_event(payload: bytes, fmt: str) -> tuple[Pairs, str | None]:
-    """The headers and inner body of a serialized event in ``fmt``."""
+def parse_event(payload: bytes, fmt: str, start: int = 0) -> tuple[Pairs, str | None]:
+    """The headers and inner body of the event serialized in ``fmt`` at ``payload[start:]``."""
     if fmt == "plain":
-        return _parse_plain(payload)
+        return _parse_plain(payload, start)
     if fmt == "json":
-        return _parse_json(payload)
+        return _parse_json(payload[start:] if start else payload)
     if fmt == "xml":
-        return _parse_xml(payload)
+        return _parse_xml(payload[start:] if start else payload)
     raise ValueError(f"unknown event format {fmt!r}")
 
 
-def _parse_plain(payload: bytes) -> tuple[Pairs, str | None]:
-    head, sep, rest = payload.partition(b"\n\n")
-    pairs = parse_header_block(head)
+def _parse_plain(payload: bytes, start: int = 0) -> tuple[Pairs, str | None]:
+    head_end = payload.find(b"\n\n", start)
+    if head_end < 0:
+        head_end = len(payload)
+    pairs = parse_header_block(payload, True, start, head_end)
     body: str | None = None
-    if rest:
-        body = to_str(rest)
+    if head_end + 2 < len(payload):
+        body = to_str(payload[head_end + 2 :])
         # The Content-Length line just before the blank line frames the body.
         if pairs and pairs[-1][0] == "Content-Length":
             pairs.pop()
     return pairs, body
 
 
-def _parse_json(payload: bytes) -> tuple[Pairs, str | None]:
+class _Object(list):  # type: ignore[type-arg]
+    """A JSON object's (name, value) pairs in order, duplicates kept (object_pairs_hook)."""
+
+
+def _scalar(value: object) -> str:
+    """A JSON string as itself, a number, true, false or null as its JSON text."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, dict)):
+        raise ProtocolError("malformed json event: a header value nests an object or an array")
     try:
-        items = json.loads(to_str(payload), object_pairs_hook=list, strict=False)
-    except ValueError as exc:
-        from esl.exceptions import ProtocolError
-
+        return json.dumps(value)
+    except ValueError as exc:  # an int past the int/str conversion limit
         raise ProtocolError(f"malformed json event: {exc}") from None
-    if not isinstance(items, list):
-        from esl.exceptions import ProtocolError
 
-        raise ProtocolError("json event is not an object")
+
+def _parse_json(payload: bytes) -> tuple[Pairs, str | None]:
+    """A cJSON event: one object of names to strings or arrays of strings (``_body``: the body).
+
+    Numbers, true, false and null are taken as their JSON text; anything
+    else (a top-level array, nested objects, arrays in arrays) is not an
+    event FreeSWITCH writes and raises ProtocolError.
+    """
+    try:
+        items = json.loads(to_str(payload), object_pairs_hook=_Object, strict=False)
+    except ValueError as exc:
+        raise ProtocolError(f"malformed json event: {exc}") from None
+    except RecursionError:
+        raise ProtocolError("malformed json event: nested too deeply") from None
+    if type(items) is not _Object:
+        raise ProtocolError("malformed json event: not an object")
     pairs: Pairs = []
     body: str | None = None
     for name, value in items:
+        if type(value) is _Object:
+            raise ProtocolError(f"malformed json event: header {name!r} holds an object")
         if name == "_body":
-            body = value if isinstance(value, str) else json.dumps(value)
+            if isinstance(value, list):
+                raise ProtocolError("malformed json event: _body holds an array")
+            body = _scalar(value)
             continue
         if isinstance(value, list):
-            value = join_array(str(v) for v in value)
-        elif not isinstance(value, str):
-            value = json.dumps(value)
+            value = join_array(_scalar(v) for v in value)
+        else:
+            value = _scalar(value)
         pairs.append((name, value))
     if body is not None:
         for i in range(len(pairs) - 1, -1, -1):
@@ -173,11 +246,17 @@ _XML_NAMED = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
 def _xml_unescape(text: str) -> str:
     if "&" not in text:
         return text
+    if "&#" not in text:  # named entities only: replaced in C, &amp; last (as one pass would)
+        return (text.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"')
+                .replace("&apos;", "'").replace("&amp;", "&"))
 
     def sub(m: re.Match[str]) -> str:
         ref = m.group(1)
         if ref[0] == "#":
-            return chr(int(ref[2:], 16) if ref[1] in "xX" else int(ref[1:]))
+            digits = ref[2:] if ref[1] in "xX" else ref[1:]
+            code = int(digits, 16 if ref[1] in "xX" else 10) if len(digits.lstrip("0")) <= 8 else -1
+            # a reference to no character (a surrogate, past U+10FFFF) stays as written
+            return chr(code) if 0 <= code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF else m.group(0)
         return _XML_NAMED[ref]
 
     return _XML_ENTITY.sub(sub, text)
@@ -192,32 +271,38 @@ def _parse_xml(payload: bytes) -> tuple[Pairs, str | None]:
     start = text.find("<headers>")
     end = text.find("</headers>", start)
     if start < 0 or end < 0:
-        from esl.exceptions import ProtocolError
-
         raise ProtocolError("xml event has no <headers> element")
     pairs: Pairs = []
     run: list[str] = []  # items of an array header: FreeSWITCH writes one element per item
     for m in _XML_ELEMENT.finditer(text, start + len("<headers>"), end):
-        name, value = m.group(1), decode_text(_xml_unescape(m.group(2) or ""))
+        name, value = m.group(1), xml_value(m.group(2) or "")
         if pairs and pairs[-1][0] == name:
             run.append(value)
             pairs[-1] = (name, join_array(run))
         else:
             run = [value]
             pairs.append((name, value))
-    body: str | None = None
-    tail = text[end:]
+    return pairs, xml_body(text[end:])
+
+
+def xml_value(raw: str) -> str:
+    """One header value of an xml event: entities, then percent-escapes, decoded."""
+    return decode_text(_xml_unescape(raw))
+
+
+def xml_body(tail: str) -> str | None:
+    """The body of an xml event from the text after its ``</headers>``; None when it has none."""
     b_start = tail.find("<body>")
-    if b_start >= 0:
-        b_end = tail.rfind("</body>")
-        raw_body = _xml_unescape(tail[b_start + len("<body>") : b_end if b_end >= 0 else len(tail)])
-        length = re.search(r"<Content-Length>(\d+)</Content-Length>", tail)
-        if length is not None:
-            # FreeSWITCH pretty-prints the closing tag; the length says where the body ends.
-            raw_bytes = to_bytes(raw_body)[: int(length.group(1))]
-            raw_body = to_str(raw_bytes)
-        body = raw_body
-    return pairs, body
+    if b_start < 0:
+        return None
+    b_end = tail.rfind("</body>")
+    raw_body = _xml_unescape(tail[b_start + len("<body>") : b_end if b_end >= 0 else len(tail)])
+    length = re.search(r"<Content-Length>([0-9]{1,18})</Content-Length>", tail)
+    if length is not None:
+        # FreeSWITCH pretty-prints the closing tag; the length says where the body ends.
+        raw_bytes = to_bytes(raw_body)[: int(length.group(1))]
+        raw_body = to_str(raw_bytes)
+    return raw_body
 
 
 def serialize(pairs: Iterable[tuple[str, str]], body: str | bytes | None, fmt: str) -> bytes:

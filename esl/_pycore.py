@@ -18,12 +18,13 @@ Wire facts used here (see ESL-PROTOCOL.md):
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 from esl import _codec
 from esl.exceptions import ProtocolError
 
-__all__ = ["Event", "Parser", "Router", "DEFAULT_MAX_SIZE"]
+__all__ = ["DEFAULT_MAX_SIZE", "Event", "Parser", "Router", "Tally"]
 
 #: FreeSWITCH's own cap on a message (MAX_CONTENT_LENGTH, libesl's ESL_MAX_CONTENT_LENGTH).
 DEFAULT_MAX_SIZE = 16 * 1024 * 1024
@@ -31,9 +32,10 @@ DEFAULT_MAX_SIZE = 16 * 1024 * 1024
 _EVENT_PREFIX = "text/event-"
 _FORMATS = {"text/event-plain": "plain", "text/event-json": "json", "text/event-xml": "xml"}
 
-# Routing keys of a plain event, found by a byte search without decoding the rest.
-# A key is the value of the first line named exactly so (the last for Event-Name),
-# else of the first line whose name matches case-insensitively: what ``get`` gives.
+# Routing keys and channel fields of a plain event, found by a byte search without
+# decoding the rest. A key is the value of the first line named exactly so (the last
+# for Event-Name), else of the first line whose name matches case-insensitively:
+# what ``get`` gives.
 _EXACT = {
     b"Event-Name": "name",
     b"Unique-ID": "uuid",
@@ -41,26 +43,40 @@ _EXACT = {
     b"Application-UUID": "application_uuid",
     b"Event-Subclass": "subclass",
     b"Event-Sequence": "sequence",
+    b"Channel-State": "channel_state",
+    b"Channel-State-Number": "channel_state_number",
+    b"Channel-Call-State": "call_state",
+    b"Answer-State": "answer_state",
+    b"Hangup-Cause": "hangup_cause",
+    b"Other-Leg-Unique-ID": "other_leg_uuid",
+    b"DTMF-Digit": "dtmf_digit",
+    b"Application": "application",
+    b"Application-Response": "application_response",
+    b"Application-Data": "application_data",
 }
+_NAMES = {v: k.decode() for k, v in _EXACT.items()}
 _LOWER = {k.lower(): v for k, v in _EXACT.items()}
 _KEY_LINE = re.compile(
-    rb"^(event-name|unique-id|job-uuid|application-uuid|event-subclass|event-sequence):[ ]*([^\n]*)",
+    rb"^(" + b"|".join(re.escape(k) for k in sorted(_EXACT, key=len, reverse=True)) + rb"):[ ]*([^\n]*)",
     re.IGNORECASE | re.MULTILINE,
 )
 
 
-def _plain_keys(head: bytes) -> dict[str, bytes | None]:
-    """The raw values of the routing keys in a plain header block."""
+def _plain_keys(raw: bytes, start: int, end: int) -> dict[str, bytes | None]:
+    """The raw values of the routing keys in the plain header block raw[start:end] (start follows a newline)."""
     exact: dict[str, bytes] = {}
     loose: dict[str, bytes] = {}
-    for m in _KEY_LINE.finditer(head):
+    for m in _KEY_LINE.finditer(raw, start, end):
         name = m.group(1)
         key = _EXACT.get(name)
+        value = m.group(2)
+        if value[-1:] == b"\r":  # a CRLF line: the CR is not part of the value
+            value = value[:-1]
         if key is not None:
             if key == "name" or key not in exact:
-                exact[key] = m.group(2)
+                exact[key] = value
         else:
-            loose.setdefault(_LOWER[name.lower()], m.group(2))
+            loose.setdefault(_LOWER[name.lower()], value)
     return {k: exact.get(k, loose.get(k)) for k in _EXACT.values()}
 
 
@@ -77,27 +93,33 @@ class Event(Mapping[str, str]):
     """
 
     __slots__ = (
+        "_body",
+        "_bs",
+        "_first",
+        "_fmt",
+        "_hend",
+        "_keys",
+        "_lower",
+        "_pairs",
         "content_type",
         "raw",
-        "_fmt",
-        "_outer",
-        "_inner",
-        "_pairs",
-        "_first",
-        "_lower",
-        "_body",
-        "_keys",
     )
 
     content_type: str
     raw: bytes
 
     def __init__(self, raw: bytes, content_type: str, outer: bytes, inner: bytes | None) -> None:
+        # raw is outer + b"\n\n" (or b"\n\r\n") + (inner or b"")
+        sep = raw[len(outer) : len(raw) - (len(inner) if inner is not None else 0)]
+        if sep not in (b"\n\n", b"\n\r\n") or not raw.startswith(outer):
+            raise ValueError("raw must be outer + b'\\n\\n' + inner")
         self.raw = raw
         self.content_type = content_type
         self._fmt = _FORMATS.get(content_type)
-        self._outer = outer
-        self._inner = inner
+        # only raw is kept (an event holds its frame once): the outer block ends at
+        # _hend, the inner payload starts at _bs (None: no inner payload)
+        self._hend = len(outer)
+        self._bs = len(raw) - len(inner) if inner is not None else None
         self._pairs: list[tuple[str, str]] | None = None
         self._first: dict[str, str] | None = None
         self._lower: dict[str, str] | None = None
@@ -112,7 +134,7 @@ class Event(Mapping[str, str]):
         headers: Mapping[str, str] | Iterable[tuple[str, str]],
         body: str | bytes | None = None,
         fmt: str = "plain",
-    ) -> "Event":
+    ) -> Event:
         """An event with these headers (in order) and body, as if read in format ``fmt``."""
         pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
         payload = _codec.serialize(pairs, body, fmt)
@@ -139,22 +161,16 @@ class Event(Mapping[str, str]):
         return keys
 
     def _scan_keys(self) -> dict[str, Any]:
-        inner = self._inner
-        if self._fmt == "plain" and inner is not None:
-            raw = _plain_keys(inner.split(b"\n\n", 1)[0])
-            seq = raw.pop("sequence")
+        bs = self._bs
+        if self._fmt == "plain" and bs is not None:
+            head_end = self.raw.find(b"\n\n", bs)
+            raw = _plain_keys(self.raw, bs, head_end if head_end >= 0 else len(self.raw))
             keys: dict[str, Any] = {k: _opt(v) for k, v in raw.items()}
-            keys["sequence"] = _int_or_none(_codec.to_bytes(_codec.decode_value(seq)) if seq is not None else None)
-            return keys
-        seq_text = self.get("Event-Sequence")
-        return {
-            "name": self.get("Event-Name"),
-            "uuid": self.get("Unique-ID"),
-            "job_uuid": self.get("Job-UUID"),
-            "application_uuid": self.get("Application-UUID"),
-            "subclass": self.get("Event-Subclass"),
-            "sequence": _int_or_none(_codec.to_bytes(seq_text) if seq_text is not None else None),
-        }
+        else:
+            keys = {k: self.get(name) for k, name in _NAMES.items()}
+        keys["sequence"] = _int_text(keys["sequence"])
+        keys["channel_state_number"] = _int_text(keys["channel_state_number"])
+        return keys
 
     @property
     def name(self) -> str | None:
@@ -186,17 +202,73 @@ class Event(Mapping[str, str]):
         """``Event-Sequence`` as an int."""
         return self._routing()["sequence"]
 
+    # -- channel fields (located with the routing keys) -------------------
+
+    @property
+    def channel_state(self) -> str | None:
+        """``Channel-State`` (``CS_EXECUTE``...)."""
+        return self._routing()["channel_state"]
+
+    @property
+    def channel_state_number(self) -> int | None:
+        """``Channel-State-Number`` as an int; ``None`` when absent or not a number."""
+        return self._routing()["channel_state_number"]
+
+    @property
+    def call_state(self) -> str | None:
+        """``Channel-Call-State`` (``ACTIVE``, ``HELD``...)."""
+        return self._routing()["call_state"]
+
+    @property
+    def answer_state(self) -> str | None:
+        """``Answer-State`` (``ringing``, ``early``, ``answered``, ``hangup``)."""
+        return self._routing()["answer_state"]
+
+    @property
+    def hangup_cause(self) -> str | None:
+        """``Hangup-Cause`` (``NORMAL_CLEARING``...)."""
+        return self._routing()["hangup_cause"]
+
+    @property
+    def other_leg_uuid(self) -> str | None:
+        """``Other-Leg-Unique-ID``: the bridged peer."""
+        return self._routing()["other_leg_uuid"]
+
+    @property
+    def dtmf_digit(self) -> str | None:
+        """``DTMF-Digit`` of a DTMF event."""
+        return self._routing()["dtmf_digit"]
+
+    @property
+    def application(self) -> str | None:
+        """``Application`` of CHANNEL_EXECUTE(_COMPLETE)."""
+        return self._routing()["application"]
+
+    @property
+    def application_response(self) -> str | None:
+        """``Application-Response`` of CHANNEL_EXECUTE_COMPLETE."""
+        return self._routing()["application_response"]
+
+    @property
+    def application_data(self) -> str | None:
+        """``Application-Data`` of CHANNEL_EXECUTE(_COMPLETE)."""
+        return self._routing()["application_data"]
+
     # -- headers ----------------------------------------------------------
+
+    def _inner(self) -> bytes | None:
+        """The bytes after the outer header block (the serialized event, the body), or None."""
+        return None if self._bs is None else self.raw[self._bs :]
 
     def _decode(self) -> list[tuple[str, str]]:
         pairs = self._pairs
         if pairs is None:
             if self._fmt is None:
-                pairs = _codec.parse_header_block(self._outer)
-                body = self._inner
+                pairs = _codec.parse_header_block(self.raw, True, 0, self._hend)
+                body = self._inner()
                 self._body = _codec.to_str(body) if body else None
             else:
-                pairs, self._body = _codec.parse_event(self._inner or b"", self._fmt)
+                pairs, self._body = _codec.parse_event(self.raw, self._fmt, len(self.raw) if self._bs is None else self._bs)
             self._pairs = pairs
         return pairs
 
@@ -294,6 +366,13 @@ def _opt(raw: bytes | None) -> str | None:
     return None if raw is None else _codec.decode_value(raw)
 
 
+def _int_text(text: str | None) -> int | None:
+    """``int`` of a header value's bytes (ASCII digits), ``None`` when absent or not a number."""
+    if text is None:
+        return None
+    return _int_or_none(text.encode("utf-8", "surrogatepass"))  # a lone surrogate is just not a number
+
+
 def _int_or_none(raw: bytes | None) -> int | None:
     if raw is None:
         return None
@@ -306,14 +385,20 @@ def _int_or_none(raw: bytes | None) -> int | None:
 class Parser:
     """Incremental ESL framer: bytes in, complete messages (``Event``) out.
 
-    ``feed`` may be given any split of the stream, down to one byte at a time;
-    it never re-scans bytes it has already searched. A Content-Length that is
-    not a decimal number, or a header block or body over ``max_size`` bytes,
-    raises :class:`ProtocolError`; after that the parser refuses more input
-    until ``reset()``, so nothing after the error can be mis-framed silently.
+    ``feed`` may be given any split of the stream, down to one byte at a time,
+    and frames it the same way whatever the split; it never re-scans bytes it
+    has already searched. A header block ends at ``\\n\\n`` or ``\\n\\r\\n`` (as
+    libesl and mod_event_socket read it).
+
+    A Content-Length that is not a decimal number, or a header block or body
+    over ``max_size`` bytes, raises :class:`ProtocolError`. The messages that
+    the same ``feed`` call completed before the bad frame are not lost: they
+    are on the exception as ``exc.messages`` (a list, in order; empty when
+    there were none). After the error the parser refuses more input until
+    ``reset()``, so nothing after it can be mis-framed silently.
     """
 
-    __slots__ = ("max_size", "_buf", "_scan", "_need", "_outer", "_ctype", "_error")
+    __slots__ = ("_buf", "_ctype", "_error", "_need", "_outer", "_scan", "_sep", "max_size")
 
     def __init__(self, max_size: int = DEFAULT_MAX_SIZE) -> None:
         if max_size <= 0:
@@ -327,18 +412,25 @@ class Parser:
         self._scan = 0  # where the search for the header terminator resumes
         self._need = -1  # body bytes still expected; -1 while reading headers
         self._outer = b""
+        self._sep = b"\n\n"
         self._ctype = ""
         self._error: ProtocolError | None = None
 
     @property
     def buffered(self) -> int:
         """Bytes held waiting for the rest of a message (its header block included)."""
-        return len(self._buf) + (len(self._outer) + 2 if self._need >= 0 else 0)
+        return len(self._buf) + (len(self._outer) + len(self._sep) if self._need >= 0 else 0)
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Event]:
-        """Add bytes; return the messages they complete, in order."""
+        """Add bytes; return the messages they complete, in order.
+
+        On a framing error raises :class:`ProtocolError` whose ``messages``
+        holds the messages completed earlier in this same call.
+        """
         if self._error is not None:
-            raise ProtocolError(f"parser stopped after an earlier error: {self._error}")
+            stopped = ProtocolError(f"parser stopped after an earlier error: {self._error}")
+            stopped.messages = []  # type: ignore[attr-defined]
+            raise stopped
         buf = self._buf
         buf += data
         out: list[Event] = []
@@ -347,33 +439,36 @@ class Parser:
         try:
             while True:
                 if self._need < 0:
-                    while pos < n and buf[pos] == 10:  # stray blank lines between messages
+                    while pos < n and buf[pos] in (10, 13):  # stray line ends between messages
                         pos += 1
-                    start = max(self._scan, pos)
-                    end = buf.find(b"\n\n", start)
+                    end, tlen = _find_terminator(buf, max(self._scan, pos), n)
                     if end < 0:
-                        self._scan = max(pos, n - 1)
-                        if n - pos > self.max_size:
+                        self._scan = max(pos, n - 2)
+                        pending = n - pos
+                        if buf.endswith(b"\n"):
+                            pending -= 1
+                        elif buf.endswith(b"\n\r"):
+                            pending -= 2
+                        if pending > self.max_size:
                             raise ProtocolError(f"header block larger than {self.max_size} bytes")
                         break
                     if end - pos > self.max_size:
                         raise ProtocolError(f"header block larger than {self.max_size} bytes")
                     outer = bytes(buf[pos:end])
-                    ctype, length = _frame_fields(outer)
-                    if length > self.max_size:
-                        raise ProtocolError(f"Content-Length {length} exceeds the {self.max_size}-byte cap")
-                    pos = end + 2
+                    sep = bytes(buf[end : end + tlen])
+                    ctype, length = _frame_fields(outer, self.max_size)
+                    pos = end + tlen
                     self._scan = pos
                     if length <= 0:
-                        out.append(Event(outer + b"\n\n", ctype, outer, None))
+                        out.append(Event(outer + sep, ctype, outer, None))
                         continue
-                    self._outer, self._ctype, self._need = outer, ctype, length
+                    self._outer, self._sep, self._ctype, self._need = outer, sep, ctype, length
                 if n - pos < self._need:
                     break
                 body_end = pos + self._need
                 body = bytes(buf[pos:body_end])
                 outer = self._outer
-                out.append(Event(outer + b"\n\n" + body, self._ctype, outer, body))
+                out.append(Event(outer + self._sep + body, self._ctype, outer, body))
                 pos = body_end
                 self._scan = pos
                 self._need = -1
@@ -381,6 +476,7 @@ class Parser:
         except ProtocolError as exc:
             self._error = exc
             del buf[:]
+            exc.messages = out  # type: ignore[attr-defined]
             raise
         if pos:
             del buf[:pos]
@@ -388,10 +484,20 @@ class Parser:
         return out
 
 
-def _frame_fields(outer: bytes) -> tuple[str, int]:
+def _find_terminator(buf: bytearray, start: int, n: int) -> tuple[int, int]:
+    """The first ``\\n\\n`` or ``\\n\\r\\n`` in buf[start:n] and its length; (-1, 0) if none."""
+    lf = buf.find(b"\n\n", start)
+    crlf = buf.find(b"\n\r\n", start, lf + 2 if lf >= 0 else n)
+    if crlf >= 0 and (lf < 0 or crlf < lf):
+        return crlf, 3
+    return lf, 2
+
+
+def _frame_fields(outer: bytes, cap: int) -> tuple[str, int]:
     """Content-Type and Content-Length (-1 when absent) of an outer header block."""
     ctype = ""
     length = -1
+    text = b""
     for line in outer.split(b"\n"):
         colon = line.find(b":")
         if colon <= 0:
@@ -401,9 +507,14 @@ def _frame_fields(outer: bytes) -> tuple[str, int]:
             ctype = line[colon + 1 :].strip().decode("latin-1")
         elif key == b"content-length":
             text = line[colon + 1 :].strip()
-            if not text.isdigit():
+            if not (text.isdigit() and text.isascii()):
                 raise ProtocolError(f"malformed Content-Length: {bytes(text)[:40]!r}")
-            length = int(text)
+            digits = text.lstrip(b"0") or b"0"
+            length = int(digits) if len(digits) <= 18 else cap + 1  # int() refuses > 4300 digits
+    if length > cap:
+        digits = text.lstrip(b"0") or b"0"
+        shown = digits.decode("ascii") if len(digits) <= 40 else f"of {len(digits)} digits"
+        raise ProtocolError(f"Content-Length {shown} exceeds the {cap}-byte cap")
     return ctype, length
 
 
@@ -418,7 +529,7 @@ class Router:
     ``Old-Unique-ID`` to the new ``Unique-ID`` so a channel keeps its events.
     """
 
-    __slots__ = ("_routes", "_targets", "_default", "_default_call", "matched", "unmatched")
+    __slots__ = ("_default", "_default_call", "_routes", "_targets", "matched", "unmatched")
 
     def __init__(self, default: Any = None) -> None:
         self._routes: dict[str, Callable[[Event], Any]] = {}
@@ -502,3 +613,66 @@ def _deliverer(target: Any) -> Callable[[Event], Any]:
         raise TypeError(f"route target must be callable or have put_nowait, not {type(target).__name__}")
     return target  # type: ignore[no-any-return]
 
+
+
+
+class Tally:
+    """A connection's per-event counters: events by name, and Event-Sequence in order.
+
+    ``count(event)`` counts the event under its name (at most ``max_names``
+    names, the rest under ``"other"``; ``counts()`` gives them as a dict) and,
+    while ``track`` is on, follows ``Event-Sequence``: a number equal to
+    ``next`` just moves it on; a jump ahead is recorded in ``gaps`` as
+    ``(next, seq)`` (``(-1, seq)`` when ``next`` is below 0: a start); a
+    number below ``next`` in ``fills``. It returns True once those lists hold
+    ``limit`` entries, for the connection to hand them to its
+    :class:`esl.sequence.SequenceTracker`.
+    """
+
+    __slots__ = ("_names", "gaps", "fills", "next", "track", "max_names", "limit")
+
+    def __init__(self, max_names: int = 256, limit: int = 4096) -> None:
+        self._names: dict[str | None, int] = {}
+        self.gaps: list[tuple[int, int]] = []
+        self.fills: list[int] = []
+        self.next = -1
+        self.track = False
+        self.max_names = max_names
+        self.limit = limit
+
+    def count(self, event: Event) -> bool:
+        """Count one event; True when ``gaps``/``fills`` are due to be taken."""
+        name = event.name
+        names = self._names
+        n = names.get(name)
+        if n is not None:
+            names[name] = n + 1
+        elif len(names) < self.max_names:
+            names[name] = 1
+        else:
+            names["other"] = names.get("other", 0) + 1
+        if not self.track:
+            return False
+        seq = event.sequence
+        if seq is None:
+            return False
+        if seq == self.next:
+            self.next = seq + 1
+            return False
+        if self.next < 0:
+            self.gaps.append((-1, seq))
+            self.next = seq + 1
+        elif seq > self.next:
+            self.gaps.append((self.next, seq))
+            self.next = seq + 1
+        else:
+            self.fills.append(seq)
+        return len(self.gaps) + len(self.fills) >= self.limit
+
+    def counts(self) -> dict[str | None, int]:
+        """Events by name so far (``None``: messages without a name; ``"other"``: past ``max_names``)."""
+        return dict(self._names)
+
+    def total(self) -> int:
+        """Events counted."""
+        return sum(self._names.values())

@@ -9,9 +9,10 @@ leg keeps its own bounded event history in ``channel.events``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+import asyncio
+from typing import TYPE_CHECKING, Any, Iterator
 
-from esl.types import ChannelState
+from esl.types import ChannelState, HangupCause
 
 if TYPE_CHECKING:  # pragma: no cover
     from esl.channel import Channel
@@ -20,13 +21,26 @@ __all__ = ["Call"]
 
 
 class Call:
-    """The legs of one call, in the order they joined (the first leg is the call's origin)."""
+    """The legs of one call, in the order they joined (the first leg is the call's origin).
 
-    __slots__ = ("legs",)
+    ``legs`` (switchio: ``sessions``), ``first``, ``last``, ``get_peer(leg)``,
+    ``answered``, ``done``; ``vars``: a dict for the application's own data
+    about the call (switchio's ``call.vars``); ``await call.hangup(cause)``
+    ends every leg (Voximplant's ``terminate``).
+    """
+
+    __slots__ = ("legs", "vars")
 
     def __init__(self, first: "Channel") -> None:
         self.legs: list[Channel] = []
+        #: the application's own data about this call (nothing of the library's)
+        self.vars: dict[str, Any] = {}
         self.add(first)
+
+    @property
+    def sessions(self) -> list["Channel"]:
+        """The legs (switchio's name)."""
+        return self.legs
 
     @property
     def uuid(self) -> str:
@@ -54,6 +68,8 @@ class Call:
                 self.legs.append(ch)
             ch._group = self
         if other is not None:
+            for key, value in other.vars.items():
+                self.vars.setdefault(key, value)
             other.legs = []
         return self
 
@@ -80,6 +96,24 @@ class Call:
     def done(self) -> bool:
         """True once every leg hung up."""
         return all(ch.gone for ch in self.legs)
+
+    async def hangup(self, cause: "HangupCause | str | int" = "NORMAL_CLEARING", *,
+                     timeout: float | None = 10.0) -> None:
+        """Hang up every leg still up with ``cause``, at once, and wait until each has hung up.
+
+        Legs already gone are skipped. An error hanging up one leg (a
+        :class:`~esl.exceptions.ChannelError`, :class:`~esl.exceptions.ConnectionError`...)
+        does not stop the others; the first one is raised once all were tried.
+        """
+        reason = HangupCause.parse(cause)
+        live = [leg for leg in self.legs if not leg.gone]
+        if not live:
+            return
+        results = await asyncio.gather(*(leg.hangup(reason, timeout=timeout) for leg in live),
+                                       return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     def __iter__(self) -> Iterator["Channel"]:
         return iter(list(self.legs))

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from esl import _pycore
 
-__all__ = ["BACKEND", "Event", "Parser", "Router", "DEFAULT_MAX_SIZE", "backends", "load"]
+__all__ = ["BACKEND", "DEFAULT_MAX_SIZE", "Event", "Parser", "Router", "Tally", "backends", "load"]
 
 
 def _compiled() -> ModuleType | None:
@@ -73,9 +73,10 @@ else:
     BACKEND = "cython"
 
 if TYPE_CHECKING:  # both cores share the twin's interface; type checkers read it there
-    from esl._pycore import DEFAULT_MAX_SIZE, Event, Parser, Router
+    from esl._pycore import DEFAULT_MAX_SIZE, Event, Parser, Router, Tally
 else:
     Event = _mod.Event
     Parser = _mod.Parser
     Router = _mod.Router
+    Tally = _mod.Tally
     DEFAULT_MAX_SIZE: int = _mod.DEFAULT_MAX_SIZE

@@ -281,7 +281,10 @@ class Dispatcher:
             sink.end(exc)
         self._sinks = []
         self._reindex_streams()
-        self._pausers.clear()
+        if self._pausers:
+            self._pausers.clear()
+            if self._set_paused is not None:
+                self._set_paused(False)
 
     def reopen(self) -> None:
         """Deliver again after :meth:`close` (a client connecting anew)."""

@@ -43,6 +43,8 @@ __all__ = [
     "app_arg",
     "check_variable_name",
     "dial_string_leg_vars",
+    "file_string",
+    "file_vars",
     "originate_app",
     "originate_arg",
     "originate_vars",
@@ -230,7 +232,7 @@ def originate_vars(variables: Mapping[str, object]) -> str:
 _LEG_SEP = ";"
 
 
-def dial_string_leg_vars(variables: Mapping[str, object]) -> str:
+def dial_string_leg_vars(variables: Mapping[str, object], *, api: bool = True) -> str:
     """The ``[name=value,...]`` block of one leg, to put right before that leg's endpoint.
 
     Same contract as :func:`originate_vars` (values and names accepted and
@@ -238,7 +240,9 @@ def dial_string_leg_vars(variables: Mapping[str, object]) -> str:
     a comma inside ``[...]``). The block survives everything a leg goes
     through: the api argument split, the ``|`` split of alternatives, the ``,``
     split of simultaneous legs, the ``[...]`` parse. It is written in the
-    ``[^^;...]`` form. Returns ``""`` for no variables.
+    ``[^^;...]`` form. Returns ``""`` for no variables. ``api=False``: for a
+    dial string that is not an api argument (the ``bridge`` application's,
+    which has no space split; pass it through :func:`app_arg` too).
     """
     pairs, _ = _entries(variables, "leg variables")
     if not pairs:
@@ -248,7 +252,8 @@ def dial_string_leg_vars(variables: Mapping[str, object]) -> str:
             raise ValueError(f"value of {name!r} holds \\x01: originate turns it into ',' inside [...]")
     entries = [_escape(f"{n}={_escape(v, '=', _value_breaks(v))}", _LEG_SEP) for n, v in pairs]
     block = f"[^^{_LEG_SEP}" + _LEG_SEP.join(_balance(entries, "[", "]", _LEG_SEP)) + "]"
-    return _escape(_escape(_escape(block, ","), "|"), " ")
+    block = _escape(_escape(block, ","), "|")
+    return _escape(block, " ") if api else block
 
 
 def setvar_value(value: object) -> str:
@@ -428,3 +433,37 @@ def multiset_app_arg(variables: Mapping[str, object]) -> str:
     if len(pieces) > 256:
         raise ValueError(f"multiset takes at most 256 variables, not {len(pieces)}")
     return app_arg("^^;" + ";".join(pieces))
+
+
+def file_vars(variables: Mapping[str, object]) -> str:
+    """The ``{name=value,...}`` block in front of a file path, for that file only (``{volume=2}x.wav``).
+
+    ``switch_core_file_open`` parses it with ``switch_event_create_brackets``
+    (``,`` split, then ``=``, each piece cleaned) into the file handle's
+    parameters. Names and values as in :func:`originate_vars`; ``${`` is
+    refused. Not for an api argument: put the whole application argument
+    through :func:`app_arg`. Returns ``""`` for no variables.
+    """
+    pairs, _ = _entries(variables, "file variables", nested_ok=False)
+    if not pairs:
+        return ""
+    entries = [_escape(f"{n}={_escape(v, '=', _value_breaks(v))}", ",") for n, v in pairs]
+    return "{" + ",".join(_balance(entries, "{", "}", ",")) + "}"
+
+
+def file_string(paths: "list[str] | tuple[str, ...]") -> str:
+    """``file_string://a!b!c``: several files played one after the other as one file.
+
+    mod_dptools splits the text on ``!`` with ``switch_separate_string`` (each
+    piece cleaned: quotes, backslash escapes); every path arrives literally.
+    :class:`ValueError` for an empty list, an empty path or CR/LF/NUL.
+    """
+    if not paths:
+        raise ValueError("file_string needs at least one path")
+    pieces = []
+    for path in paths:
+        text = _text(path, "file path")
+        if not text:
+            raise ValueError("empty file path")
+        pieces.append(_escape(text, "!"))
+    return "file_string://" + "!".join(pieces)

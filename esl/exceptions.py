@@ -26,7 +26,13 @@ class ESLError(Exception):
 
 
 class ProtocolError(ESLError):
-    """The byte stream broke the Event Socket framing (bad or oversized frame)."""
+    """The byte stream broke the Event Socket framing (bad or oversized frame), or an event is malformed.
+
+    Raised by ``Parser.feed``, ``messages`` holds the messages completed in
+    that same feed before the bad frame, in order (they are good: deliver them).
+    """
+
+    messages: list[object] = []  # noqa: RUF012 - a class default, replaced per instance by the parser
 
 
 class ConnectionError(ESLError, ConnectionAbortedError):  # noqa: A001 - genesis name

@@ -306,7 +306,7 @@ class Inbound(Connection):
                 continue
             self._start_keepalive(proto)
             self._reconnects += 1
-            self._seq.rebase()
+            self._rebase_sequence()
             self.close_exc = None
             log.info("reconnected to %s:%s", self.host, self.port)
             self._wake_connected()

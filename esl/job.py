@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import asyncio
 from types import EllipsisType
-from typing import Any, Callable, Generator
+from typing import TYPE_CHECKING, Any, Callable, Generator
 
 from esl.exceptions import CommandError, TimeoutError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from esl.channel import Channel
 
 __all__ = ["Job"]
 
@@ -35,11 +38,17 @@ class Job:
       on ``-ERR``; it waits at most ``job.timeout`` seconds (``None``: no limit);
     * ``await job.wait(timeout)`` — the same with an explicit timeout.
 
+    The ``AsyncResult`` names switchio users know: ``ready()``,
+    ``successful()``, ``await job.get(timeout=None)``. A job that placed a
+    call links to it: ``job.channel`` (the :class:`~esl.channel.Channel` made
+    by ``Channel.create``) and ``job.session_uuid`` (the UUID in the
+    originate's ``+OK <uuid>``).
+
     If the connection drops first, waiting raises
     :class:`~esl.exceptions.ConnectionError`.
     """
 
-    __slots__ = ("uuid", "command", "timeout", "event", "_future", "__weakref__")
+    __slots__ = ("uuid", "command", "timeout", "event", "channel", "_future", "__weakref__")
 
     def __init__(
         self,
@@ -53,6 +62,8 @@ class Job:
         self.command = command
         self.timeout = timeout
         self.event: Any = None
+        #: the Channel this job placed (set by ``Channel.create``), else None
+        self.channel: Channel | None = None
         self._future: asyncio.Future[Any] = (loop or asyncio.get_running_loop()).create_future()
 
     # -- state --------------------------------------------------------------
@@ -73,6 +84,31 @@ class Job:
         """True when the output arrived and does not start with ``-ERR`` or ``-USAGE``."""
         text = self.result
         return text is not None and not text.startswith(_ERROR_PREFIXES)
+
+    def ready(self) -> bool:
+        """True once the job is done (AsyncResult name for :meth:`done`)."""
+        return self._future.done()
+
+    def successful(self) -> bool:
+        """True once the job is done and its output is not ``-ERR``/``-USAGE`` (False while pending)."""
+        return self._future.done() and self.exception() is None
+
+    @property
+    def session_uuid(self) -> str | None:
+        """The UUID of the call an ``originate`` placed (its ``+OK <uuid>``); None otherwise or while pending."""
+        text = self.result
+        if not text or not text.startswith("+OK") or not self.command.lstrip().startswith("originate"):
+            return None
+        parts = text[3:].split()
+        return parts[0] if parts else None
+
+    async def get(self, timeout: float | None = None) -> str:
+        """The output text (AsyncResult ``get``): ``await job.get(5)``; ``None`` waits without limit.
+
+        :class:`~esl.exceptions.CommandError` on ``-ERR``,
+        :class:`~esl.exceptions.TimeoutError` after ``timeout`` (the job goes on).
+        """
+        return await self.wait(timeout)
 
     def exception(self) -> BaseException | None:
         """The error waiting would raise (CommandError, ConnectionError...), or ``None``."""
@@ -126,15 +162,14 @@ class Job:
         (a dropped connection still ends the wait with ``ConnectionError``).
         Timing out does not cancel the job: it can be awaited again.
         """
-        if timeout is ...:
-            timeout = self.timeout
+        limit = self.timeout if isinstance(timeout, EllipsisType) else timeout
         if not self._future.done():
             try:
-                await asyncio.wait_for(asyncio.shield(self._future), timeout)
+                await asyncio.wait_for(asyncio.shield(self._future), limit)
             except asyncio.TimeoutError:
                 if self._future.done():
                     return self._outcome()
-                raise TimeoutError(f"background job {self.uuid} ({self.command!r}) not done after {timeout}s") from None
+                raise TimeoutError(f"background job {self.uuid} ({self.command!r}) not done after {limit}s") from None
         return self._outcome()
 
     def __await__(self) -> Generator[Any, None, str]:

@@ -74,6 +74,7 @@ class Outbound:
         handler_grace: float = 5.0,
         policy: str = "pause",
         max_queue: int = 10_000,
+        sock: Any = None,
     ) -> None:
         if not callable(handler):
             raise TypeError("handler must be an async callable taking the Session")
@@ -94,6 +95,8 @@ class Outbound:
         self.handler_grace = handler_grace
         self.policy = policy
         self.max_queue = max_queue
+        #: an already bound listening socket to serve on instead of (host, port) (see esl.workers)
+        self.sock = sock
         self.sessions: set[Session] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._server: asyncio.base_events.Server | None = None
@@ -132,8 +135,11 @@ class Outbound:
         """Listen; with ``block`` serve until cancelled (then stop), else return once listening."""
         if self._server is None:
             loop = asyncio.get_running_loop()
-            self._server = await loop.create_server(self._make_protocol, self.host, self._port,
-                                                    backlog=1024, reuse_address=True)
+            if self.sock is not None:
+                self._server = await loop.create_server(self._make_protocol, sock=self.sock, backlog=1024)
+            else:
+                self._server = await loop.create_server(self._make_protocol, self.host, self._port,
+                                                        backlog=1024, reuse_address=True)
         if not block:
             return
         try:

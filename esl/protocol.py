@@ -126,12 +126,12 @@ class ESLProtocol(asyncio.Protocol):
         if self._closed:
             return
         self.last_received = self._loop.time()  # type: ignore[union-attr]
+        failure: ProtocolError | None = None
         try:
             messages = self._parser.feed(data)
         except ProtocolError as exc:
-            log.error("Event Socket framing error, closing: %s", exc)
-            self._fail(f"protocol error: {exc}")
-            return
+            failure = exc
+            messages = list(getattr(exc, "messages", None) or ())  # completed before the bad frame
         on_event = self._on_event
         for msg in messages:
             if msg.is_event:
@@ -143,8 +143,12 @@ class ESLProtocol(asyncio.Protocol):
                         owner._wire_bad_event(msg, exc)
             else:
                 self._message(msg)
-            if self._closed:
-                return
+                if self._closed:
+                    return
+        if failure is not None:
+            # after a framing error the stream has no trustworthy frame boundary left to resume from
+            log.error("Event Socket framing error, closing: %s", failure)
+            self._fail(f"protocol error: {failure}")
 
     def eof_received(self) -> bool | None:
         if self._close_reason is None:

@@ -25,24 +25,29 @@ to ``ALL`` with no filters); the connection only feeds it then.
 
 from __future__ import annotations
 
-import heapq
-
 __all__ = ["SequenceTracker"]
 
 
 class SequenceTracker:
-    """Events missing from a stream of ``Event-Sequence`` numbers, tolerating reordering."""
+    """Events missing from a stream of ``Event-Sequence`` numbers, tolerating reordering.
 
-    __slots__ = ("expected", "ahead", "_heap", "lost", "unfired", "window", "min_run", "_given_up", "_rebase")
+    ``expected`` is one past the highest number seen; the numbers below it not
+    seen yet are ``holes``. A number that turns up late fills its hole. Holes
+    more than ``window`` numbers behind are settled: runs of ``min_run`` or
+    more count as lost, shorter ones as unfired. The caller may handle the
+    in-order case itself (``seq == expected``: ``expected += 1``) and call
+    :meth:`see` for the rest.
+    """
 
-    def __init__(self, window: int = 16384, min_run: int = 4) -> None:
-        if window < 1:
-            raise ValueError("window must be at least 1")
-        #: the next number expected in order (-1: none seen yet)
+    __slots__ = ("expected", "holes", "lost", "unfired", "window", "min_run", "_given_up", "_rebase", "_settle_at")
+
+    def __init__(self, window: int = 8192, min_run: int = 4) -> None:
+        if window < 2:
+            raise ValueError("window must be at least 2")
+        #: one past the highest number seen (-1: none seen yet)
         self.expected = -1
-        #: numbers seen beyond ``expected``
-        self.ahead: set[int] = set()
-        self._heap: list[int] = []
+        #: numbers below ``expected`` not seen (yet)
+        self.holes: set[int] = set()
         #: numbers counted lost so far (runs of ``min_run`` or more)
         self.lost = 0
         #: numbers missing in shorter runs: events FreeSWITCH created but never fired
@@ -51,9 +56,10 @@ class SequenceTracker:
         self.min_run = min_run
         self._given_up: set[int] = set()  # recently counted lost (taken back if they arrive)
         self._rebase = False
+        self._settle_at = 0
 
     def see(self, seq: int | None) -> None:
-        """Record one event's number (the caller's fast path handles ``seq == expected`` with nothing ahead)."""
+        """Record one event's number."""
         if seq is None:
             return
         exp = self.expected
@@ -61,61 +67,86 @@ class SequenceTracker:
             if self._rebase and exp >= 0 and seq - exp >= self.min_run:
                 self.lost += seq - exp  # fired while we were away
             self._rebase = False
+            self.holes.clear()
             self.expected = seq + 1
-            self.ahead.clear()
-            self._heap.clear()
+            self._settle_at = seq + self.window
             return
         if seq == exp:
-            exp += 1
-            ahead = self.ahead
-            while exp in ahead:
-                ahead.discard(exp)
-                exp += 1
-            self.expected = exp
-            if not ahead:
-                self._heap.clear()
-            elif len(self._heap) > 2 * len(ahead) + 64:  # drop entries already passed
-                self._heap = sorted(ahead)
-            return
-        if seq < exp:
-            if seq in self._given_up:  # late, not lost
-                self._given_up.discard(seq)
-                self.lost -= 1
-            return
-        if seq in self.ahead:
-            return  # a duplicate
-        self.ahead.add(seq)
-        heapq.heappush(self._heap, seq)
-        if seq - exp > self.window or len(self.ahead) > self.window:
-            self._give_up(seq)
+            self.expected = exp + 1
+        elif seq > exp:
+            if seq - exp > self.window:
+                self.lost += seq - exp  # one run far longer than any reordering
+            else:
+                self.holes.update(range(exp, seq))
+            self.expected = seq + 1
+        elif seq in self.holes:
+            self.holes.discard(seq)  # late, not lost
+        elif seq in self._given_up:
+            self._given_up.discard(seq)
+            self.lost -= 1
+        if self.expected >= self._settle_at:
+            self.settle()
 
-    def _give_up(self, newest: int) -> None:
-        """Count the oldest holes lost until the window fits again."""
-        ahead, heap = self.ahead, self._heap
-        exp = self.expected
+    def settle(self) -> None:
+        """Settle the holes more than ``window`` numbers behind (called as the numbers advance)."""
+        cut = self.expected - self.window
+        self._settle_at = self.expected + self.window // 4
+        holes = self.holes
+        if not holes:
+            return
+        old = sorted(h for h in holes if h < cut)
+        if not old:
+            return
+        holes.difference_update(old)
         given = self._given_up
-        while heap and (newest - exp > self.window or len(ahead) > self.window):
-            low = heapq.heappop(heap)
-            if low not in ahead:
-                continue
-            if low > exp:
-                run = low - exp
-                if run >= self.min_run:
-                    self.lost += run
-                    if len(given) < 4 * self.window:
-                        given.update(range(exp, min(low, exp + self.window)))
-                else:
-                    self.unfired += run
-            ahead.discard(low)
-            exp = low + 1
-            while exp in ahead:
-                ahead.discard(exp)
-                exp += 1
-        self.expected = exp
         if len(given) > 4 * self.window:
             given.clear()
-        if not ahead:
-            heap.clear()
+        start = prev = old[0]
+        for h in old[1:] + [None]:
+            if h is not None and h == prev + 1:
+                prev = h
+                continue
+            run = prev - start + 1
+            if run >= self.min_run:
+                self.lost += run
+                given.update(range(start, prev + 1))
+            else:
+                self.unfired += run
+            if h is not None:
+                start = prev = h
+
+    def absorb(self, expected: int, gaps: list[tuple[int, int]], fills: list[int]) -> None:
+        """Take what a :class:`esl.core.Tally` recorded since the last call (then cleared by the caller).
+
+        ``gaps`` are jumps ahead, ``(start, stop)`` (``(-1, seq)``: the first
+        number, or the first after a reconnect); ``fills`` numbers that came
+        late; ``expected`` the tally's next number. A fill can only belong to
+        a hole opened earlier, so taking every gap before the fills is exact.
+        """
+        holes = self.holes
+        for start, stop in gaps:
+            if start < 0:
+                exp = self.expected
+                if self._rebase and exp >= 0 and stop - exp >= self.min_run:
+                    self.lost += stop - exp  # fired while we were away
+                self._rebase = False
+                if exp < 0:
+                    self._settle_at = stop + self.window
+            elif stop - start > self.window:
+                self.lost += stop - start  # one run far longer than any reordering
+            else:
+                holes.update(range(start, stop))
+        given = self._given_up
+        for seq in fills:
+            if seq in holes:
+                holes.discard(seq)
+            elif seq in given:
+                given.discard(seq)
+                self.lost -= 1
+        if expected >= 0:
+            self.expected = expected
+        if self.expected >= self._settle_at:
+            self.settle()
 
     def rebase(self) -> None:
         """A reconnect: events fired while away count as lost, unless the numbers restarted."""

@@ -183,6 +183,19 @@ class Subscriptions(Requests):
             return await self.ensure_filter("Unique-ID", uuid)
         return False
 
+    async def ensure_custom_events(self, subclasses: Iterable[str], timeout: Timeout = ...) -> None:
+        """Subscribe to those CUSTOM ``subclasses`` (``avmd::beep``...) not yet subscribed (nothing if ALL is)."""
+        missing = [c for c in subclasses if c not in self._custom]
+        if not missing or "ALL" in self._subs:
+            return
+
+        async def step() -> None:
+            still = [c for c in missing if c not in self._custom]
+            if still:
+                await self.subscribe(*(f"CUSTOM {c}" for c in still), format=self._format, timeout=timeout)
+
+        await self._once(("custom", *missing), step)
+
     def release_channel_events(self, uuid: str) -> None:
         """Drop the ``filter Unique-ID <uuid>`` added for a channel that has ended (in the background)."""
         if ("Unique-ID", uuid) not in self._filters or not self.connected:

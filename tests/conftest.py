@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import lzma
+import os
 from pathlib import Path
 from types import ModuleType
 
@@ -10,8 +11,8 @@ import pytest
 
 import esl.core
 
-#: ``shared/captures`` beside the checkout (see its README for what each file holds).
-CAPTURES_DIR = Path(__file__).parents[2] / "shared" / "captures"
+#: ``$ESL_CAPTURES``, else ``shared/captures`` beside the checkout (see its README for what each file holds).
+CAPTURES_DIR = Path(os.environ.get("ESL_CAPTURES") or Path(__file__).resolve().parents[2] / "shared" / "captures")
 
 _BACKENDS = sorted(esl.core.backends(), key=lambda name: name != "cython")  # cython first
 
@@ -46,6 +47,10 @@ class Captures:
     def events(self, fmt: str) -> bytes:
         """The inbound event stream in ``fmt`` (plain, json or xml)."""
         return self.read(f"events-{fmt}.raw.xz")
+
+    def sip_events(self, fmt: str) -> bytes:
+        """The SIP-leg event stream in ``fmt`` (``sip-events-*``: ~100 headers, large %-escaped values)."""
+        return self.read(f"sip-events-{fmt}.raw.xz")
 
 
 @pytest.fixture(scope="session")

@@ -63,3 +63,38 @@ async def test_merging_calls_and_peer_rules(freeswitch: FakeFreeSWITCH, esl_clie
     assert first.get_peer(c) is a
     assert first.get_peer(b) is None  # several live candidates: no guess
     assert not first.answered and not first.done
+
+
+async def test_call_hangup_ends_every_leg(freeswitch: FakeFreeSWITCH, esl_client: Inbound) -> None:
+    """Voximplant's terminate: one call ends every leg, each with the cause given."""
+    a = await Channel.create(esl_client, "user/1000")
+    b = await Channel.create(esl_client, "user/1001")
+    await a.wait("CHANNEL_ANSWER", timeout=5)
+    await b.wait("CHANNEL_ANSWER", timeout=5)
+    await a.bridge(b)
+    call = a.call
+    assert call is b.call and call.sessions == call.legs == [a, b]
+    assert call.first is a and call.last is b and call.get_peer(a) is b
+    call.vars["campaign"] = "spring"
+    await call.hangup("USER_BUSY")
+    assert a.gone and b.gone and call.done
+    assert freeswitch.channels.get(a.uuid) is None or freeswitch.channels[a.uuid].hangup_cause == "USER_BUSY"
+    kills = [c for conn in freeswitch.connections for c in conn.commands if c.startswith("api uuid_kill")]
+    assert sorted(kills) == sorted([f"api uuid_kill {a.uuid} USER_BUSY", f"api uuid_kill {b.uuid} USER_BUSY"])
+    await call.hangup()  # every leg already gone: nothing to do
+    assert call.vars == {"campaign": "spring"}
+
+
+async def test_call_hangup_skips_gone_legs_and_keeps_vars_on_merge(freeswitch: FakeFreeSWITCH,
+                                                                   esl_client: Inbound) -> None:
+    a = await Channel.create(esl_client, "user/1000")
+    b = await Channel.create(esl_client, "user/1001")
+    await a.wait("CHANNEL_ANSWER", timeout=5)
+    await b.wait("CHANNEL_ANSWER", timeout=5)
+    b.call.vars["agent"] = "007"
+    a.call.add(b)
+    assert a.call.vars == {"agent": "007"}  # the merged call keeps what the app stored
+    await b.hangup()
+    await a.call.hangup()
+    kills = [c for conn in freeswitch.connections for c in conn.commands if c.startswith("api uuid_kill")]
+    assert kills == [f"api uuid_kill {b.uuid} NORMAL_CLEARING", f"api uuid_kill {a.uuid} NORMAL_CLEARING"]

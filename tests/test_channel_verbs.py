@@ -105,4 +105,4 @@ async def test_session_verbs_use_sendmsg(freeswitch: FakeFreeSWITCH) -> None:
     assert got["say"]["Application-Data"] == "en NUMBER iterated FEMININE 123"
     sent = conns[0].commands
     assert sum(c == "sendmsg" for c in sent) >= 6  # executes on the session's own socket
-    assert f"api sched_hangup +30 {call.uuid} ALLOTTED_TIMEOUT" in sent
+    assert f"api sched_hangup +30 {call.uuid} NORMAL_CLEARING" in sent  # switchio's default

@@ -324,13 +324,15 @@ def test_bench_table_keeps_names_whole_at_80_columns() -> None:
         bench.Result("route", "esl-cython", 2_273_502, 1.0, 4_804_200_000),
         bench.Result("e2e", "esl-cython", 164_003, 1.0, 346_600_000),
         bench.Result("e2e", "greenswitch", 5_453, 1.0, 11_500_000),
+        bench.Result("e2e3", "esl-cython", 100_003, 1.0, 211_000_000),
     ]
     console = Console(width=80, record=True, highlight=False)
     console.print(bench_report.table(cap, results, bench_report.machine()))
     text = console.export_text()
     assert "…" not in text
     assert max(len(line) for line in text.splitlines()) <= 80
-    for name in ("esl-cython", "esl-python", "genesis", "greenswitch", "parse + keys", "2,496,910", "454.0x"):
+    for name in ("esl-cython", "esl-python", "genesis", "greenswitch", "parse + keys", "2,496,910", "454.0x",
+                 "100,003", "0.61x"):
         assert name in text, name
 
 

@@ -30,7 +30,7 @@ def _run(root: Path, **env: str) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if k != "ESL_NO_EXTENSIONS"}
     environ.update(env, PYTHONPATH=str(root))
     return subprocess.run(
-        [sys.executable, "-S", "-c", _PROBE], cwd=root, env=environ, capture_output=True, text=True, timeout=60
+        [sys.executable, "-S", "-c", _PROBE], cwd=root, env=environ, capture_output=True, text=True, timeout=60, check=False
     )
 
 

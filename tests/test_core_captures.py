@@ -1,4 +1,9 @@
-"""The cores on the real FreeSWITCH captures: counts, formats, splits, both backends."""
+"""The cores on the real FreeSWITCH captures: counts, formats, splits, both backends.
+
+The default run checks the differential tests (compiled core against the twin)
+on a sample of each stream, a few thousand events in all; ``-m full_captures``
+runs them over every event of every capture.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +28,11 @@ README_COUNTS = {
 README_SUBCLASSES = {"conference::maintenance": 112, "esltest::load": 17, "esltest::nobody": 17}
 TOTAL_EVENTS = 34905
 FORMATS = ("plain", "json", "xml")
+#: Every inbound event stream: the loopback legs and the SIP legs (``sip-*``).
+STREAMS = [f"{kind}-{fmt}" for kind in ("events", "sip-events") for fmt in FORMATS]
+#: Bytes of each stream the sampled differential tests read (about 500 to 1,300 events).
+SAMPLE = 3 << 20
+full = pytest.mark.full_captures
 
 _parsed: dict[tuple[str, str], list[Any]] = {}
 
@@ -41,8 +51,12 @@ def signature(ev: Any) -> tuple[Any, ...]:
             ev.subclass, ev.sequence)
 
 
+@pytest.mark.parametrize("backend", ["cython", pytest.param("python", marks=full)])
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_capture_counts_match_readme(core: Any, captures: Any, fmt: str) -> None:
+def test_capture_counts_match_readme(backend: str, captures: Any, fmt: str) -> None:
+    if backend not in esl.core.backends():
+        pytest.skip("compiled core not built")
+    core = esl.core.load(backend)
     data = captures.events(fmt)
     parser = core.Parser()
     messages = parser.feed(data)
@@ -59,12 +73,12 @@ def test_capture_counts_match_readme(core: Any, captures: Any, fmt: str) -> None
     assert others["command/reply"] >= 1 and others["api/response"] == 1
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
-def test_frames_tile_the_stream(captures: Any, fmt: str) -> None:
+@pytest.mark.parametrize("stream", STREAMS)
+def test_frames_tile_the_stream(captures: Any, stream: str) -> None:
     """Frames are contiguous and, with the blank lines between them, are the whole stream."""
-    data = captures.events(fmt)
+    data = captures.read(f"{stream}.raw.xz")
     pos = 0
-    for m in parsed(captures, esl.core.BACKEND, fmt):
+    for m in esl.core.Parser().feed(data):
         while data[pos] == 10:
             pos += 1
         assert data.startswith(m.raw, pos)
@@ -126,12 +140,14 @@ def _chunks(data: bytes, rng: random.Random, top: int = 65536) -> list[bytes]:
     return out
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("stream", STREAMS)
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_random_chunks_equal_whole_feed(core: Any, captures: Any, fmt: str, seed: int) -> None:
-    data = captures.events(fmt)
+def test_random_chunks_equal_whole_feed(core: Any, captures: Any, stream: str, seed: int) -> None:
+    data = captures.read(f"{stream}.raw.xz")
     if core.__name__ == "esl._pycore":
         data = data[: 4 << 20]  # the twin is slow; 4 MiB is thousands of frames
+    elif stream.startswith("sip"):
+        data = data[: 24 << 20]
     whole = core.Parser().feed(data)
     parser = core.Parser()
     pieces = []
@@ -169,18 +185,22 @@ def whole_tail(data: bytes, whole: list[Any]) -> int:
 needs_both = pytest.mark.skipif(len(esl.core.backends()) < 2, reason="compiled core not built")
 
 
-@needs_both
-@pytest.mark.parametrize("fmt", FORMATS)
-def test_cython_equals_python_on_captures(captures: Any, fmt: str) -> None:
-    cy = parsed(captures, "cython", fmt)
-    py = parsed(captures, "python", fmt)
+#: Headers looked up one at a time, before any full decode, in the differential tests.
+LOOKUPS = ("Caller-Caller-ID-Number", "Channel-State", "caller-caller-id-name", "Event-Name", "event-name",
+           "variable_sip_call_id", "Content-Length", "Core-UUID", "X-Absent", "Reply-Text", "Event-Date-Local")
+FIELDS = ("channel_state", "channel_state_number", "call_state", "answer_state", "hangup_cause", "other_leg_uuid",
+          "dtmf_digit", "application", "application_response", "application_data")
+
+
+def assert_same_messages(cy: list[Any], py: list[Any], step: int = 1) -> None:
+    """The compiled core's messages equal the twin's: keys, channel fields, lookups, the whole decode."""
     assert len(cy) == len(py)
-    # Decoding json and xml runs the same shared codec in both cores: check a sample there.
-    step = 1 if fmt == "plain" else 7
     for i, (a, b) in enumerate(zip(cy, py)):
         assert signature(a) == signature(b), i
+        assert [getattr(a, f) for f in FIELDS] == [getattr(b, f) for f in FIELDS], i
         assert a.format == b.format and a.is_event == b.is_event
         if i % step == 0 or not a.is_event:
+            assert [(a.get(h), h in a) for h in LOOKUPS] == [(b.get(h), h in b) for h in LOOKUPS], i
             assert a.items_all() == b.items_all(), i
             assert a.body == b.body, i
             assert a.headers == b.headers, i
@@ -188,13 +208,46 @@ def test_cython_equals_python_on_captures(captures: Any, fmt: str) -> None:
 
 
 @needs_both
-@pytest.mark.parametrize("name", ["outbound-session.raw", "outbound-session-exit.raw"])
+@pytest.mark.parametrize("stream", STREAMS)
+def test_cython_equals_python_sampled(captures: Any, stream: str) -> None:
+    data = captures.read(f"{stream}.raw.xz")[:SAMPLE]
+    assert_same_messages(esl.core.load("cython").Parser().feed(data), esl.core.load("python").Parser().feed(data))
+
+
+@needs_both
+@full
+@pytest.mark.parametrize("stream", STREAMS)
+def test_cython_equals_python_on_captures(captures: Any, stream: str) -> None:
+    data = captures.read(f"{stream}.raw.xz")
+    assert_same_messages(esl.core.load("cython").Parser().feed(data), esl.core.load("python").Parser().feed(data))
+
+
+@needs_both
+@pytest.mark.parametrize("stream", STREAMS)
+@pytest.mark.parametrize("seed", [7, 8])
+def test_random_split_points_frame_alike_in_both_cores(captures: Any, stream: str, seed: int) -> None:
+    """A window of the stream cut at random points frames to the same bytes in both cores."""
+    rng = random.Random(seed)
+    data = captures.read(f"{stream}.raw.xz")
+    start = rng.randrange(0, len(data) - (1 << 20))
+    window = data[start : start + (1 << 20)]
+    out = {}
+    for backend in ("cython", "python"):
+        parser = esl.core.load(backend).Parser()
+        framed = []
+        for piece in _chunks(window, random.Random(seed * 31 + len(backend))):
+            framed.extend(parser.feed(piece))
+        out[backend] = ([(e.content_type, e.raw) for e in framed], parser.buffered)
+    assert out["cython"] == out["python"]
+    assert len(out["cython"][0]) > 50
+
+
+@needs_both
+@pytest.mark.parametrize("name", ["outbound-session.raw", "outbound-session-exit.raw", "sip-outbound-plain.raw.xz",
+                                  "sip-outbound-json.raw.xz", "sip-outbound-xml.raw.xz"])
 def test_cython_equals_python_on_outbound(captures: Any, name: str) -> None:
     data = captures.read(name)
-    cy = esl.core.load("cython").Parser().feed(data)
-    py = esl.core.load("python").Parser().feed(data)
-    assert [signature(e) for e in cy] == [signature(e) for e in py]
-    assert [(e.items_all(), e.body) for e in cy] == [(e.items_all(), e.body) for e in py]
+    assert_same_messages(esl.core.load("cython").Parser().feed(data), esl.core.load("python").Parser().feed(data))
 
 
 # -- outbound sessions -------------------------------------------------------------

@@ -191,3 +191,23 @@ def test_content_length_zero_and_header_order(core: Any) -> None:
 def test_content_type_case_and_spaces(core: Any) -> None:
     out = core.Parser().feed(b"content-type:   api/response  \r\ncontent-length: 2 \n\nok")
     assert out[0].content_type == "api/response" and out[0].body == "ok"
+
+
+def test_kept_events_do_not_pin_the_chunk(core: Any) -> None:
+    """An event kept past the next feed holds its own frame, never the whole read it came in."""
+    import sys
+
+    chunk = bytes(REPLY + EVENT * 50 + API)
+    base = sys.getrefcount(chunk)
+    parser = core.Parser()
+    events = parser.feed(chunk)
+    kept = events[7]
+    del events
+    parser.feed(b"")  # the next read settles the events framed in place
+    assert sys.getrefcount(chunk) == base
+    assert kept.raw == EVENT and kept.name == "HEARTBEAT" and kept["X"] == "1"
+    again = core.Parser()
+    dropped = again.feed(chunk)
+    del dropped
+    again.reset()  # reset settles too
+    assert sys.getrefcount(chunk) == base

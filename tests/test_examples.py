@@ -55,3 +55,10 @@ async def test_dialer() -> None:
     assert results["user/1000"] == "delivered"
     assert results["user/1001"] == "USER_BUSY"
     assert results["user/1002"] == "NO_ANSWER"
+
+
+async def test_amd_dialer() -> None:
+    """Voicemail (a beep) gets the message, a person gets an agent, the rest their hangup cause."""
+    outcomes = await _load("amd_dialer").demo(8)
+    expected = ["machine", "human", "USER_BUSY", "NO_ANSWER"] * 2
+    assert outcomes == {f"user/{2000 + i}": kind for i, kind in enumerate(expected)}

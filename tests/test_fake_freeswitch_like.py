@@ -276,3 +276,19 @@ async def test_closing_an_outbound_socket_after_uuid_bridge_keeps_the_call(frees
     await leg.wait_hangup()
     assert leg.hangup_cause == "NORMAL_CLEARING"
     client.close()
+
+
+async def test_far_end_hangs_up_on_time_after_a_uuid_bridge(freeswitch: FakeFreeSWITCH) -> None:
+    import esl
+    from esl.testing import Endpoint
+
+    freeswitch.endpoints["user/customer"] = Endpoint(answer_after=0.0)
+    freeswitch.endpoints["user/agent"] = Endpoint(answer_after=0.0, hangup_after=0.3)
+    async with esl.Inbound(freeswitch.host, freeswitch.port) as client:
+        customer = await esl.Channel.create(client, "user/customer")
+        agent = await esl.Channel.create(client, "user/agent")
+        await customer.wait("CHANNEL_ANSWER", timeout=5)
+        await agent.wait("CHANNEL_ANSWER", timeout=5)
+        await customer.bridge(agent)
+        await agent.wait(esl.ChannelState.HANGUP, timeout=5)  # the agent's own timer still runs
+        await customer.hangup()

@@ -498,3 +498,18 @@ async def test_handler_concurrency() -> None:
         await proto.drain(5)
         assert running == 0
         proto.close()
+
+
+async def test_messages_before_a_bad_frame_are_delivered() -> None:
+    async with RawServer() as srv:
+        proto = await connect(srv)
+        seen: list[str] = []
+        proto.on("*", lambda e: seen.append(e.name or ""))
+        task = asyncio.ensure_future(proto.api("status"))
+        await srv.commands(1)
+        # one write: an event and the reply, then a frame whose Content-Length is garbage
+        srv.write(event("HEARTBEAT") + api_response("UP") + b"Content-Type: api/response\nContent-Length: x\n\n")
+        assert await asyncio.wait_for(task, 5) == "UP"
+        assert seen == ["HEARTBEAT"]
+        await _until(lambda: proto.closed)
+        assert "protocol error" in (proto.close_reason or "")

@@ -16,7 +16,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStri
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.ref cimport PyObject, Py_DECREF, Py_INCREF, Py_XDECREF
 from cpython.unicode cimport PyUnicode_DecodeUTF8
-from libc.stdint cimport uint32_t, uint64_t
+from libc.stdint cimport int32_t, uint32_t, uint64_t
 from libc.string cimport memchr, memcmp, memcpy, memset
 
 from collections.abc import Mapping as _Mapping
@@ -27,7 +27,13 @@ from esl import _codec
 cdef extern from *:
     dict __Pyx_PyDict_NewPresized(Py_ssize_t n)
 
+cdef extern from "strings.h" nogil:
+    int strncasecmp(const char *a, const char *b, size_t n)
+
 cdef extern from "Python.h":
+    bint PyUnicode_IS_ASCII(object o)
+    void *PyUnicode_DATA(object o)
+    Py_ssize_t PyUnicode_GET_LENGTH(object o)
     void PyObject_GC_UnTrack(object o)
     PyObject* PyDict_SetDefault(object d, object key, object default) except NULL
 
@@ -38,14 +44,26 @@ cdef enum:
     K_APP = 3
     K_SUB = 4
     K_SEQ = 5
-    K_BODY = 6
+    K_BODY = 6              # in _have: _body is computed
+    NKEYS = 16              # located keys: the routing keys above, then the channel fields
     KEYS_SCANNED = 1 << 7   # in _have: the key offsets are valid
+
+# The channel fields located with the routing keys (indices 6-15 of the scan).
+cdef tuple _KEY_NAMES = (
+    "Event-Name", "Unique-ID", "Job-UUID", "Application-UUID", "Event-Subclass", "Event-Sequence",
+    "Channel-State", "Channel-State-Number", "Channel-Call-State", "Answer-State", "Hangup-Cause",
+    "Other-Leg-Unique-ID", "DTMF-Digit", "Application", "Application-Response", "Application-Data",
+)
+cdef dict _KEY_INDEX = {name: i for i, name in enumerate(_KEY_NAMES)}
 
 cdef dict _FORMATS = {"text/event-plain": FMT_PLAIN, "text/event-json": FMT_JSON,
                       "text/event-xml": FMT_XML}
 cdef tuple _FMT_NAMES = (None, "plain", "json", "xml")
 cdef object _parse_event = _codec.parse_event
 cdef object _split_array = _codec.split_array
+cdef object _xml_value = _codec.xml_value
+cdef object _xml_body = _codec.xml_body
+from json.decoder import scanstring as _scanstring  # the C string scanner of the json module
 cdef str _EVENT_NAME = "Event-Name"
 cdef str _CONTENT_LENGTH = "Content-Length"
 
@@ -67,8 +85,56 @@ cdef str _to_str(const char *p, Py_ssize_t n):
     return PyUnicode_DecodeUTF8(p, n, "surrogateescape")
 
 
+# Large values (a channel variable of tens of KB) repeat in every event of their
+# channel, and decoding them is most of what a full decode of such an event
+# costs (UTF-8 text of mixed widths decodes at about a byte per ns). A few
+# recent ones are kept, checked byte for byte on a hit: at most BIG_SLOTS
+# values of up to BIG_MAX bytes each.
+DEF BIG_SLOTS = 16
+DEF BIG_MIN = 1024
+DEF BIG_MAX = 1 << 17
+cdef list _big = [None] * BIG_SLOTS   # (kind, raw bytes, decoded str) per slot
+
+
+cdef inline Py_ssize_t _big_slot(const char *p, Py_ssize_t n) noexcept nogil:
+    """A slot for p[:n] from its length and 16 words sampled across it."""
+    cdef uint64_t h = <uint64_t>n * 0x9E3779B97F4A7C15ULL, w
+    cdef Py_ssize_t i, step = (n - 8) // 15
+    for i in range(16):
+        memcpy(&w, p + i * step, 8)
+        h = (h ^ w) * 0xFF51AFD7ED558CCDULL
+    return <Py_ssize_t>((h ^ (h >> 32)) & (BIG_SLOTS - 1))
+
+
+cdef object _big_get(int kind, const char *p, Py_ssize_t n, Py_ssize_t *slot):
+    """The cached decode of p[:n] as ``kind``, or None (then ``slot`` is where to store it)."""
+    cdef Py_ssize_t i = _big_slot(p, n)
+    slot[0] = i
+    entry = _big[i]
+    if entry is not None and (<tuple>entry)[0] == kind:
+        raw = (<tuple>entry)[1]
+        if PyBytes_GET_SIZE(raw) == n and memcmp(PyBytes_AS_STRING(raw), p, n) == 0:
+            return (<tuple>entry)[2]
+    return None
+
+
+cdef inline void _big_put(Py_ssize_t slot, int kind, const char *p, Py_ssize_t n, str value):
+    _big[slot] = (kind, PyBytes_FromStringAndSize(p, n), value)
+
+
 cdef str _decode_value(const char *p, Py_ssize_t n):
     """Percent-decode a header value (a malformed ``%`` stays, ``+`` stays) then ``_to_str``."""
+    cdef Py_ssize_t slot
+    if BIG_MIN <= n <= BIG_MAX:
+        value = _big_get(0, p, n, &slot)
+        if value is None:
+            value = _decode_value_now(p, n)
+            _big_put(slot, 0, p, n, value)
+        return value
+    return _decode_value_now(p, n)
+
+
+cdef str _decode_value_now(const char *p, Py_ssize_t n):
     cdef const char *pct = <const char *>memchr(p, 37, n)
     if pct == NULL:
         return PyUnicode_DecodeUTF8(p, n, "surrogateescape")
@@ -78,23 +144,9 @@ cdef str _decode_value(const char *p, Py_ssize_t n):
         out = <char *>PyMem_Malloc(n)
         if out == NULL:
             raise MemoryError()
-    cdef Py_ssize_t i = pct - p, m = pct - p
-    cdef int hi, lo
-    cdef unsigned char c
+    cdef Py_ssize_t m = pct - p
     memcpy(out, p, m)
-    while i < n:
-        c = <unsigned char>p[i]
-        if c == 37 and i + 2 < n:
-            hi = _hexval(<unsigned char>p[i + 1])
-            lo = _hexval(<unsigned char>p[i + 2])
-            if hi >= 0 and lo >= 0:
-                out[m] = <char>(hi * 16 + lo)
-                m += 1
-                i += 3
-                continue
-        out[m] = <char>c
-        m += 1
-        i += 1
+    m += esl_unescape(pct, n - m, out + m)
     try:
         return PyUnicode_DecodeUTF8(out, m, "surrogateescape")
     finally:
@@ -125,15 +177,26 @@ cdef extern from "scan.h" nogil:
     esl_slot esl_names[1024]
     esl_slot esl_values[4096]
     esl_line esl_lines[8192]
+    esl_line esl_pairs[4096]
     # routing keys: [s, e) per key, -1 when absent, -2 when unsure (json/xml)
     ctypedef struct esl_keys:
-        Py_ssize_t s[6]
-        Py_ssize_t e[6]
+        int32_t s[16]
+        int32_t e[16]
         Py_ssize_t ihead
     Py_ssize_t esl_find2(const char *p, Py_ssize_t n, char a, char b)
+    Py_ssize_t esl_unescape(const char *p, Py_ssize_t n, char *out)
+    int esl_find_header(const char *p, Py_ssize_t s, Py_ssize_t e, const char *key, Py_ssize_t klen, int last,
+                        Py_ssize_t *ls_out, Py_ssize_t *le_out)
+    int esl_has_kelvin(const char *p, Py_ssize_t s, Py_ssize_t e)
     void esl_scan_plain(const char *base, Py_ssize_t bs, Py_ssize_t e, esl_keys *k)
-    int esl_scan_json(const char *p, Py_ssize_t i, Py_ssize_t n, esl_keys *k)
-    int esl_scan_xml(const char *p, Py_ssize_t i, Py_ssize_t n, esl_keys *k)
+    ctypedef struct esl_ent:
+        Py_ssize_t ks, ke, vs, ve
+        int kind, esc
+    ctypedef struct esl_ents:
+        esl_ent *ent
+        Py_ssize_t n, cap
+    int esl_scan_json(const char *p, Py_ssize_t i, Py_ssize_t n, esl_keys *k, esl_ents *o)
+    int esl_scan_xml(const char *p, Py_ssize_t i, Py_ssize_t n, esl_keys *k, esl_ents *o)
     void esl_prefetch(const void *p)
 
 DEF SLOT_MAX = 48
@@ -251,7 +314,10 @@ cdef uint32_t _line_fill(esl_line *slot, uint32_t h, const char *p, Py_ssize_t n
         while vs < n and p[vs] == 32:
             vs += 1
         name = _name_str(p, colon)
-        value = _value_str(p + vs, n - vs)
+        if n > vs and p[n - 1] == 13:  # a CRLF line: the CR is not part of the value
+            value = _value_str(p + vs, n - 1 - vs)
+        else:
+            value = _value_str(p + vs, n - vs)
         if colon == 10 and memcmp(p, b"Event-Name", 10) == 0:
             flags |= 2
         elif colon == 14 and memcmp(p, b"Content-Length", 14) == 0:
@@ -294,6 +360,14 @@ cdef esl_line *_line_get_h(const char *p, Py_ssize_t n, uint64_t h) except NULL:
         a.flags = 0
     _line_fill(a, h32, p, n)
     return a
+
+
+cdef object _int_text(object text):
+    """``int`` of a header value's bytes (ASCII digits, as the twin), ``None`` when absent or not a number."""
+    if text is None:
+        return None
+    raw = (<str>text).encode("utf-8", "surrogatepass")  # a lone surrogate is just not a number
+    return _int_or_none(PyBytes_AS_STRING(raw), len(raw))
 
 
 cdef object _int_or_none(const char *p, Py_ssize_t n):
@@ -460,6 +534,10 @@ cdef Py_ssize_t _find(PyObject **kv, Py_ssize_t n, str key) except -2:
     return found
 
 
+cdef object _ABSENT = object()  # _lookup: no such header
+cdef object _SLOW = object()    # _lookup: only the full decode can answer
+
+
 cdef dict _map_of(PyObject **kv, Py_ssize_t n):
     """The first-occurrence dict of n pairs (Event-Name: the last, as libesl)."""
     cdef dict first = __Pyx_PyDict_NewPresized(n)
@@ -511,6 +589,160 @@ cdef int _shape_store(PyObject **kv, Py_ssize_t n, uint64_t h, Py_ssize_t nuniq)
     return 0
 
 
+# -- json and xml events: the full decode in C ---------------------------------
+#
+# When the key scan found the exact shape FreeSWITCH writes (a flat cJSON
+# object of strings and arrays of strings; switch_event_xmlize's <headers>),
+# the same scan is run again recording where every pair lies, and the pairs
+# are decoded from those offsets: names and short values through the string
+# caches, json strings with escapes by the json module's C scanner, xml values
+# with entities by the twin's codec. Anything else takes the twin's decode.
+
+cdef inline str _json_str(const char *base, esl_ent *e):
+    """A json string value (the bytes between its quotes) as the json module reads it."""
+    cdef Py_ssize_t n = e.ve - e.vs, slot
+    if e.esc:
+        if BIG_MIN <= n <= BIG_MAX:
+            value = _big_get(1, base + e.vs, n, &slot)
+            if value is None:
+                value = _scanstring(_to_str(base + e.vs - 1, n + 2), 1, False)[0]
+                _big_put(slot, 1, base + e.vs, n, value)
+            return value
+        return _scanstring(_to_str(base + e.vs - 1, n + 2), 1, False)[0]
+    if memchr(base + e.vs, 37, n) == NULL:
+        return _value_str(base + e.vs, n)  # no '%': the cached decode is the plain one
+    return _to_str(base + e.vs, n)
+
+
+DEF PAIR_SLOTS = 4096
+
+
+cdef inline esl_line *_pair_slot(const char *p, Py_ssize_t n, uint32_t kind, uint64_t *h) noexcept:
+    """The pair-cache slot for the raw pair p[:n] (n <= LINE_MAX) of ``kind``; its hash in ``h``."""
+    h[0] = _hash(p, n) ^ kind
+    return &esl_pairs[h[0] & (PAIR_SLOTS - 1)]
+
+
+cdef inline bint _pair_hit(esl_line *slot, const char *p, Py_ssize_t n, uint32_t kind, uint64_t h) noexcept:
+    return (slot.flags == kind and slot.h == <uint32_t>(h >> 32) and slot.n == <uint32_t>n
+            and _eq_padded(slot.data, p, n))
+
+
+cdef inline void _pair_store(esl_line *slot, const char *p, Py_ssize_t n, uint32_t kind, uint64_t h,
+                             object name, object value) noexcept:
+    Py_INCREF(name)
+    Py_INCREF(value)
+    Py_XDECREF(slot.name)
+    Py_XDECREF(slot.value)
+    slot.name = <PyObject *>name
+    slot.value = <PyObject *>value
+    slot.flags = kind
+    slot.h = <uint32_t>(h >> 32)
+    slot.n = <uint32_t>n
+    memset(slot.data, 0, LINE_MAX)
+    memcpy(slot.data, p, n)
+
+
+cdef bint _fast_decode(Event ev, list flat) except -1:
+    """Decode a json or xml event into ``flat`` (and ``ev._body``) in C; False when the twin's decode must."""
+    cdef esl_keys k
+    cdef esl_ents o
+    cdef esl_ent *e
+    cdef Py_ssize_t cap = 256, i, j, m, r, cl
+    cdef const char *base = PyBytes_AS_STRING(ev._buf)
+    cdef list items
+    cdef list run = None
+    cdef Py_ssize_t prev_s = -1, prev_n = 0
+    cdef esl_line *slot
+    cdef uint64_t h
+    body = None
+    while True:
+        o.ent = <esl_ent *>PyMem_Malloc(cap * sizeof(esl_ent))
+        if o.ent == NULL:
+            raise MemoryError()
+        o.n = 0
+        o.cap = cap
+        if ev._fmt == FMT_JSON:
+            r = esl_scan_json(base, ev._bs, ev._end, &k, &o)
+        else:
+            r = esl_scan_xml(base, ev._bs, ev._end, &k, &o)
+        if r != -3:
+            break
+        PyMem_Free(o.ent)
+        cap *= 4
+    try:
+        if r < 0:
+            return False
+        i = 0
+        if ev._fmt == FMT_JSON:
+            while i < o.n:
+                e = &o.ent[i]
+                is_body = e.ke - e.ks == 5 and memcmp(base + e.ks, b"_body", 5) == 0
+                if e.kind == 0 and not is_body and e.ve - e.ks + 2 <= LINE_MAX:
+                    # "Name":"value" as it stands: the pair cache (names and values repeat)
+                    slot = _pair_slot(base + e.ks - 1, e.ve - e.ks + 2, 16, &h)
+                    if not _pair_hit(slot, base + e.ks - 1, e.ve - e.ks + 2, 16, h):
+                        _pair_store(slot, base + e.ks - 1, e.ve - e.ks + 2, 16, h,
+                                    _name_str(base + e.ks, e.ke - e.ks), _json_str(base, e))
+                    flat.append(<object>slot.name)
+                    flat.append(<object>slot.value)
+                    i += 1
+                    continue
+                if e.kind == 0:
+                    value = _json_str(base, e)
+                    i += 1
+                else:
+                    if is_body:
+                        return False  # the twin says what is wrong with it
+                    m = e.vs
+                    items = []
+                    for j in range(i + 1, i + 1 + m):
+                        items.append(_json_str(base, &o.ent[j]))
+                    value = "ARRAY::" + "|:".join(items)
+                    i += 1 + m
+                if is_body:
+                    body = value
+                    continue
+                flat.append(_name_str(base + e.ks, e.ke - e.ks))
+                flat.append(value)
+            if body is not None:
+                for cl in range(len(flat) - 2, -1, -2):
+                    if flat[cl] == _CONTENT_LENGTH:
+                        del flat[cl:cl + 2]
+                        break
+                body = body or None
+        else:
+            for i in range(o.n):
+                e = &o.ent[i]
+                slot = NULL
+                if not e.esc and e.ve - e.ks + 1 <= LINE_MAX:
+                    # <Name>value as it stands: the pair cache
+                    slot = _pair_slot(base + e.ks, e.ve - e.ks, 32, &h)
+                    if not _pair_hit(slot, base + e.ks, e.ve - e.ks, 32, h):
+                        _pair_store(slot, base + e.ks, e.ve - e.ks, 32, h,
+                                    _name_str(base + e.ks, e.ke - e.ks), _value_str(base + e.vs, e.ve - e.vs))
+                    value = <object>slot.value
+                elif e.esc:
+                    value = _xml_value(_to_str(base + e.vs, e.ve - e.vs))
+                else:
+                    value = _value_str(base + e.vs, e.ve - e.vs)
+                if (prev_s >= 0 and e.ke - e.ks == prev_n
+                        and memcmp(base + e.ks, base + prev_s, prev_n) == 0):
+                    run.append(value)  # an array: one element per item
+                    flat[len(flat) - 1] = "ARRAY::" + "|:".join(run)
+                else:
+                    run = [value]
+                    flat.append(<object>slot.name if slot != NULL else _name_str(base + e.ks, e.ke - e.ks))
+                    flat.append(value)
+                prev_s = e.ks
+                prev_n = e.ke - e.ks
+            body = _xml_body(_to_str(base + k.ihead, ev._end - k.ihead))
+        ev._body = body
+        return True
+    finally:
+        PyMem_Free(o.ent)
+
+
 # -- the Event ----------------------------------------------------------------
 
 @cython.freelist(512)
@@ -528,10 +760,12 @@ cdef class Event:
     """
 
     def __init__(self, bytes raw, str content_type, bytes outer, object inner):
-        # The twin's constructor: raw is outer + b"\n\n" + (inner or b"").
-        if len(raw) != len(outer) + 2 + (len(inner) if inner is not None else 0) or not raw.startswith(outer):
+        # The twin's constructor: raw is outer + b"\n\n" (or b"\n\r\n") + (inner or b"").
+        cdef Py_ssize_t tlen = len(raw) - len(outer) - (len(inner) if inner is not None else 0)
+        if (tlen not in (2, 3) or not raw.startswith(outer)
+                or raw[len(outer):len(outer) + tlen] != (b"\n\n" if tlen == 2 else b"\n\r\n")):
             raise ValueError("raw must be outer + b'\\n\\n' + inner")
-        _init(self, raw, 0, len(outer), len(raw), inner is not None, content_type)
+        _init(self, raw, 0, len(outer), len(outer) + tlen, len(raw), inner is not None, content_type)
 
     # -- construction -------------------------------------------------------
 
@@ -569,7 +803,7 @@ cdef class Event:
     # -- routing keys -------------------------------------------------------
 
     cdef void _scan_keys(self) noexcept:
-        """Locate the routing keys (and, for plain, the end of the inner header block) in one pass.
+        """Locate the routing keys and channel fields (and, for plain, the end of the inner header block) in one pass.
 
         A key is the value of the first header whose name is exactly the key
         (the last one for Event-Name), else of the first one whose name
@@ -578,27 +812,44 @@ cdef class Event:
         where only the full decode can answer as the twin does.
         """
         cdef esl_keys k
+        cdef int w
         cdef const char *base = PyBytes_AS_STRING(self._buf)
+        if self._end >= 0x7FFFFFFF:
+            return  # past 32-bit offsets: the keys come from the full decode
         if self._fmt == FMT_PLAIN:
-            esl_scan_plain(base, self._hend + 2, self._end, &k)
+            esl_scan_plain(base, self._bs, self._end, &k)
             self._ihead = k.ihead
         elif self._fmt == FMT_JSON:
-            if esl_scan_json(base, self._hend + 2, self._end, &k) < 0:
+            if esl_scan_json(base, self._bs, self._end, &k, NULL) < 0:
                 return
-        elif esl_scan_xml(base, self._hend + 2, self._end, &k) < 0:
+        elif esl_scan_xml(base, self._bs, self._end, &k, NULL) < 0:
             return
         self._have |= KEYS_SCANNED
-        self._name_s, self._name_e = k.s[K_NAME], k.e[K_NAME]
-        self._uuid_s, self._uuid_e = k.s[K_UUID], k.e[K_UUID]
-        self._job_s, self._job_e = k.s[K_JOB], k.e[K_JOB]
-        self._app_s, self._app_e = k.s[K_APP], k.e[K_APP]
-        self._sub_s, self._sub_e = k.s[K_SUB], k.e[K_SUB]
-        self._seq_s, self._seq_e = k.s[K_SEQ], k.e[K_SEQ]
+        for w in range(NKEYS):
+            self._ks[w] = k.s[w]
+            self._ke[w] = k.e[w]
+
+    cdef object _field(self, int which):
+        """Located key ``which`` decoded from its offsets (not cached; short values come from the value cache)."""
+        cdef Py_ssize_t s, e
+        cdef const char *base
+        if self._have & KEYS_SCANNED:
+            s = self._ks[which]
+            if s == -1:
+                return None
+            if s >= 0:
+                e = self._ke[which]
+                base = PyBytes_AS_STRING(self._buf)
+                # json values are not percent-encoded: the raw bytes as they are
+                if self._fmt == FMT_JSON and memchr(base + s, 37, e - s) != NULL:
+                    return _to_str(base + s, e - s)
+                return _value_str(base + s, e - s)  # UUIDs and states repeat: shared strings
+        return self.get(<str>_KEY_NAMES[which])
 
     cdef object _key(self, int which):
         """Routing key ``which`` as a Python object, computed once."""
         cdef unsigned int bit = 1u << which
-        cdef Py_ssize_t s = -2, e = -2
+        cdef Py_ssize_t s, e
         cdef const char *base
         if self._have & bit:
             if which == K_NAME:
@@ -612,44 +863,21 @@ cdef class Event:
             if which == K_SUB:
                 return self._sub
             return self._seq
-        if self._have & KEYS_SCANNED:
-            if which == K_NAME:
-                s, e = self._name_s, self._name_e
-            elif which == K_UUID:
-                s, e = self._uuid_s, self._uuid_e
-            elif which == K_JOB:
-                s, e = self._job_s, self._job_e
-            elif which == K_APP:
-                s, e = self._app_s, self._app_e
-            elif which == K_SUB:
-                s, e = self._sub_s, self._sub_e
-            else:
-                s, e = self._seq_s, self._seq_e
-        if s == -1:
-            value = None
-        elif s >= 0:
-            # json values are not percent-encoded: the raw bytes as they are
-            base = PyBytes_AS_STRING(self._buf)
-            if which == K_SEQ:
+        if which == K_SEQ:
+            s = self._ks[K_SEQ] if self._have & KEYS_SCANNED else -2
+            if s == -1:
+                value = None
+            elif s >= 0:
+                e = self._ke[K_SEQ]
+                base = PyBytes_AS_STRING(self._buf)
                 if self._fmt == FMT_JSON or memchr(base + s, 37, e - s) == NULL:
                     value = _int_or_none(base + s, e - s)
                 else:
-                    raw = (<str>_decode_value(base + s, e - s)).encode("utf-8", "surrogateescape")
-                    value = _int_or_none(PyBytes_AS_STRING(raw), len(raw))
-            elif self._fmt == FMT_JSON and memchr(base + s, 37, e - s) != NULL:
-                value = _to_str(base + s, e - s)  # the value cache percent-decodes
+                    value = _int_text(_decode_value(base + s, e - s))
             else:
-                value = _value_str(base + s, e - s)  # UUIDs repeat: shared strings
-        elif which == K_SEQ:
-            text = self.get("Event-Sequence")
-            if text is None:
-                value = None
-            else:
-                raw = (<str>text).encode("utf-8", "surrogateescape")
-                value = _int_or_none(PyBytes_AS_STRING(raw), len(raw))
+                value = _int_text(self.get("Event-Sequence"))
         else:
-            value = self.get(("Event-Name", "Unique-ID", "Job-UUID", "Application-UUID",
-                              "Event-Subclass")[which])
+            value = self._field(which)
         if which == K_NAME:
             self._name = value
         elif which == K_UUID:
@@ -670,11 +898,11 @@ cdef class Event:
         cdef const char *raw
         cdef Py_ssize_t k
         if (self._have & (KEYS_SCANNED | 1u)) == KEYS_SCANNED:
-            if self._name_s == -1:
+            if self._ks[K_NAME] == -1:
                 return False
-            if self._name_s >= 0:
-                raw = PyBytes_AS_STRING(self._buf) + self._name_s
-                k = self._name_e - self._name_s
+            if self._ks[K_NAME] >= 0:
+                raw = PyBytes_AS_STRING(self._buf) + self._ks[K_NAME]
+                k = self._ke[K_NAME] - self._ks[K_NAME]
                 if self._fmt == FMT_JSON or memchr(raw, 37, k) == NULL:
                     return k == n and memcmp(raw, lit, n) == 0
         name = self._key(K_NAME)
@@ -710,14 +938,66 @@ cdef class Event:
         """``Event-Sequence`` as an int."""
         return self._key(K_SEQ)
 
+    # -- channel fields (located with the routing keys) ----------------------
+
+    @property
+    def channel_state(self):
+        """``Channel-State`` (``CS_EXECUTE``...)."""
+        return self._field(6)
+
+    @property
+    def channel_state_number(self):
+        """``Channel-State-Number`` as an int; ``None`` when absent or not a number."""
+        return _int_text(self._field(7))
+
+    @property
+    def call_state(self):
+        """``Channel-Call-State`` (``ACTIVE``, ``HELD``...)."""
+        return self._field(8)
+
+    @property
+    def answer_state(self):
+        """``Answer-State`` (``ringing``, ``early``, ``answered``, ``hangup``)."""
+        return self._field(9)
+
+    @property
+    def hangup_cause(self):
+        """``Hangup-Cause`` (``NORMAL_CLEARING``...)."""
+        return self._field(10)
+
+    @property
+    def other_leg_uuid(self):
+        """``Other-Leg-Unique-ID``: the bridged peer."""
+        return self._field(11)
+
+    @property
+    def dtmf_digit(self):
+        """``DTMF-Digit`` of a DTMF event."""
+        return self._field(12)
+
+    @property
+    def application(self):
+        """``Application`` of CHANNEL_EXECUTE(_COMPLETE)."""
+        return self._field(13)
+
+    @property
+    def application_response(self):
+        """``Application-Response`` of CHANNEL_EXECUTE_COMPLETE."""
+        return self._field(14)
+
+    @property
+    def application_data(self):
+        """``Application-Data`` of CHANNEL_EXECUTE(_COMPLETE)."""
+        return self._field(15)
+
     # -- headers ------------------------------------------------------------
 
     cdef int _plain_head(self, Py_ssize_t *hs, Py_ssize_t *he) except -1:
         """The header block to decode for plain events and other messages; 1 if a body follows."""
         if self._fmt == FMT_NONE:
             hs[0], he[0] = self._start, self._hend
-            return self._has_inner and self._end > self._hend + 2
-        hs[0] = self._hend + 2
+            return self._has_inner and self._end > self._bs
+        hs[0] = self._bs
         he[0] = self._ihead if self._ihead >= 0 else self._end
         return self._ihead >= 0 and self._end > self._ihead + 2
 
@@ -742,9 +1022,11 @@ cdef class Event:
         return 0
 
     def __dealloc__(self):
+        _unlend(self)
         if self._kv != NULL:
             _release(self._kv, self._nkv)
             self._kv = NULL
+
 
     cdef list _decode(self):
         """Every header in wire order, decoded once: a flat list name, value, name, value...
@@ -761,11 +1043,13 @@ cdef class Event:
             for i in range(2 * self._nkv):
                 flat.append(<object>self._kv[i])
         elif self._fmt != FMT_PLAIN:
-            pairs, self._body = _parse_event(self._inner(), _FMT_NAMES[self._fmt])
+            if not ((self._have & KEYS_SCANNED) and _fast_decode(self, flat)):
+                del flat[:]
+                pairs, self._body = _parse_event(self._inner(), _FMT_NAMES[self._fmt])
+                for k, v in pairs:
+                    flat.append(k)
+                    flat.append(v)
             self._have |= 1u << K_BODY
-            for k, v in pairs:
-                flat.append(k)
-                flat.append(v)
         PyObject_GC_UnTrack(flat)
         self._flat = flat
         return flat
@@ -773,8 +1057,7 @@ cdef class Event:
     cdef bytes _inner(self):
         if not self._has_inner:
             return b""
-        return PyBytes_FromStringAndSize(PyBytes_AS_STRING(self._buf) + self._hend + 2,
-                                         self._end - self._hend - 2)
+        return PyBytes_FromStringAndSize(PyBytes_AS_STRING(self._buf) + self._bs, self._end - self._bs)
 
     cdef dict _first_map(self):
         """First value of each name (Event-Name: the last), as a real dict."""
@@ -801,15 +1084,96 @@ cdef class Event:
         self._first = first
         return first
 
+    cdef object _lookup(self, str name):
+        """``self[name]`` of a plain block found on the bytes (``esl_find_header``): one value decoded, cached.
+
+        ``_ABSENT`` when there is no such header; ``_SLOW`` when only the full
+        decode can answer as the twin does (a non-ASCII name asked for
+        case-insensitively, a Kelvin sign that lowercases to ``k``...).
+        """
+        cdef Py_ssize_t hs = 0, he = 0, klen, i, ls = 0, le = 0, vs
+        cdef list seen
+        cdef const char *key
+        cdef const char *base
+        cdef object w
+        cdef int which, r
+        cdef bint ascii
+        seen = self._seen
+        if seen is not None:
+            for i in range(0, len(seen), 2):
+                if seen[i] is name or seen[i] == name:
+                    return seen[i + 1]
+        w = _KEY_INDEX.get(name)
+        if w is not None and (self._have & KEYS_SCANNED) and self._fmt == FMT_PLAIN:
+            which = <int>w
+            if self._ks[which] == -1:
+                return _ABSENT
+            value = self._field(which)
+        else:
+            ascii = PyUnicode_IS_ASCII(name)
+            if ascii:
+                key = <const char *>PyUnicode_DATA(name)
+                klen = PyUnicode_GET_LENGTH(name)
+            else:
+                try:
+                    kb = name.encode("utf-8", "surrogateescape")
+                except UnicodeEncodeError:
+                    return _SLOW
+                key = PyBytes_AS_STRING(kb)
+                klen = PyBytes_GET_SIZE(kb)
+            if klen == 0 or memchr(key, 58, klen) != NULL:
+                return _SLOW  # a name is never empty and never holds ':'; let the mapping say so
+            body = self._plain_head(&hs, &he)
+            if body and self._fmt == FMT_PLAIN and klen == 14 and strncasecmp(key, b"content-length", 14) == 0:
+                return _SLOW  # the Content-Length line that frames the body is not a header
+            base = PyBytes_AS_STRING(self._buf)
+            r = esl_find_header(base, hs, he, key, klen, klen == 10 and memcmp(key, b"Event-Name", 10) == 0,
+                                &ls, &le)
+            if r != 1:  # no exact name: the case-insensitive answer, where bytes can give it
+                if not ascii:
+                    return _SLOW
+                if (memchr(key, 107, klen) != NULL or memchr(key, 75, klen) != NULL) and esl_has_kelvin(
+                        base, hs, ls if r == 2 else he):
+                    return _SLOW  # a Kelvin sign in a name lowercases to 'k'
+                if r == 0:
+                    return _ABSENT
+                if le - ls > 10 and memcmp(base + ls, b"Event-Name:", 11) == 0:
+                    esl_find_header(base, hs, he, b"Event-Name", 10, True, &ls, &le)
+            vs = ls + klen + 1
+            while vs < le and base[vs] == 32:
+                vs += 1
+            if le > vs and base[le - 1] == 13:
+                le -= 1
+            value = _value_str(base + vs, le - vs)
+        if seen is None:
+            self._seen = [name, value]
+        else:
+            seen.append(name)
+            seen.append(value)
+        return value
+
     def __getitem__(self, name):
         cdef dict first
         cdef dict lower
         cdef Py_ssize_t i
-        if type(name) is str and self._uses_pairs():
-            self._load_pairs()
-            i = _find(self._kv, self._nkv, <str>name)
-            if i >= 0:
-                return <object>self._kv[2 * i + 1]
+        if self._first is not None:
+            value = self._first.get(name, _ABSENT)
+            if value is not _ABSENT:
+                return value
+        elif type(name) is str and self._uses_pairs():
+            if self._kv != NULL:
+                i = _find(self._kv, self._nkv, <str>name)
+                if i >= 0:
+                    return <object>self._kv[2 * i + 1]
+            else:
+                value = self._lookup(<str>name)
+                if value is _ABSENT:
+                    raise KeyError(name)
+                if value is not _SLOW:
+                    return value
+                value = self._first_map().get(name, _ABSENT)
+                if value is not _ABSENT:
+                    return value
         else:
             first = self._first_map()
             try:
@@ -892,7 +1256,7 @@ cdef class Event:
         if not (self._have & (1u << K_BODY)):
             base = PyBytes_AS_STRING(self._buf)
             if self._fmt == FMT_NONE:
-                bs = self._hend + 2
+                bs = self._bs
                 self._body = _to_str(base + bs, self._end - bs) if (self._has_inner and self._end > bs) else None
             elif self._fmt == FMT_PLAIN:
                 bs = self._ihead + 2
@@ -932,21 +1296,23 @@ cdef class Event:
 _Mapping.register(Event)
 
 
-cdef inline int _init(Event ev, bytes buf, Py_ssize_t start, Py_ssize_t hend, Py_ssize_t end,
+cdef inline int _init(Event ev, bytes buf, Py_ssize_t start, Py_ssize_t hend, Py_ssize_t bs, Py_ssize_t end,
                       bint has_inner, str content_type) except -1:
     ev._buf = buf
     ev._start = start
     ev._hend = hend
+    ev._bs = bs
     ev._end = end
     ev._has_inner = has_inner
     ev.content_type = content_type
     ev._ihead = -1
-    ev._name_s = ev._uuid_s = ev._job_s = ev._app_s = ev._sub_s = ev._seq_s = -1
     ev._have = 0
     if ev._kv != NULL:  # __init__ called again
         _release(ev._kv, ev._nkv)
     ev._kv = NULL
     ev._nkv = 0
+    ev._seen = None
+    _unlend(ev)
     ev._nuniq = -1
     ev._flat = None
     ev._first = ev._lower = None
@@ -957,9 +1323,242 @@ cdef inline int _init(Event ev, bytes buf, Py_ssize_t start, Py_ssize_t hend, Py
     return 0
 
 
-cdef Event make_event(bytes buf, Py_ssize_t start, Py_ssize_t hend, Py_ssize_t end,
+cdef Lend *lend_new() except NULL:
+    """A new record for a parser (one reference: the parser's)."""
+    cdef Lend *rec = <Lend *>PyMem_Malloc(sizeof(Lend))
+    if rec == NULL:
+        raise MemoryError()
+    rec.refs = 1
+    rec.n = rec.cap = 0
+    rec.slots = NULL
+    return rec
+
+
+cdef int lend_add(Lend *rec, Event ev) except -1:
+    """Note ``ev`` (framed in place) in the record."""
+    cdef PyObject **grown
+    if rec.n == rec.cap:
+        grown = <PyObject **>PyMem_Realloc(rec.slots, (2 * rec.cap + 64) * sizeof(PyObject *))
+        if grown == NULL:
+            raise MemoryError()
+        rec.slots = grown
+        rec.cap = 2 * rec.cap + 64
+    rec.slots[rec.n] = <PyObject *>ev
+    ev._lend = rec
+    ev._lend_i = rec.n
+    rec.n += 1
+    rec.refs += 1
+    return 0
+
+
+cdef int lend_settle(Lend *rec) except -1:
+    """Give every event still in the record its own frame; empty the record."""
+    cdef Py_ssize_t i
+    cdef PyObject *p
+    for i in range(rec.n):
+        p = rec.slots[i]
+        if p != NULL:
+            own_frame(<Event>p)
+    rec.n = 0
+    return 0
+
+
+cdef void lend_release(Lend *rec) noexcept:
+    rec.refs -= 1
+    if rec.refs == 0:
+        PyMem_Free(rec.slots)
+        PyMem_Free(rec)
+
+
+cdef inline void _unlend(Event ev) noexcept:
+    if ev._lend != NULL:
+        ev._lend.slots[ev._lend_i] = NULL
+        lend_release(ev._lend)
+        ev._lend = NULL
+
+
+cdef int own_frame(Event ev) except -1:
+    """Move the event onto a copy of its own frame (it pointed into a larger chunk)."""
+    cdef Py_ssize_t d = ev._start, w
+    cdef bytes frame
+    _unlend(ev)
+    if d == 0 and ev._end == PyBytes_GET_SIZE(ev._buf):
+        return 0
+    if ev._raw is not None:
+        frame = ev._raw
+    else:
+        frame = PyBytes_FromStringAndSize(PyBytes_AS_STRING(ev._buf) + d, ev._end - d)
+    ev._buf = frame
+    ev._start = 0
+    ev._hend -= d
+    ev._bs -= d
+    ev._end -= d
+    if ev._ihead >= 0:
+        ev._ihead -= d
+    if ev._have & KEYS_SCANNED:
+        for w in range(NKEYS):
+            if ev._ks[w] >= 0:
+                ev._ks[w] -= d
+                ev._ke[w] -= d
+    return 0
+
+
+cdef Event make_event(bytes buf, Py_ssize_t start, Py_ssize_t hend, Py_ssize_t bs, Py_ssize_t end,
                       bint has_inner, str content_type):
-    """An Event over buf[start:end]: outer headers end at ``hend``, body follows ``hend + 2``."""
+    """An Event over buf[start:end]: outer headers end at ``hend``, the body starts at ``bs``."""
     cdef Event ev = Event.__new__(Event)
-    _init(ev, buf, start, hend, end, has_inner, content_type)
+    _init(ev, buf, start, hend, bs, end, has_inner, content_type)
     return ev
+
+
+
+DEF TALLY_SLOTS = 512     # power of two; event names are a few dozen
+DEF TALLY_NAME = 48       # longer names (rare CUSTOM subclasses) go through the dict
+
+
+cdef struct TallySlot:
+    Py_ssize_t len          # 0: empty
+    long long count
+    char name[TALLY_NAME]
+
+
+cdef class Tally:
+    """A connection's per-event counters, kept in C: events by name, and Event-Sequence in order.
+
+    ``count(event)`` counts the event under its name (at most ``max_names``
+    names, the rest under ``"other"``; ``counts()`` gives them as a dict) and,
+    while ``track`` is on, follows ``Event-Sequence``: a number equal to
+    ``next`` just moves it on; a jump ahead is recorded in ``gaps`` as
+    ``(next, seq)`` (``(-1, seq)`` when ``next`` is below 0: a start); a
+    number below ``next`` in ``fills``. It returns True once those lists hold
+    ``limit`` entries, for the connection to hand them to its
+    :class:`esl.sequence.SequenceTracker`. For plain and json events the name
+    and the number are read from the key scan's offsets: no Python object is
+    made for them.
+    """
+
+    cdef TallySlot slots[TALLY_SLOTS]
+    cdef Py_ssize_t used
+    cdef dict _names
+    cdef public list gaps
+    cdef public list fills
+    cdef public long long next
+    cdef public bint track
+    cdef public Py_ssize_t max_names
+    cdef public Py_ssize_t limit
+
+    def __init__(self, Py_ssize_t max_names=256, Py_ssize_t limit=4096):
+        memset(self.slots, 0, sizeof(self.slots))
+        self.used = 0
+        self._names = {}
+        self.gaps = []
+        self.fills = []
+        self.next = -1
+        self.track = False
+        self.max_names = max_names
+        self.limit = limit
+
+    cdef bint _count_raw(self, const char *p, Py_ssize_t n) noexcept:
+        """Count the name p[0:n] in the C table; False when it has no room for it."""
+        cdef uint64_t h = 1469598103934665603ULL
+        cdef Py_ssize_t i, probe
+        cdef TallySlot *slot
+        if n <= 0 or n > TALLY_NAME:
+            return False
+        for i in range(n):
+            h = (h ^ <unsigned char>p[i]) * 1099511628211ULL
+        for probe in range(TALLY_SLOTS):
+            slot = &self.slots[(h + probe) & (TALLY_SLOTS - 1)]
+            if slot.len == n and memcmp(slot.name, p, n) == 0:
+                slot.count += 1
+                return True
+            if slot.len == 0:
+                if self.used + len(self._names) >= self.max_names or self.used >= TALLY_SLOTS // 2:
+                    return False
+                slot.len = n
+                memcpy(slot.name, p, n)
+                slot.count = 1
+                self.used += 1
+                return True
+        return False
+
+    cdef void _count_obj(self, object name) noexcept:
+        cdef dict names = self._names
+        n = names.get(name)
+        if n is not None:
+            names[name] = <long long>n + 1
+        elif self.used + len(names) < self.max_names:
+            names[name] = 1
+        else:
+            names["other"] = names.get("other", 0) + 1
+
+    def count(self, Event event):
+        """Count one event; True when ``gaps``/``fills`` are due to be taken."""
+        cdef Py_ssize_t s, e, i
+        cdef const char *base = NULL
+        cdef long long v
+        cdef bint fast = (event._have & KEYS_SCANNED) and (event._fmt == FMT_PLAIN or event._fmt == FMT_JSON)
+        if fast:
+            base = PyBytes_AS_STRING(event._buf)
+            s = event._ks[K_NAME]
+            e = event._ke[K_NAME]
+            if s < 0 or memchr(base + s, 37 if event._fmt == FMT_PLAIN else 92, e - s) != NULL \
+                    or not self._count_raw(base + s, e - s):
+                self._count_obj(event._key(K_NAME))
+        else:
+            self._count_obj(event._key(K_NAME))
+        if not self.track:
+            return False
+        v = -1
+        if fast:
+            s = event._ks[K_SEQ]
+            if s >= 0:
+                e = event._ke[K_SEQ]
+                if 0 < e - s <= 18:
+                    v = 0
+                    for i in range(s, e):
+                        if not (48 <= <unsigned char>base[i] <= 57):
+                            v = -1
+                            break
+                        v = v * 10 + (base[i] - 48)
+            elif s == -1:
+                return False
+        if v < 0:
+            seq = event._key(K_SEQ)
+            if seq is None:
+                return False
+            v = <long long>seq
+        if v == self.next:
+            self.next = v + 1
+            return False
+        if self.next < 0:
+            self.gaps.append((-1, v))
+            self.next = v + 1
+        elif v > self.next:
+            self.gaps.append((self.next, v))
+            self.next = v + 1
+        else:
+            self.fills.append(v)
+        return len(self.gaps) + len(self.fills) >= self.limit
+
+    def counts(self):
+        """Events by name so far (``None``: messages without a name; ``"other"``: past ``max_names``)."""
+        cdef dict out = dict(self._names)
+        cdef Py_ssize_t i
+        cdef TallySlot *slot
+        for i in range(TALLY_SLOTS):
+            slot = &self.slots[i]
+            if slot.len:
+                name = PyUnicode_DecodeUTF8(slot.name, slot.len, "surrogateescape")
+                out[name] = out.get(name, 0) + slot.count
+        return out
+
+    def total(self):
+        """Events counted."""
+        cdef long long n = 0
+        cdef Py_ssize_t i
+        for i in range(TALLY_SLOTS):
+            n += self.slots[i].count
+        for v in self._names.values():
+            n += <long long>v
+        return n

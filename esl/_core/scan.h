@@ -20,6 +20,8 @@ static ESL_ALIGNED esl_slot esl_values[4096];
 typedef struct { PyObject *name; PyObject *value; uint32_t n; uint32_t h; uint32_t flags;
                  uint32_t pad; char data[96]; } esl_line;
 static ESL_ALIGNED esl_line esl_lines[8192];
+/* json and xml pairs ("Name":"value", <Name>value</Name>) -> (name, value): flags 16 json, 32 xml */
+static ESL_ALIGNED esl_line esl_pairs[4096];
 
 #if defined(__GNUC__) || defined(__clang__)
 /* the plain scan is the hot one: its helpers inlined, the json/xml scans kept out of it */
@@ -49,40 +51,148 @@ static inline Py_ssize_t esl_find2(const char *p, Py_ssize_t n, char a, char b) 
     return n;
 }
 
-/* Routing keys of a plain header block: [s, e) per key (-1: absent);
-   exact-casing and case-insensitive candidates are kept apart. */
-typedef struct { Py_ssize_t s[6], e[6], cs[6], ce[6]; Py_ssize_t ihead; } esl_keys;
+/* Hex digit values (-1: not one), for the percent decoding. */
+static const signed char esl_hexv[256] = {
+    -1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1, -1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,
+    -1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,  0, 1, 2, 3, 4, 5, 6, 7, 8, 9,-1,-1,-1,-1,-1,-1,
+    -1,10,11,12,13,14,15,-1,-1,-1,-1,-1,-1,-1,-1,-1, -1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,
+    -1,10,11,12,13,14,15,-1,-1,-1,-1,-1,-1,-1,-1,-1, -1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,
+    -1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1, -1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,
+    -1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1, -1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,
+    -1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1, -1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,
+    -1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1, -1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1};
 
+/* Percent-decode p[0:n] into out (n bytes of room): "%XX" becomes its byte, a
+   malformed '%' stays, '+' stays. Runs without '%' are copied whole. Returns
+   the decoded length. */
+static Py_ssize_t esl_unescape(const char *p, Py_ssize_t n, char *out) {
+    Py_ssize_t i = 0, m = 0, run;
+    int hi, lo;
+    while (i < n) {
+        unsigned char c = (unsigned char)p[i];
+        if (c != '%') {
+            /* long runs go whole; the short ones between escapes byte by byte */
+            if (i + 16 <= n && p[i + 1] != '%' && p[i + 2] != '%' && p[i + 3] != '%') {
+                run = esl_find2(p + i, n - i, '%', '%');
+                memcpy(out + m, p + i, (size_t)run);
+                m += run;
+                i += run;
+            } else {
+                out[m++] = (char)c;
+                i++;
+            }
+            continue;
+        }
+        if (i + 2 < n && (hi = esl_hexv[(unsigned char)p[i + 1]]) >= 0
+            && (lo = esl_hexv[(unsigned char)p[i + 2]]) >= 0) {
+            out[m++] = (char)(hi << 4 | lo);
+            i += 3;
+        } else {
+            out[m++] = '%';
+            i++;
+        }
+    }
+    return m;
+}
+
+/* The keys located by the scans: the routing keys (0-5) and the channel
+   fields (6-15); [s, e) per key (-1: absent); exact-casing and
+   case-insensitive candidates are kept apart. */
+#define ESL_NKEYS 16
+/* 32-bit offsets: the caller scans only frames under 2 GiB */
+typedef struct { int32_t s[ESL_NKEYS], e[ESL_NKEYS], cs[ESL_NKEYS], ce[ESL_NKEYS]; Py_ssize_t ihead; } esl_keys;
+
+/* Which key the name p[0:k] is (-1: none); *exact: same casing. */
 ESL_INLINE int esl_key_of(const char *p, Py_ssize_t k, int *exact) {
     const char *lit;
     int which;
+    unsigned char c = (unsigned char)p[0] | 0x20;
     switch (k) {
-    case 10: lit = "Event-Name"; which = 0; break;
+    case 10:
+        if (c == 'e') { lit = "Event-Name"; which = 0; }
+        else if (c == 'd') { lit = "DTMF-Digit"; which = 12; }
+        else return -1;
+        break;
     case 9: lit = "Unique-ID"; which = 1; break;
     case 8: lit = "Job-UUID"; which = 2; break;
-    case 16: lit = "Application-UUID"; which = 3; break;
+    case 16:  /* Application-[U]UID or Application-[D]ata */
+        if (((unsigned char)p[12] | 0x20) == 'u') { lit = "Application-UUID"; which = 3; }
+        else { lit = "Application-Data"; which = 15; }
+        break;
     case 14:  /* Event-S[u]bclass or Event-S[e]quence */
         if ((p[7] | 0x20) == 'u') { lit = "Event-Subclass"; which = 4; }
         else { lit = "Event-Sequence"; which = 5; }
         break;
+    case 13: lit = "Channel-State"; which = 6; break;
+    case 20:  /* [C]hannel-State-Number or [A]pplication-Response */
+        if (c == 'c') { lit = "Channel-State-Number"; which = 7; }
+        else { lit = "Application-Response"; which = 14; }
+        break;
+    case 18: lit = "Channel-Call-State"; which = 8; break;
+    case 12:  /* [A]nswer-State or [H]angup-Cause */
+        if (c == 'a') { lit = "Answer-State"; which = 9; }
+        else { lit = "Hangup-Cause"; which = 10; }
+        break;
+    case 19: lit = "Other-Leg-Unique-ID"; which = 11; break;
+    case 11: lit = "Application"; which = 13; break;
     default: return -1;
     }
     if (memcmp(p, lit, (size_t)k) == 0) { *exact = 1; return which; }
     *exact = 0;
+    /* most lines that get here are other names of the same length: two bytes rule them out */
+    if (c != ((unsigned char)lit[0] | 0x20) || ((unsigned char)p[k - 2] | 0x20) != ((unsigned char)lit[k - 2] | 0x20))
+        return -1;
     return strncasecmp(p, lit, (size_t)k) == 0 ? which : -1;
 }
 
-/* One non-empty line [ls, le): record it if it is a routing key. */
+/* One non-empty line [ls, le): record it if it is a located key. The value
+   ends before a '\r' that ends the line (CRLF-framed messages). */
+/* The first eight bytes of a name as a little-endian word, ASCII letters lowercased
+   (a prefilter only: esl_key_of makes the exact comparison). */
+#define ESL_W8(a, b, c, d, e, f, g, h) \
+    ((uint64_t)(a) | (uint64_t)(b) << 8 | (uint64_t)(c) << 16 | (uint64_t)(d) << 24 | \
+     (uint64_t)(e) << 32 | (uint64_t)(f) << 40 | (uint64_t)(g) << 48 | (uint64_t)(h) << 56)
+
 ESL_INLINE void esl_line_key(const char *base, Py_ssize_t ls, Py_ssize_t le, esl_keys *k) {
-    unsigned char c = (unsigned char)base[ls] | 0x20;
-    if (c != 'e' && c != 'u' && c != 'j' && c != 'a') return;
-    Py_ssize_t n = le - ls, lim = n < 17 ? n : 17, colon = 0;
-    while (colon < lim && base[ls + colon] != ':') colon++;
-    if (colon >= lim) return;
-    int exact, w = esl_key_of(base + ls, colon, &exact);
+    const char *p = base + ls;
+    Py_ssize_t n = le - ls, colon;
+    uint64_t w8;
+    const signed char *lens;
+    static const signed char L_EVENT[] = {10, 14, 0}, L_UNIQ[] = {9, 0}, L_JOB[] = {8, 0},
+        L_APPL[] = {11, 16, 20, 0}, L_ANSW[] = {12, 0}, L_CHAN[] = {13, 18, 20, 0},
+        L_HANG[] = {12, 0}, L_OTHER[] = {19, 0}, L_DTMF[] = {10, 0};
+    int exact, w = -1;
+    if (n < 9) return;  /* the shortest key, Job-UUID, and its ':' */
+    memcpy(&w8, p, 8);
+    w8 |= 0x2020202020202020ULL;
+    switch ((unsigned char)p[0] | 0x20) {
+    case 'e':
+        if ((w8 & 0x0000FFFFFFFFFFFFULL) != ESL_W8('e', 'v', 'e', 'n', 't', '-', 0, 0)) return;
+        lens = L_EVENT; break;
+    case 'u': if (w8 != ESL_W8('u', 'n', 'i', 'q', 'u', 'e', '-', 'i')) return; lens = L_UNIQ; break;
+    case 'j': if (w8 != ESL_W8('j', 'o', 'b', '-', 'u', 'u', 'i', 'd')) return; lens = L_JOB; break;
+    case 'a':
+        if (w8 == ESL_W8('a', 'p', 'p', 'l', 'i', 'c', 'a', 't')) lens = L_APPL;
+        else if (w8 == ESL_W8('a', 'n', 's', 'w', 'e', 'r', '-', 's')) lens = L_ANSW;
+        else return;
+        break;
+    case 'c': if (w8 != ESL_W8('c', 'h', 'a', 'n', 'n', 'e', 'l', '-')) return; lens = L_CHAN; break;
+    case 'h': if (w8 != ESL_W8('h', 'a', 'n', 'g', 'u', 'p', '-', 'c')) return; lens = L_HANG; break;
+    case 'o': if (w8 != ESL_W8('o', 't', 'h', 'e', 'r', '-', 'l', 'e')) return; lens = L_OTHER; break;
+    case 'd': if (w8 != ESL_W8('d', 't', 'm', 'f', '-', 'd', 'i', 'g')) return; lens = L_DTMF; break;
+    default: return;
+    }
+    /* a candidate when ':' sits right after a key's length (shortest first: the name ends at the first ':') */
+    for (; (colon = *lens) != 0; lens++) {
+        if (colon < n && p[colon] == ':') {
+            w = esl_key_of(p, colon, &exact);
+            break;
+        }
+    }
     if (w < 0) return;
     Py_ssize_t vs = ls + colon + 1;
     while (vs < le && base[vs] == ' ') vs++;
+    if (le > vs && base[le - 1] == '\r') le--;
     if (exact) {
         if (w == 0 || k->s[w] < 0) { k->s[w] = vs; k->e[w] = le; }  /* Event-Name: last wins */
     } else if (k->cs[w] < 0) {
@@ -95,7 +205,7 @@ ESL_INLINE void esl_line_key(const char *base, Py_ssize_t ls, Py_ssize_t le, esl
 static void esl_scan_plain(const char *base, Py_ssize_t bs, Py_ssize_t e, esl_keys *k) {
     Py_ssize_t ls = bs, i = bs, j;
     int w;
-    for (w = 0; w < 6; w++) k->s[w] = k->e[w] = k->cs[w] = k->ce[w] = -1;
+    for (w = 0; w < ESL_NKEYS; w++) k->s[w] = k->cs[w] = -1;  /* e, ce: read only where s, cs >= 0 */
     k->ihead = -1;
 #if defined(__SSE2__)
     const __m128i nl = _mm_set1_epi8(10);  /* newline */
@@ -126,8 +236,69 @@ static void esl_scan_plain(const char *base, Py_ssize_t bs, Py_ssize_t e, esl_ke
     }
     if (ls < e) esl_line_key(base, ls, e, k);
 done:
-    for (w = 0; w < 6; w++)
+    for (w = 0; w < ESL_NKEYS; w++)
         if (k->s[w] < 0 && k->cs[w] >= 0) { k->s[w] = k->cs[w]; k->e[w] = k->ce[w]; }
+}
+
+/* One header of a plain block, looked up without decoding the others: walk
+   the lines of p[s:e) (16 bytes at a time, as the key scan) and compare the
+   name at each line start. The first line named exactly key[:klen] (the last
+   one when `last`) goes to *ls/*le and 1 is returned; else the first line
+   whose name matches case-insensitively (ASCII) and 2; else 0. The key holds
+   no ':' (the caller checks), so a name matches when its first ':' follows
+   the key's bytes. */
+ESL_INLINE int esl_hdr_line(const char *p, Py_ssize_t ls, Py_ssize_t le, const char *key, Py_ssize_t klen,
+                            unsigned char k0, Py_ssize_t *cls, Py_ssize_t *cle) {
+    if (le - ls <= klen || p[ls + klen] != ':' || ((unsigned char)p[ls] | 0x20) != k0) return 0;
+    if (memcmp(p + ls, key, (size_t)klen) == 0) return 1;
+    if (*cls < 0 && strncasecmp(p + ls, key, (size_t)klen) == 0) { *cls = ls; *cle = le; }
+    return 0;
+}
+
+static int esl_find_header(const char *p, Py_ssize_t s, Py_ssize_t e, const char *key, Py_ssize_t klen, int last,
+                           Py_ssize_t *ls_out, Py_ssize_t *le_out) {
+    Py_ssize_t ls = s, i = s, j, cls = -1, cle = -1, found = -1, fle = -1;
+    unsigned char k0 = (unsigned char)key[0] | 0x20;
+#if defined(__SSE2__)
+    const __m128i nl = _mm_set1_epi8(10);
+    for (; i + 16 <= e; i += 16) {
+        unsigned m = (unsigned)_mm_movemask_epi8(
+            _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(p + i)), nl));
+        while (m) {
+            j = i + __builtin_ctz(m);
+            m &= m - 1;
+            if (esl_hdr_line(p, ls, j, key, klen, k0, &cls, &cle)) {
+                found = ls; fle = j;
+                if (!last) goto done;
+            }
+            ls = j + 1;
+        }
+    }
+#endif
+    for (; i < e; i++) {
+        if (p[i] != 10) continue;
+        if (esl_hdr_line(p, ls, i, key, klen, k0, &cls, &cle)) {
+            found = ls; fle = i;
+            if (!last) goto done;
+        }
+        ls = i + 1;
+    }
+    if (ls < e && esl_hdr_line(p, ls, e, key, klen, k0, &cls, &cle)) { found = ls; fle = e; }
+done:
+    if (found >= 0) { *ls_out = found; *le_out = fle; return 1; }
+    if (cls >= 0) { *ls_out = cls; *le_out = cle; return 2; }
+    return 0;
+}
+
+/* Whether p[s:e) holds the UTF-8 Kelvin sign (U+212A, which lowercases to 'k'). */
+static int esl_has_kelvin(const char *p, Py_ssize_t s, Py_ssize_t e) {
+    for (; s + 2 < e; s++) {
+        const char *c = (const char *)memchr(p + s, 0xE2, (size_t)(e - s - 2));
+        if (c == NULL) return 0;
+        s = c - p;
+        if ((unsigned char)c[1] == 0x84 && (unsigned char)c[2] == 0xAA) return 1;
+    }
+    return 0;
 }
 
 /* -- json and xml events -------------------------------------------------
@@ -136,8 +307,23 @@ done:
    decode (esl._codec), which also reports malformed payloads. A key's start
    is -2 when only the full decode can give its value. */
 
+/* Where the pairs of a json or xml event lie, for the full decode: one entry
+   per pair (kind 0: a string value; kind 1: an array, vs = its item count,
+   the items follow as kind-2 entries). esc: the json string has escapes; for
+   xml, 1: the value holds '&' (entities), 2: '%' next to non-ASCII bytes. */
+typedef struct { Py_ssize_t ks, ke, vs, ve; int kind, esc; } esl_ent;
+typedef struct { esl_ent *ent; Py_ssize_t n, cap; } esl_ents;
+
+/* Record an entry; 0 when the array is full (the caller grows it and scans again). */
+static inline int esl_put(esl_ents *o, Py_ssize_t ks, Py_ssize_t ke, Py_ssize_t vs, Py_ssize_t ve, int kind, int esc) {
+    if (o->n >= o->cap) return 0;
+    esl_ent *e = &o->ent[o->n++];
+    e->ks = ks; e->ke = ke; e->vs = vs; e->ve = ve; e->kind = kind; e->esc = esc;
+    return 1;
+}
+
 static inline void esl_keys_init(esl_keys *k) {
-    for (int w = 0; w < 6; w++) k->s[w] = k->e[w] = k->cs[w] = k->ce[w] = -1;
+    for (int w = 0; w < ESL_NKEYS; w++) k->s[w] = k->cs[w] = -1;
     k->ihead = -1;
 }
 
@@ -149,7 +335,7 @@ static inline void esl_note(esl_keys *k, int w, int exact, Py_ssize_t vs, Py_ssi
 }
 
 static inline void esl_keys_done(esl_keys *k) {
-    for (int w = 0; w < 6; w++)
+    for (int w = 0; w < ESL_NKEYS; w++)
         if (k->s[w] == -1 && k->cs[w] == 0) k->s[w] = -2;  /* case-insensitive: full decode */
 }
 
@@ -189,9 +375,9 @@ static Py_ssize_t esl_json_str(const char *p, Py_ssize_t i, Py_ssize_t n, int *e
    json.loads would refuse goes to the full decode. A key with escapes
    fails the scan (its text is unknown here); a routing value with escapes
    or an array is -2. */
-ESL_NOINLINE int esl_scan_json(const char *p, Py_ssize_t i, Py_ssize_t n, esl_keys *k) {
-    Py_ssize_t ks, ke, vs, ve;
-    int esc, exact, w;
+ESL_NOINLINE int esl_scan_json(const char *p, Py_ssize_t i, Py_ssize_t n, esl_keys *k, esl_ents *o) {
+    Py_ssize_t ks, ke, vs, ve, head = 0, items;
+    int esc, exact, w, vesc = 0;
     esl_keys_init(k);
     i = esl_ws(p, i, n);
     if (i >= n || p[i] != '{') return -1;
@@ -212,23 +398,34 @@ ESL_NOINLINE int esl_scan_json(const char *p, Py_ssize_t i, Py_ssize_t n, esl_ke
             i = esl_json_str(p, i, n, &esc);
             if (i < 0) return -1;
             ve = i - 1;
+            if (o && !esl_put(o, ks, ke, vs, ve, 0, esc)) return -3;
             if (esc) vs = -2;
         } else if (p[i] == '[') {
             vs = ve = -2;
+            if (o) {
+                head = o->n;
+                if (!esl_put(o, ks, ke, 0, 0, 1, 0)) return -3;
+            }
+            items = 0;
             i = esl_ws(p, i + 1, n);
             if (i < n && p[i] == ']') {
                 i++;
             } else {
                 for (;;) {
                     if (i >= n || p[i] != '"') return -1;
-                    i = esl_json_str(p, i, n, &esc);
+                    Py_ssize_t is = i + 1;
+                    i = esl_json_str(p, i, n, &vesc);
                     if (i < 0) return -1;
+                    if (o && !esl_put(o, 0, 0, is, i - 1, 2, vesc)) return -3;
+                    items++;
                     i = esl_ws(p, i, n);
                     if (i < n && p[i] == ']') { i++; break; }
                     if (i >= n || p[i] != ',') return -1;
                     i = esl_ws(p, i + 1, n);
                 }
             }
+            if (o) o->ent[head].vs = items;
+            if (ke - ks == 5 && memcmp(p + ks, "_body", 5) == 0) return -1;  /* the twin refuses it */
         } else {
             return -1;  /* numbers, objects...: the full decode */
         }
@@ -256,7 +453,7 @@ static inline int esl_lit(const char *p, Py_ssize_t i, Py_ssize_t n, const char 
    A routing value with '&' (an entity), with '%' next to non-ASCII bytes
    (decoded as text by the twin), or repeated in the next element (an
    array: one element per item) is -2. */
-ESL_NOINLINE int esl_scan_xml(const char *p, Py_ssize_t i, Py_ssize_t n, esl_keys *k) {
+ESL_NOINLINE int esl_scan_xml(const char *p, Py_ssize_t i, Py_ssize_t n, esl_keys *k, esl_ents *o) {
     Py_ssize_t ns, nl, vs, ve, pns = 0, pnl = 0, pvs = -1, j;
     int exact, w, hi;
     unsigned char c;
@@ -284,6 +481,13 @@ ESL_NOINLINE int esl_scan_xml(const char *p, Py_ssize_t i, Py_ssize_t n, esl_key
         ve = lt - p;
         if (ve + nl + 3 > n || p[ve + 1] != '/' || memcmp(p + ve + 2, p + ns, (size_t)nl) != 0
             || p[ve + nl + 2] != '>') return -1;
+        if (o) {
+            int flags = memchr(p + vs, '&', (size_t)(ve - vs)) ? 1 : 0;
+            if (memchr(p + vs, '%', (size_t)(ve - vs))) {
+                for (j = vs; j < ve; j++) if ((unsigned char)p[j] >= 0x80) { flags |= 2; break; }
+            }
+            if (!esl_put(o, ns, ns + nl, vs, ve, 0, flags)) return -3;
+        }
         w = esl_key_of(p + ns, nl, &exact);
         if (w >= 0) {
             if (nl == pnl && memcmp(p + ns, p + pns, (size_t)nl) == 0) {
@@ -298,6 +502,7 @@ ESL_NOINLINE int esl_scan_xml(const char *p, Py_ssize_t i, Py_ssize_t n, esl_key
         }
         pns = ns; pnl = nl; pvs = vs;
     }
+    k->ihead = i;  /* where "</headers>" starts: the body part follows */
     esl_keys_done(k);
     return 0;
 }

@@ -4,9 +4,13 @@ The pieces:
 
 * :mod:`esl.channel.state` — state, waits and handlers, from the channel's own
   events (handed over by the connection's owners table before any flow control);
-* :mod:`esl.channel.verbs` — the call-control verbs;
+* :mod:`esl.channel.verbs` — executing applications, answer/hangup and media;
+* :mod:`esl.channel.variables`, :mod:`esl.channel.control`,
+  :mod:`esl.channel.recording` — variables; bridge, transfer, DTMF, hold,
+  mute, scheduling, broadcast, avmd...; background recording;
 * :mod:`esl.channel.originate` — placing a call (``Channel.create``) and the
-  escaping of its variables.
+  escaping of its variables;
+* :mod:`esl.channel.media` — streaming the call's audio to a websocket (mod_audio_stream).
 """
 
 from __future__ import annotations
@@ -19,17 +23,22 @@ from esl.channel.originate import kill_orphan, originate_command
 from esl.channel.history import History
 from esl.channel.hooks import LIFECYCLE
 from esl.channel.host import ChannelHost
+from esl.channel.control import Control
+from esl.channel.media import MediaVerbs
+from esl.channel.recording import Recording
+from esl.channel.variables import Variables
 from esl.channel.verbs import CallControl
 from esl.exceptions import ChannelError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from esl.cluster import Cluster
     from esl.core import Event
     from esl.job import Job
 
 __all__ = ["Channel", "ChannelHost", "History", "LIFECYCLE", "channels_of"]
 
 
-class Channel(CallControl):
+class Channel(MediaVerbs, Recording, Control, Variables, CallControl):
     """One call leg (FreeSWITCH channel), in outbound or inbound mode.
 
     Get one from :meth:`create` (originate), ``session.channel`` (the call an
@@ -81,7 +90,7 @@ class Channel(CallControl):
     @classmethod
     async def create(
         cls,
-        connection: ChannelHost,
+        connection: "ChannelHost | Cluster",
         dial_path: str,
         variables: Mapping[str, object] | None = None,
         *,
@@ -90,8 +99,17 @@ class Channel(CallControl):
         timeout: float | None = None,
         app: str = "&park()",
         history: int | None = None,
+        return_ring_ready: bool = False,
+        node: str | None = None,
     ) -> "Channel":
         """Place a call to ``dial_path`` and return its Channel at once (before it is answered).
+
+        ``connection`` is an Inbound or Session, or a :class:`~esl.Cluster`:
+        then the call goes to ``node`` if given, else to the node the
+        cluster's placement policy picks (fewest sessions by default, nodes
+        down or at their limit skipped; :class:`~esl.cluster.NoNodeAvailable`
+        when none is left), and the Channel stays bound to that node's
+        connection (``channel.connection``).
 
         The channel UUID is chosen here and passed as ``origination_uuid``
         (a ``variables`` entry of that name is ignored); the channel is owned
@@ -107,8 +125,32 @@ class Channel(CallControl):
         :class:`~esl.exceptions.OriginateError` by every wait on the channel.
         Cancelling ``create`` once the originate is on its way does not leave
         an unowned call: it is hung up (``ORIGINATOR_CANCEL``) when placed.
+
+        ``return_ring_ready``: the originate's result (``channel.job``) comes
+        back as soon as the far end rings instead of when it answers
+        (``return_ring_ready=true``), so the job frees FreeSWITCH's originate
+        thread early; a failure after that still reaches the channel, as a
+        hangup before answer. ``channel.job.channel`` is this channel and
+        ``channel.job.session_uuid`` its UUID once the result is in.
+
+        On a connection with event filters (``filter ...``), what genesis
+        documents as steps is done here, in this order: the UUID is chosen
+        client-side (a ``uuid4``, the same as the ``create_uuid`` api without
+        its round trip), ``filter Unique-ID <uuid>`` is added (and the channel
+        events subscribed) before the originate is written, BACKGROUND_JOB is
+        let through the filters for the result, and the filter is removed
+        when the channel is destroyed. A connection without filters gets no
+        filter (the first one would hide every other event from its handlers).
         """
+        from esl.cluster import Cluster
+
+        if isinstance(connection, Cluster):  # place the call on one of its nodes
+            connection = connection.node(node) if node is not None else connection.pick()
+        elif node is not None:
+            raise ValueError("node= is for a Cluster")
         uuid = str(_uuid_mod.uuid4())
+        if return_ring_ready:
+            variables = {**(variables or {}), "return_ring_ready": "true"}
         command = originate_command(uuid, dial_path, variables, caller_id_number=caller_id_number,
                                     caller_id_name=caller_id_name, timeout=timeout, app=app)
         channel = cls(connection, uuid, dial_path=dial_path.strip(), created=True, history=history)
@@ -128,6 +170,7 @@ class Channel(CallControl):
             channel._unregister()
             raise
         channel.job = job
+        job.channel = channel
         job.add_done_callback(channel._job_done)
         return channel
 

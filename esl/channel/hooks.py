@@ -50,7 +50,7 @@ class Hooks:
         """Run ``handler`` for this channel's events named ``name`` (decorator or direct call).
 
         ``name`` is an event name (``"CHANNEL_ANSWER"``, ``"PLAYBACK_STOP"``,
-        ``"*"`` for all): the handler gets the Event. Or a lifecycle hook from
+        ``"*"`` for all) or a CUSTOM subclass (``"avmd::beep"``): the handler gets the Event. Or a lifecycle hook from
         :data:`LIFECYCLE`, called as ``handler(channel, info)``: ``"answered"``
         (info: the CHANNEL_ANSWER event), ``"failed"`` (info: the cause,
         a :class:`~esl.types.HangupCause` or string), ``"hangup"`` (the cause),
@@ -103,7 +103,7 @@ class Hooks:
         table = self._dtmf
         if table is None:
             return
-        digit = event.get("DTMF-Digit")
+        digit = event.dtmf_digit
         if not digit:
             return
         for h in table.get(digit) or table.get(None) or ():

@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, ClassVar
 
+from esl.channel.facts import Facts
 from esl.channel.history import History
 from esl.channel.hooks import Hooks
 from esl.channel.host import ENDED, ChannelHost
@@ -73,7 +74,7 @@ def cause_of(text: str | None) -> HangupCause | str:
         return word
 
 
-class ChannelCore(Hooks):
+class ChannelCore(Facts, Hooks):
     """State, waits and handlers of one leg; :class:`esl.channel.Channel` adds the verbs."""
 
     #: How many events each channel keeps in ``channel.events`` (0 disables).
@@ -83,7 +84,7 @@ class ChannelCore(Hooks):
         "connection", "uuid", "dial_path", "created", "context", "answered", "hangup_cause",
         "failure", "job", "other_uuid", "events", "created_at", "answered_at", "hungup_at",
         "_state", "_top_state", "_visited", "_call_state", "_state_event", "_var_event", "_vars",
-        "_waiters", "_apps", "_locked", "_filtered", "_gone", "_destroyed", "_group", "_seen",
+        "_waiters", "_apps", "_locked", "_filtered", "_gone", "_destroyed", "_group", "_seen", "_custom_seq",
         "__weakref__",
     )
 
@@ -122,6 +123,7 @@ class ChannelCore(Hooks):
         self._destroyed = False
         self._group: Call | None = None
         self._seen: dict[str, Event] | None = None
+        self._custom_seq: tuple[str, ...] = ()  # Event-Sequence of the last CUSTOM events (see _on_event)
         if context is not None:
             self._apply_context(context)
 
@@ -163,9 +165,17 @@ class ChannelCore(Hooks):
 
     def _on_event(self, event: "Event") -> None:
         """One event of this channel (called synchronously by the reader, before flow control)."""
+        name = event.name or ""
+        if name == "CUSTOM":
+            # A module that queues its event to the session and fires a copy (mod_avmd) reaches the
+            # socket twice, the second time with the channel's data: same Event-Sequence. Once is enough.
+            seq = event.get("Event-Sequence")
+            if seq is not None:
+                if seq in self._custom_seq:
+                    return
+                self._custom_seq = (*self._custom_seq[-3:], seq)
         if self.events is not None:
             self.events.append(event)
-        name = event.name or ""
         terminal = False
         if name in _STATEFUL:
             terminal = self._update(event, name)
@@ -188,6 +198,9 @@ class ChannelCore(Hooks):
         if handlers is not None:
             for h in handlers.get(name, ()):
                 self._call(h, event)
+            if name == "CUSTOM":  # a CUSTOM event is also known by its subclass (avmd::beep...)
+                for h in handlers.get(event.get("Event-Subclass") or "", ()):
+                    self._call(h, event)
             for h in handlers.get("*", ()):
                 self._call(h, event)
         if terminal:
@@ -195,17 +208,17 @@ class ChannelCore(Hooks):
 
     def _apply_context(self, event: "Event") -> None:
         self._update_state(event)
-        if event.get("Answer-State") == "answered":
+        if event.answer_state == "answered":
             self.answered = True
 
     def _update_state(self, event: "Event") -> None:
-        text = event.get("Channel-State")
-        number = event.get("Channel-State-Number")
+        text = event.channel_state  # channel fields are found by the core's key scan
+        number = event.channel_state_number
         state: ChannelState | None = None
         try:
             if text:
                 state = ChannelState.parse(text)
-            if number:
+            if number is not None:
                 by_number = ChannelState.parse(number)
                 if state is None or by_number > state:  # CHANNEL_HANGUP reports the new number first
                     state = by_number
@@ -219,7 +232,7 @@ class ChannelCore(Hooks):
             self._visited |= 1 << state
             if state in _MAIN_LINE and state < ChannelState.HANGUP and state > self._top_state:
                 self._top_state = state
-        call_state = event.get("Channel-Call-State")
+        call_state = event.call_state
         if call_state:
             try:
                 self._call_state = CallState.parse(call_state)
@@ -240,25 +253,25 @@ class ChannelCore(Hooks):
                 self.answered_at = time.time()
                 self._lifecycle("answered", event)
         elif name == "CHANNEL_BRIDGE":
-            other = event.get("Other-Leg-Unique-ID")
+            other = event.other_leg_uuid
             if other and other != self.uuid:
                 self.other_uuid = other
             self._link_call(event)
             self._lifecycle("bridged", self.other_uuid)
         elif name == "CHANNEL_UNBRIDGE":
-            self._lifecycle("unbridged", event.get("Other-Leg-Unique-ID") or self.other_uuid)
+            self._lifecycle("unbridged", event.other_leg_uuid or self.other_uuid)
         elif name in ("CHANNEL_CREATE", "CHANNEL_ORIGINATE", "CHANNEL_OUTGOING"):
             self._link_call(event)
         elif name == "CHANNEL_HANGUP" or name == "CHANNEL_HANGUP_COMPLETE":
             if self.hangup_cause is None:
-                self.hangup_cause = cause_of(event.get("Hangup-Cause"))
+                self.hangup_cause = cause_of(event.hangup_cause)
             if self._state < ChannelState.HANGUP:
                 self._state = ChannelState.HANGUP
             return True
         elif name == "CHANNEL_DESTROY":
             self._state = ChannelState.DESTROY
             if self.hangup_cause is None:
-                self.hangup_cause = cause_of(event.get("Hangup-Cause"))
+                self.hangup_cause = cause_of(event.hangup_cause)
             return True
         return False
 
@@ -387,61 +400,6 @@ class ChannelCore(Hooks):
             return ChannelError(str(gone), gone.uuid, gone.cause)
         return ChannelError(f"channel {self.uuid} is gone", self.uuid)
 
-    # -- facts -----------------------------------------------------------------------------------
-
-    @property
-    def state(self) -> ChannelState:
-        """The latest :class:`~esl.types.ChannelState` reported by the channel's events."""
-        return self._state
-
-    @property
-    def call_state(self) -> CallState | None:
-        """The latest ``Channel-Call-State`` (``None`` until one was seen)."""
-        return self._call_state
-
-    @property
-    def gone(self) -> bool:
-        """True once the channel hung up, failed, or its connection closed for good."""
-        return self._gone is not None or self._state >= ChannelState.HANGUP
-
-    @property
-    def destroyed(self) -> bool:
-        """True once CHANNEL_DESTROY arrived (or the channel was found gone)."""
-        return self._destroyed
-
-    @property
-    def direction(self) -> str | None:
-        """``"inbound"`` (the leg called in) or ``"outbound"`` (FreeSWITCH placed it), from Call-Direction."""
-        return self.get_header("Call-Direction")
-
-    def is_inbound(self) -> bool:
-        """True for a leg that called into FreeSWITCH (``Call-Direction: inbound``)."""
-        return self.direction == "inbound"
-
-    def is_outbound(self) -> bool:
-        """True for a leg FreeSWITCH placed (``Call-Direction: outbound``; every ``Channel.create`` leg)."""
-        return self.direction == "outbound" or (self.direction is None and self.created)
-
-    @property
-    def host(self) -> str | None:
-        """The switch the channel lives on (``FreeSWITCH-Hostname`` of its events)."""
-        return self.get_header("FreeSWITCH-Hostname")
-
-    @property
-    def uptime(self) -> float:
-        """Seconds since this object learnt of the channel (until hangup, then frozen)."""
-        end = self.hungup_at if self.hungup_at is not None else time.time()
-        return max(0.0, end - self.created_at)
-
-    def get_header(self, name: str) -> str | None:
-        """The newest value of header ``name`` from the channel's events (or the connect reply)."""
-        for source in (self._state_event, self._var_event, self.context):
-            if source is not None:
-                value = source.get(name)
-                if value is not None:
-                    return value
-        return None
-
     @property
     def variables(self) -> dict[str, str]:
         """The channel variables (``variable_*`` without the prefix) from its latest full event."""
@@ -469,26 +427,6 @@ class ChannelCore(Hooks):
             else:
                 view[name] = value
 
-    @property
-    def call(self) -> "Call":
-        """The :class:`~esl.call.Call` this leg belongs to (made on first use)."""
-        if self._group is None:
-            from esl.call import Call
-
-            Call(self)  # type: ignore[arg-type]
-        assert self._group is not None
-        return self._group
-
-    def _link_call(self, event: "Event") -> None:
-        owners = self.connection.owners
-        for name in ("Other-Leg-Unique-ID", "Channel-Call-UUID"):
-            peer_uuid = event.get(name)
-            if peer_uuid and peer_uuid != self.uuid:
-                peer = owners.channel(peer_uuid)
-                if isinstance(peer, ChannelCore):
-                    peer.call.add(self)  # type: ignore[arg-type]
-                    return
-
     # -- waiting ---------------------------------------------------------------------------------
 
     def _check_waiters(self, event: "Event | None", name: str) -> None:
@@ -515,7 +453,8 @@ class ChannelCore(Hooks):
                     fut.set_exception(self._gone_error())
                     continue
             else:
-                if event is not None and name == target:
+                if event is not None and (name == target or (name == "CUSTOM" and "::" in target
+                                                             and event.get("Event-Subclass") == target)):
                     fut.set_result(event)
                     continue
                 if self._destroyed or (gone and target not in _AFTER_HANGUP):
@@ -531,7 +470,8 @@ class ChannelCore(Hooks):
         channel already reached it, or passed it on the NEW -> INIT -> ROUTING ->
         EXECUTE -> HANGUP -> REPORTING -> DESTROY line; a ringing outgoing leg in
         CONSUME_MEDIA has not "passed" EXECUTE, it gets there once answered) or an event name such as
-        ``"DTMF"``, ``"CHANNEL_ANSWER"``, ``"CHANNEL_DESTROY"`` (the next such
+        ``"DTMF"``, ``"CHANNEL_ANSWER"``, ``"CHANNEL_DESTROY"``, a CUSTOM subclass
+        such as ``"avmd::beep"`` (the next such
         event of this channel; for events a channel fires only once, such as
         CHANNEL_ANSWER or CHANNEL_HANGUP, one already received is returned at
         once). Raises :class:`~esl.exceptions.TimeoutError` after ``timeout``
@@ -551,7 +491,8 @@ class ChannelCore(Hooks):
                 return self._state_event
         elif isinstance(target, str):
             check_line(target, "event name")
-            target = target.upper()
+            if "::" not in target:  # CUSTOM subclasses (avmd::beep) are case-sensitive
+                target = target.upper()
             if self._seen is not None and target in self._seen:
                 return self._seen[target]
         else:

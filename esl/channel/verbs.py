@@ -17,19 +17,13 @@ with :class:`~esl.exceptions.ConnectionError` when the socket closes first.
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid as _uuid_mod
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from esl.channel.state import ChannelCore
 from esl.commands import check_line
-from esl.escaping import (
-    app_arg,
-    check_variable_name,
-    multiset_app_arg,
-    set_app_arg,
-    setvar_multi_arg,
-    setvar_value,
-)
+from esl.escaping import app_arg, file_string, file_vars, setvar_value
 from esl.exceptions import ChannelError, CommandError, OriginateError, TimeoutError
 from esl.types import ChannelState, HangupCause
 
@@ -188,9 +182,35 @@ class CallControl(ChannelCore):
         except OriginateError:
             return self._state_event
 
-    async def playback(self, path: str, *, block: bool = True, lock: bool | None = None,
-                       timeout: float | None = None) -> "Event":
+    async def playback(
+        self,
+        path: "str | Sequence[str]",
+        *,
+        block: bool = True,
+        lock: bool | None = None,
+        timeout: float | None = None,
+        variables: Mapping[str, object] | None = None,
+        start_sample: int | None = None,
+        endless: bool = False,
+        loops: int | None = None,
+        terminators: str | None = None,
+        leg: str | None = None,
+    ) -> Any:
         """Play a file, tone stream or any FreeSWITCH playable (``playback``).
+
+        ``path``: one playable, or several (a list: played in turn as one
+        ``file_string://a!b`` file). ``variables``: parameters of each file
+        (``{name=value,...}path``, escaped; e.g. ``{"volume": 2}``).
+        ``start_sample``: start that many samples in (``path@@<n>``).
+        ``endless``: repeat until :meth:`break_media` or hangup (the sendmsg
+        ``loops: -1`` header, which ``uuid_break`` ends; FreeSWITCH's
+        ``endless_playback`` ignores it; use ``block=False``; FreeSWITCH stops
+        repeating what plays under half a second). ``loops``: play it that
+        many times.
+        ``terminators``: DTMF digits that stop it (``"#"``, ``"any"``,
+        ``"none"``; sets ``playback_terminators`` first).
+        ``leg``: play on ``"aleg"``, ``"bleg"`` (the bridged leg) or ``"both"``
+        through ``uuid_broadcast`` (returns its reply; it does not block).
 
         ``lock`` (default: the same as ``block``) sends ``event-lock: true``:
         FreeSWITCH then holds every later message for the channel until the
@@ -198,9 +218,43 @@ class CallControl(ChannelCore):
         not locked by default, so what follows — DTMF handling, a hangup, the
         next prompt — is not stuck behind it; ``break_media()`` stops it.
         """
-        check_line(path, "playback path")
-        return await self.execute("playback", path, block=block, lock=block if lock is None else lock,
-                                  timeout=timeout)
+        paths = [path] if isinstance(path, str) else list(path)
+        for p in paths:
+            check_line(p, "playback path")
+            if not p:
+                raise ValueError("empty playback path")
+        block_vars = file_vars(variables) if variables else ""
+        if len(paths) == 1:
+            text = block_vars + paths[0]
+        else:
+            text = file_string([block_vars + p for p in paths])
+        if start_sample is not None:
+            if int(start_sample) < 0:
+                raise ValueError("start_sample is a sample count >= 0")
+            text += f"@@{int(start_sample)}"
+        if endless:
+            if loops is not None:
+                raise ValueError("give endless or loops, not both")
+            loops = -1
+        app = "playback"
+        if terminators is not None:
+            if not re.fullmatch(r"any|none|[0-9*#A-D]+", terminators):
+                raise ValueError(f"invalid playback terminators {terminators!r}: 'any', 'none' or DTMF digits")
+            await self.execute("set", f"playback_terminators={terminators}", block=False)
+        arg = app_arg(text) if (variables or len(paths) > 1) else text
+        if leg is not None:
+            if leg not in ("aleg", "bleg", "both"):
+                raise ValueError("leg must be 'aleg', 'bleg' or 'both'")
+            if " " in arg or "\t" in arg:
+                raise ValueError("a playback on a leg cannot carry spaces (uuid_broadcast splits on them)")
+            self._check_alive()
+            if endless or loops is not None:
+                raise ValueError("a playback on a leg (uuid_broadcast) cannot repeat")
+            if not self.connection.full_control:
+                return await self.execute("broadcast", f"{app}::{arg} {leg}", block=block)
+            return await self._api(f"uuid_broadcast {self.uuid} {app}::{arg} {leg}")
+        return await self.execute(app, arg, block=block, lock=block if lock is None else lock,
+                                  timeout=timeout, loops=loops, body=arg != text)
 
     async def say(self, text: str, module: str = "en", lang: str | None = None, kind: str = "NUMBER",
                   method: str = "pronounced", gender: str = "FEMININE", *, block: bool = True,
@@ -287,192 +341,9 @@ class CallControl(ChannelCore):
             return ""  # too few digits: switch_ivr_read() still stores them in var_name
         return _result_var(event, var_name)
 
-    async def bridge(self, other: "CallControl | str | object", *, block: bool = True,
-                     timeout: float | None = None) -> "Event | None":
-        """Bridge this leg with ``other``.
-
-        ``other`` a Channel or Session (two existing legs): ``uuid_bridge``; with
-        ``block`` it waits (``timeout``, default 30 s) for this leg's
-        CHANNEL_BRIDGE. ``other`` a dial string: the ``bridge`` application,
-        which (blocking) returns when the bridge ends (``timeout``: no limit by
-        default; hangup and socket close still end the wait).
-        """
-        self._check_alive()
-        if isinstance(other, str):
-            check_line(other, "bridge dial string")
-            return await self.execute("bridge", other, block=block, timeout=timeout)
-        peer: object = getattr(other, "channel", other) if not isinstance(other, ChannelCore) else other
-        if not isinstance(peer, CallControl):
-            raise TypeError(f"cannot bridge to {other!r}")
-        if peer is self:
-            raise ValueError("cannot bridge a channel to itself")
-        peer._check_alive()
-        self.call.add(peer)  # type: ignore[arg-type]  # peer is a Channel: the only CallControl there is
-        await self._api(f"uuid_bridge {self.uuid} {peer.uuid}")
-        return await self._until("CHANNEL_BRIDGE", block and self.other_uuid != peer.uuid,
-                                 30.0 if timeout is None else timeout)
-
-    async def transfer(self, extension: str, dialplan: str = "XML", context: str = "default", *,
-                       block: bool = True, timeout: float | None = None) -> Any:
-        """Send the channel to ``extension`` in ``dialplan``/``context``."""
-        for part in (extension, dialplan, context):
-            check_line(part, "transfer argument")
-            if not part or " " in part:
-                raise ValueError(f"invalid transfer argument {part!r}")
-        self._check_alive()
-        if self._own() or not self.connection.full_control:
-            return await self.execute("transfer", f"{extension} {dialplan} {context}", block=block,
-                                      timeout=timeout)
-        return await self._api(f"uuid_transfer {self.uuid} {extension} {dialplan} {context}")
-
-    async def record(self, path: str, time_limit: int | None = None) -> Any:
-        """Start recording the call to ``path`` in the background (until :meth:`stop_record` or hangup)."""
-        check_line(path, "record path")
-        if not path or " " in path:
-            raise ValueError(f"invalid record path {path!r}")
-        self._check_alive()
-        if self._own() or not self.connection.full_control:
-            # the application takes its limit as "+<seconds>" (a bare second word would be its variables)
-            return await self.execute("record_session", path if time_limit is None else f"{path} +{int(time_limit)}")
-        limit = "" if time_limit is None else f" {int(time_limit)}"
-        return await self._api(f"uuid_record {self.uuid} start {path}{limit}")
-
-    async def stop_record(self, path: str = "all") -> Any:
-        """Stop a recording started with :meth:`record` (``"all"``: every one)."""
-        check_line(path, "record path")
-        if not path or " " in path:
-            raise ValueError(f"invalid record path {path!r}")
-        self._check_alive()
-        if self._own() or not self.connection.full_control:
-            return await self.execute("stop_record_session", path)
-        return await self._api(f"uuid_record {self.uuid} stop {path}")
-
-    async def send_dtmf(self, digits: str, *, block: bool = True) -> Any:
-        """Send DTMF ``digits`` (``0-9*#A-D``, ``w``/``W`` pauses, ``@<ms>`` duration) to the channel."""
-        check_line(digits, "DTMF digits")
-        if not digits or " " in digits:
-            raise ValueError(f"invalid DTMF digits {digits!r}")
-        self._check_alive()
-        if self._own() or not self.connection.full_control:
-            return await self.execute("send_dtmf", digits, block=block)
-        return await self._api(f"uuid_send_dtmf {self.uuid} {digits}")
-
-    async def setvar(self, name: str, value: object) -> Any:
-        """Set channel variable ``name`` to exactly ``value`` (quotes, backslashes, edge spaces kept).
-
-        ``uuid_setvar`` (or the ``set`` application where ``api`` is refused),
-        with the value escaped as FreeSWITCH parses it (:mod:`esl.escaping`).
-        ``ValueError`` for a name FreeSWITCH would not store as given, CR/LF/NUL,
-        an empty value (use :meth:`unsetvar`) or a value starting ``ARRAY::``.
-        """
-        check_variable_name(name)
-        text = value if isinstance(value, str) else _text(value)
-        self._check_alive()
-        result: Any
-        if not self.connection.full_control:
-            result = await self.execute("set", set_app_arg(name, text), body=True)
-        else:
-            result = await self._api(f"uuid_setvar {self.uuid} {name} {setvar_value(text)}")
-        self._set_local({name: text})
-        return result
-
-    async def setvars(self, variables: Mapping[str, object]) -> Any:
-        """Set several channel variables at once, each to exactly its value (``uuid_setvar_multi``).
-
-        Same rules as :meth:`setvar`; ``${`` in a value is refused here
-        (``uuid_setvar_multi`` drops such values); at most 64 variables.
-        """
-        if not variables:
-            return None
-        texts = {name: (value if isinstance(value, str) else _text(value)) for name, value in variables.items()}
-        self._check_alive()
-        result: Any
-        if not self.connection.full_control:
-            result = await self.execute("multiset", multiset_app_arg(texts), body=True)
-        else:
-            result = await self._api(f"uuid_setvar_multi {self.uuid} {setvar_multi_arg(texts)}")
-        self._set_local(texts)
-        return result
-
-    async def getvar(self, name: str) -> str | None:
-        """The value of channel variable ``name``, or ``None`` when unset."""
-        check_variable_name(name)
-        self._check_alive()
-        if not self.connection.full_control:
-            reply = await self.connection.send(f"getvar {name}")
-            text = reply.get("Reply-Text", "")
-            return None if text.startswith("-ERR") or text == "_undef_" else text
-        text = await self._api(f"uuid_getvar {self.uuid} {name}")
-        text = text.rstrip("\n")
-        return None if text in ("_undef_", "") else text
-
-    async def unsetvar(self, name: str) -> Any:
-        """Unset channel variable ``name``."""
-        check_variable_name(name)
-        self._check_alive()
-        result: Any
-        if not self.connection.full_control:
-            result = await self.execute("unset", name)
-        else:
-            result = await self._api(f"uuid_setvar {self.uuid} {name}")
-        self._set_local({name: None})
-        return result
-
-    async def mute(self, direction: str = "read") -> str:
-        """Mute the channel's audio in ``direction`` (``"read"``: what the caller says, or ``"write"``)."""
-        if direction not in ("read", "write"):
-            raise ValueError("direction must be 'read' or 'write'")
-        self._check_alive()
-        return await self._api(f"uuid_audio {self.uuid} start {direction} mute 1")
-
-    async def unmute(self, direction: str = "read") -> str:
-        """Undo :meth:`mute`."""
-        if direction not in ("read", "write"):
-            raise ValueError("direction must be 'read' or 'write'")
-        self._check_alive()
-        return await self._api(f"uuid_audio {self.uuid} start {direction} mute 0")
-
-    async def hold(self) -> str:
-        """Put the call on hold (``uuid_hold``)."""
-        self._check_alive()
-        return await self._api(f"uuid_hold {self.uuid}")
-
-    async def unhold(self) -> str:
-        """Take the call off hold (``uuid_hold off``)."""
-        self._check_alive()
-        return await self._api(f"uuid_hold off {self.uuid}")
-
     async def echo(self, *, block: bool = False, timeout: float | None = None) -> "Event":
         """Echo the caller's audio back (``echo``; it runs until :meth:`break_media` or hangup)."""
         return await self.execute("echo", block=block, timeout=timeout)
-
-    async def sched_hangup(self, seconds: float, cause: "HangupCause | str | int" = "ALLOTTED_TIMEOUT") -> Any:
-        """Hang up after ``seconds`` with ``cause``."""
-        reason = HangupCause.parse(cause)
-        secs = max(0, int(round(seconds)))
-        self._check_alive()
-        if not self.connection.full_control:
-            return await self.execute("sched_hangup", f"+{secs} {reason.name}")
-        return await self._api(f"sched_hangup +{secs} {self.uuid} {reason.name}")
-
-    async def broadcast(self, path: str, leg: str = "aleg") -> str:
-        """Play ``path`` to ``leg`` (``aleg``, ``bleg`` or ``both``) without stopping the current app."""
-        if leg not in ("aleg", "bleg", "both"):
-            raise ValueError("leg must be 'aleg', 'bleg' or 'both'")
-        if not path or " " in path:
-            raise ValueError(f"invalid path {path!r}")
-        self._check_alive()
-        return await self._api(f"uuid_broadcast {self.uuid} {check_line(path, 'path')} {leg}")
-
-    async def break_media(self, all: bool = False) -> Any:  # noqa: A002 - FreeSWITCH's word
-        """Stop the playback (``all``: and everything queued) running on the channel."""
-        self._check_alive()
-        if not self.connection.full_control:
-            # mod_dptools break_function flushes the queued messages only when its
-            # argument is present and *not* "all" (the reverse of uuid_break), so
-            # "break all" would leave them queued; any other word flushes.
-            return await self.execute("break", "flush" if all else None, block=False)
-        return await self._api(f"uuid_break {self.uuid}{' all' if all else ''}")
 
 
 def _text(value: object) -> str:

@@ -2,12 +2,13 @@
 
 ``python -m esl.cli._e2e CLIENT HOST PORT EVENTS MAX_SECONDS [FORMAT]`` (password in
 ``ESL_PASSWORD``) connects to a replay server, subscribes to ``event FORMAT ALL`` (default plain), handles events with one
-catch-all handler that reads the event's Unique-ID, and prints one JSON line
+catch-all handler that reads the event's Unique-ID (``esl-3h``: three headers, Unique-ID,
+Channel-State and Caller-Caller-ID-Number: a realistic handler), and prints one JSON line
 ``{"client": ..., "events": n, "seconds": s}``, timed from the subscription command to the
 last event handled. It stops after EVENTS events or MAX_SECONDS, whichever comes first; the
 server sends exactly EVENTS events (greenswitch's reader does not let its handlers run while
 data keeps coming, so an endless stream would never be handled). CLIENT is
-``esl`` (the core picked by ``ESL_NO_EXTENSIONS`` as usual), ``genesis`` or ``greenswitch``.
+``esl`` or ``esl-3h`` (the core picked by ``ESL_NO_EXTENSIONS`` as usual), ``genesis`` or ``greenswitch``.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class _Counter:
 
 
 async def _run_esl(host: str, port: int, password: str, target: int, max_seconds: float,
-                   fmt: str) -> dict[str, Any]:
+                   fmt: str, three: bool = False) -> dict[str, Any]:
     import esl
     from esl.core import BACKEND
 
@@ -70,8 +71,14 @@ async def _run_esl(host: str, port: int, password: str, target: int, max_seconds
         event.uuid  # the handler reads Unique-ID (a routing key: no header decode needed)
         counter.hit()
 
+    def handler3(event: Any) -> None:  # a realistic handler: three headers
+        event.uuid
+        event.get("Channel-State")
+        event.get("Caller-Caller-ID-Number")
+        counter.hit()
+
     async with esl.Inbound(host, port, password, timeout=10.0) as client:
-        client.on("*", handler)
+        client.on("*", handler3 if three else handler)
         counter.start()
         await client.subscribe("ALL", format=fmt)
         await asyncio.wait_for(finished.wait(), max_seconds + 20)
@@ -141,8 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     fmt = args[5] if len(args) > 5 else "plain"
     password = os.environ.get("ESL_PASSWORD", "ClueCon")
     try:
-        if client == "esl":
-            result = asyncio.run(_run_esl(host, port, password, target, max_seconds, fmt))
+        if client in ("esl", "esl-3h"):
+            result = asyncio.run(_run_esl(host, port, password, target, max_seconds, fmt, client == "esl-3h"))
         elif client == "genesis":
             result = asyncio.run(_run_genesis(host, port, password, target, max_seconds, fmt))
         elif client == "greenswitch":

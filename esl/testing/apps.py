@@ -381,11 +381,18 @@ async def echo(ch: FakeChannel, arg: str) -> str | None:
 
 
 async def transfer(ch: FakeChannel, arg: str) -> str | None:
+    """``[-bleg|-both] <exten> [<dialplan>] [<context>]`` (mod_dptools transfer_function)."""
     parts = arg.split()
+    flag = parts.pop(0).lower() if parts and parts[0].lower() in ("-bleg", "-both") else ""
     if parts:
-        ch.transfer(
-            parts[0], parts[1] if len(parts) > 1 else "XML", parts[2] if len(parts) > 2 else "default"
-        )
+        where = (parts[0], parts[1] if len(parts) > 1 else "XML", parts[2] if len(parts) > 2 else "default")
+        peer = ch.other_leg
+        if flag and peer is not None and not peer.down:
+            peer.transfer(*where)
+            peer._unpark = True
+            peer._wake_messages()
+        if flag != "-bleg":
+            ch.transfer(*where)
     return None
 
 

@@ -215,12 +215,13 @@ def install(fake: FakeFreeSWITCH) -> None:
         targets = by_leg.get(leg, [ch])
         from esl.testing.connection import Command
 
+        app, sep, app_arg = path.partition("::")
+        if not sep:
+            app, app_arg = "playback", path
+        app, bang, cause = app.partition("!")  # switch_ivr_broadcast: "app!cause::arg" hangs up after
         for target in targets:
             if target is None:
                 continue
-            app, _, app_arg = path.partition("::")
-            if not app_arg:
-                app, app_arg = "playback", path
             target.queue_message(
                 Command(
                     "sendmsg",
@@ -233,6 +234,10 @@ def install(fake: FakeFreeSWITCH) -> None:
                     None,
                 )
             )
+        if bang:
+            ch.queue_message(Command("sendmsg", [("call-command", "execute"), ("execute-app-name", "hangup"),
+                                                 ("execute-app-arg", cause or "normal_clearing"),
+                                                 ("event-lock", "true")], None))
         return "+OK Message sent\n"
 
     def uuid_record(arg: str, conn: FakeConnection | None) -> str:
@@ -363,3 +368,6 @@ def install(fake: FakeFreeSWITCH) -> None:
     }
     for name, fn in commands.items():
         fake.api[name] = fn
+    from esl.testing import audio_stream  # uuid_audio_stream (mod_audio_stream)
+
+    audio_stream.install(fake)

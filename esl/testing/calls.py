@@ -114,7 +114,7 @@ class Endpoint:
     originate timeout times ``Timings.scale``). ``dtmf``: digits the far end presses
     once answered. ``hangup_after``: the far end hangs up this long after answering.
     ``early_media``: send CHANNEL_PROGRESS_MEDIA while ringing. ``channel_name``:
-    the Channel-Name to use.
+    the Channel-Name to use. ``beep_after``: see :mod:`esl.testing.avmd`.
     """
 
     answer_after: float | None = 0.0
@@ -124,6 +124,8 @@ class Endpoint:
     hangup_after: float | None = None
     early_media: bool = False
     channel_name: str | None = None
+    #: an answering machine: seconds after ``avmd_start`` until mod_avmd hears its beep (None: a human)
+    beep_after: float | None = None
 
 
 # -- the channel -----------------------------------------------------------------------
@@ -198,6 +200,8 @@ class FakeChannel:
         self.answered_future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self.transfer_to: tuple[str, str, str] | None = None
         self.on_answer: list[Callable[[FakeChannel], Any]] = []
+        #: the originate target's Endpoint (outgoing legs)
+        self.endpoint: Endpoint | None = None
         self.on_hangup: list[Callable[[FakeChannel], Any]] = []
         # the session's private event queue (sendmsg) and the flags that gate it
         self._messages: collections.deque[Command] = collections.deque()

@@ -13,7 +13,7 @@ import math
 import re
 import time
 import uuid as uuidlib
-from typing import TYPE_CHECKING
+from typing import Any, TYPE_CHECKING
 
 from esl.testing.calls import Endpoint, FakeChannel, normalize_cause
 from esl.testing.dialstring import DialParseError, Leg, parse_dial, separate_string
@@ -140,7 +140,10 @@ class CallEngine:
                     rung.append(placed)
                 if not legs:
                     continue
-                winner = await self._first_answer(legs)
+                if str(variables.get("return_ring_ready", "")).lower() in ("true", "1", "yes", "on"):
+                    winner = await self._first_ring(legs)
+                else:
+                    winner = await self._first_answer(legs)
                 if winner is not None:
                     for leg_ch in legs:
                         if leg_ch is not winner and not leg_ch.down:
@@ -153,6 +156,29 @@ class CallEngine:
                 if not leg_ch.down:
                     leg_ch.hangup("ORIGINATOR_CANCEL")
             raise
+
+    @staticmethod
+    async def _first_ring(legs: list[FakeChannel]) -> FakeChannel | None:
+        """``return_ring_ready=true``: the first leg to ring (or answer) wins, as in switch_ivr_originate."""
+        waits: dict[asyncio.Future[Any], FakeChannel] = {}
+        for leg in legs:
+            waits[leg.answered_future] = leg
+            for name in ("CHANNEL_PROGRESS", "CHANNEL_PROGRESS_MEDIA"):
+                waits[asyncio.ensure_future(leg.wait_event(name, None))] = leg
+        pending = set(waits)
+        try:
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for fut in done:
+                    leg = waits[fut]
+                    if fut is not leg.answered_future or fut.result():
+                        return leg
+                    pending = {f for f in pending if waits[f] is not leg}  # this one failed
+            return None
+        finally:
+            for fut, leg in waits.items():
+                if fut is not leg.answered_future and not fut.done():
+                    fut.cancel()
 
     @staticmethod
     async def _first_answer(legs: list[FakeChannel]) -> FakeChannel | None:
@@ -200,6 +226,7 @@ class CallEngine:
             source="mod_loopback" if target.startswith("loopback/") else "mod_sofia",
             variables={k: v for k, v in variables.items()},
         )
+        channel.endpoint = endpoint
         channel.callee_id_name = "Outbound Call"
         channel.callee_id_number = dest
         channel.variables.setdefault("call_uuid", channel.uuid)
@@ -351,8 +378,11 @@ class CallEngine:
         if endpoint.dtmf:
             await asyncio.sleep(self.fake.timings.playback)
             await ch.send_dtmf(endpoint.dtmf)
-        if endpoint.hangup_after is not None and await ch.pause(endpoint.hangup_after, breakable=False):
-            ch.hangup("NORMAL_CLEARING")
+        if endpoint.hangup_after is not None:
+            # the far end's own clock: what the leg runs meanwhile (a uuid_bridge included) does not stop it
+            await asyncio.sleep(endpoint.hangup_after)
+            if not ch.down:
+                ch.hangup("NORMAL_CLEARING")
 
     # -- bridging ---------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any
 
 from esl.core import Event
-from esl.testing import builtins, callapi
+from esl.testing import avmd, builtins, callapi, sched
 from esl.testing.apps import APPS, AppHandler
 from esl.testing.calls import Endpoint, FakeChannel, Timings
 from esl.testing.connection import (
@@ -112,6 +112,8 @@ class FakeFreeSWITCH:
         self.apps: dict[str, AppHandler] = dict(APPS)
         self.calls = CallEngine(self)
         callapi.install(self)
+        sched.install(self)
+        avmd.install(self)
 
     def __repr__(self) -> str:
         return f"<FakeFreeSWITCH {self.host}:{self.port} connections={len(self.connections)}>"

@@ -1,0 +1,36 @@
+"""What the Redis Streams backend's pieces share: the batch script, which errors are worth a retry."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from redis import exceptions as rexc
+
+log = logging.getLogger("esl.bus")
+
+#: XADD every (raw, name, node) triple of ARGV[2..] to KEYS[1], then trim to ~ARGV[1] entries (0: never);
+#: one trim per batch costs the server less than MAXLEN on every XADD
+_XADD_BATCH = """
+local key, n = KEYS[1], 0
+for i = 2, #ARGV, 3 do
+  redis.call('XADD', key, '*', 'raw', ARGV[i], 'name', ARGV[i + 1], 'node', ARGV[i + 2])
+  n = n + 1
+end
+if ARGV[1] ~= '0' then
+  redis.call('XTRIM', key, 'MAXLEN', '~', ARGV[1])
+end
+return n
+"""
+
+#: errors after which a command is worth retrying on a new connection
+_TRANSIENT = (rexc.ConnectionError, rexc.TimeoutError, rexc.BusyLoadingError, OSError, asyncio.TimeoutError)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _backoff(current: float, cap: float) -> float:
+    return min(cap, max(0.05, current * 2))
