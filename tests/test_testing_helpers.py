@@ -29,7 +29,7 @@ async def ivr(session: esl.Session) -> None:
     await channel.playback("ivr/ivr-welcome_menu.wav", block=False)
     if not choice:
         try:
-            await channel.wait("DTMF", timeout=2.0)
+            await channel.wait("DTMF", timeout=10.0)
         except TimeoutError:
             await channel.hangup("NO_USER_RESPONSE")
             return
@@ -45,6 +45,7 @@ async def test_press_1_transfers_to_sales(freeswitch: FakeFreeSWITCH) -> None:
     async with serve(ivr) as app:
         call = await place_call(freeswitch, app, "9000", caller_id_number="1000")
         assert isinstance(call, PlacedCall)
+        await call.wait_for_app("playback")      # the caller presses while the menu plays
         await call.press("1")
         await call.finished()
     assert call.answered
