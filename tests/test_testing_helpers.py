@@ -106,6 +106,7 @@ async def test_an_outbound_object_and_bad_input(freeswitch: FakeFreeSWITCH) -> N
         call = await place_call(freeswitch, app)
         with pytest.raises(ValueError, match="not DTMF digits"):
             await call.press("1x")
+        await call.wait_for_app("playback")
         await call.press("1")
         await call.finished()
     with pytest.raises(TypeError):
