@@ -12,9 +12,11 @@ from esl.call import Call
 from esl.session import Session
 from esl.outbound import Outbound
 from esl.cluster import Cluster
+from esl.connection import Connection
+from esl.stats import ConnectionStats, OutboundStats
 
 __all__ = ["BACKEND", "Event", "Parser", "Router", "exceptions"]
 __all__ += ["Inbound", "Job", "Consumer", "filtrate", "ESLProtocol"]
-__all__ += ["Cluster"]
+__all__ += ["Cluster", "Connection", "ConnectionStats", "OutboundStats"]
 __all__ += ["Outbound", "Session", "Channel", "Call", "ChannelState", "CallState", "HangupCause"]
 __version__ = "0.1.0"

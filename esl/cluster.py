@@ -134,6 +134,7 @@ class Cluster:
         self._streams: set[ClusterEvents] = set()
         self._closing = False
         for name, client in self._nodes.items():
+            client.node_name = name  # its channels' and jobs' connection errors then name the node
             client.on("HEARTBEAT", self._heartbeat_handler(name))
             client.add_reconnect_callback(self._rejoined_handler(name))
 

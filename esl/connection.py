@@ -70,6 +70,8 @@ class Connection(Subscriptions):
         max_size: int = DEFAULT_MAX_SIZE,
     ) -> None:
         self._timeout = timeout
+        #: the name a :class:`~esl.Cluster` gave this connection's node (in its connection errors)
+        self.node_name: str | None = None
         #: default deadline (seconds) of a bgapi Job: past it the Job fails with TimeoutError and is forgotten
         self.job_timeout = job_timeout
         self.max_size = max_size
@@ -191,6 +193,8 @@ class Connection(Subscriptions):
     def _wire_lost(self, protocol: ESLProtocol, exc: ConnectionError) -> None:
         if protocol is not self.protocol:
             return
+        if self.node_name is not None:
+            exc = ConnectionError(f"node {self.node_name}: {exc}", exc.reason)
         self.owners.connection_lost(exc)
         self._socket_lost(protocol, exc)
 

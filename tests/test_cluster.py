@@ -272,3 +272,20 @@ async def test_cluster_metrics_per_node(fakes: list[FakeFreeSWITCH]) -> None:
                     if ln.startswith("esl_pending_commands{") and f"/{name}\"" in ln)
         assert float(line.rsplit(" ", 1)[1]) == node.pending_commands
     assert 'kind="cluster"' in text and "esl_command_latency_seconds_count" in text
+
+
+async def test_a_node_dropping_mid_originate_fails_its_channel_naming_the_node(fakes: list[FakeFreeSWITCH]) -> None:
+    from esl.testing import Endpoint
+
+    fakes[0].endpoints["user/slow"] = Endpoint(answer_after=None)  # rings until the node goes away
+    async with make_cluster(fakes) as cluster:
+        channel = await esl.Channel.create(cluster, "user/slow", node="fs0")
+        waiting = asyncio.ensure_future(channel.wait("CHANNEL_ANSWER", timeout=10))
+        await asyncio.sleep(0.05)
+        await fakes[0].drop_all()
+        with pytest.raises(esl.exceptions.ConnectionError, match="node fs0"):
+            await waiting
+        assert channel.job is not None and "node fs0" in str(channel.job.exception())
+        other = await esl.Channel.create(cluster, "user/1000")  # the others go on
+        assert other.connection is not cluster.node("fs0")
+        await other.hangup()
