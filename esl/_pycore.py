@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, TypedDict
 
 from esl import _codec
 from esl.exceptions import ProtocolError
@@ -60,6 +60,27 @@ _KEY_LINE = re.compile(
     rb"^(" + b"|".join(re.escape(k) for k in sorted(_EXACT, key=len, reverse=True)) + rb"):[ ]*([^\n]*)",
     re.IGNORECASE | re.MULTILINE,
 )
+
+
+class _Keys(TypedDict):
+    """An event's routing keys and channel fields (the Event properties of the same names)."""
+
+    name: str | None
+    uuid: str | None
+    job_uuid: str | None
+    application_uuid: str | None
+    subclass: str | None
+    sequence: int | None
+    channel_state: str | None
+    channel_state_number: int | None
+    call_state: str | None
+    answer_state: str | None
+    hangup_cause: str | None
+    other_leg_uuid: str | None
+    dtmf_digit: str | None
+    application: str | None
+    application_response: str | None
+    application_data: str | None
 
 
 def _plain_keys(raw: bytes, start: int, end: int) -> dict[str, bytes | None]:
@@ -124,7 +145,7 @@ class Event(Mapping[str, str]):
         self._first: dict[str, str] | None = None
         self._lower: dict[str, str] | None = None
         self._body: str | None = None
-        self._keys: dict[str, Any] | None = None
+        self._keys: _Keys | None = None
 
     # -- construction -----------------------------------------------------
 
@@ -154,23 +175,39 @@ class Event(Mapping[str, str]):
 
     # -- routing keys -----------------------------------------------------
 
-    def _routing(self) -> dict[str, Any]:
+    def _routing(self) -> _Keys:
         keys = self._keys
         if keys is None:
             keys = self._keys = self._scan_keys()
         return keys
 
-    def _scan_keys(self) -> dict[str, Any]:
+    def _scan_keys(self) -> _Keys:
         bs = self._bs
+        text: dict[str, str | None]
         if self._fmt == "plain" and bs is not None:
             head_end = self.raw.find(b"\n\n", bs)
             raw = _plain_keys(self.raw, bs, head_end if head_end >= 0 else len(self.raw))
-            keys: dict[str, Any] = {k: _opt(v) for k, v in raw.items()}
+            text = {k: _opt(v) for k, v in raw.items()}
         else:
-            keys = {k: self.get(name) for k, name in _NAMES.items()}
-        keys["sequence"] = _int_text(keys["sequence"])
-        keys["channel_state_number"] = _int_text(keys["channel_state_number"])
-        return keys
+            text = {k: self.get(name) for k, name in _NAMES.items()}
+        return _Keys(
+            name=text['name'],
+            uuid=text['uuid'],
+            job_uuid=text['job_uuid'],
+            application_uuid=text['application_uuid'],
+            subclass=text['subclass'],
+            sequence=_int_text(text['sequence']),
+            channel_state=text['channel_state'],
+            channel_state_number=_int_text(text['channel_state_number']),
+            call_state=text['call_state'],
+            answer_state=text['answer_state'],
+            hangup_cause=text['hangup_cause'],
+            other_leg_uuid=text['other_leg_uuid'],
+            dtmf_digit=text['dtmf_digit'],
+            application=text['application'],
+            application_response=text['application_response'],
+            application_data=text['application_data'],
+        )
 
     @property
     def name(self) -> str | None:
@@ -357,7 +394,10 @@ class Event(Mapping[str, str]):
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Mapping) or not hasattr(other, "items_all"):
             return NotImplemented
-        return self.items_all() == other.items_all() and self.body == other.body  # type: ignore[attr-defined]
+        if self.items_all() != other.items_all():
+            return False
+        body: str | None = other.body  # type: ignore[attr-defined]  # hasattr narrowed only items_all
+        return self.body == body
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -429,7 +469,7 @@ class Parser:
         """
         if self._error is not None:
             stopped = ProtocolError(f"parser stopped after an earlier error: {self._error}")
-            stopped.messages = []  # type: ignore[attr-defined]
+            stopped.messages = []
             raise stopped
         buf = self._buf
         buf += data
@@ -476,7 +516,7 @@ class Parser:
         except ProtocolError as exc:
             self._error = exc
             del buf[:]
-            exc.messages = out  # type: ignore[attr-defined]
+            exc.messages = out
             raise
         if pos:
             del buf[:pos]

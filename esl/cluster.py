@@ -43,7 +43,7 @@ import inspect
 import logging
 import re
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from esl.exceptions import ConnectionError
 from esl.inbound import Inbound
@@ -59,6 +59,7 @@ log = logging.getLogger("esl.cluster")
 _CALLS_COUNT = re.compile(r"(\d+)\s+total")
 
 NodeHandler = Callable[[NodeEvent], Any]
+NH = TypeVar("NH", bound=NodeHandler)
 
 
 class NodeJob:
@@ -387,11 +388,17 @@ class Cluster:
 
     # -- events --------------------------------------------------------------------------
 
+    @overload
+    def on(self, name: str) -> Callable[[NH], NH]: ...
+
+    @overload
+    def on(self, name: str, handler: NH) -> NH: ...
+
     def on(self, name: str, handler: NodeHandler | None = None) -> Any:
         """Call ``handler(NodeEvent)`` for event ``name`` (``"*"``: all) from every node; usable as a decorator."""
         if handler is None:
 
-            def decorator(fn: NodeHandler) -> NodeHandler:
+            def decorator(fn: NH) -> NH:
                 self.on(name, fn)
                 return fn
 

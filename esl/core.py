@@ -22,7 +22,7 @@ __all__ = ["BACKEND", "DEFAULT_MAX_SIZE", "Event", "Parser", "Router", "Tally", 
 
 def _compiled() -> ModuleType | None:
     try:
-        from esl import _core  # type: ignore[attr-defined]
+        from esl import _core
     except ImportError:
         return None
     return _core

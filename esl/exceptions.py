@@ -8,6 +8,10 @@ where genesis has one.
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from esl.core import Event
 
 __all__ = [
     "ESLError",
@@ -32,7 +36,7 @@ class ProtocolError(ESLError):
     that same feed before the bad frame, in order (they are good: deliver them).
     """
 
-    messages: list[object] = []  # noqa: RUF012 - a class default, replaced per instance by the parser
+    messages: list[Event] = []  # noqa: RUF012 - a class default, replaced per instance by the parser
 
 
 class ConnectionError(ESLError, ConnectionAbortedError):  # noqa: A001 - genesis name

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar, cast
 
 from redis import exceptions as rexc
 
 log = logging.getLogger("esl.bus")
+
+_T = TypeVar("_T")
 
 #: XADD every (raw, name, node) triple of ARGV[2..] to KEYS[1], then trim to ~ARGV[1] entries (0: never);
 #: one trim per batch costs the server less than MAXLEN on every XADD
@@ -34,3 +37,12 @@ def _text(value: Any) -> str:
 
 def _backoff(current: float, cap: float) -> float:
     return min(cap, max(0.05, current * 2))
+
+
+def _reply(result: Awaitable[_T] | _T) -> Awaitable[_T]:
+    """A ``redis.asyncio`` command's reply, for ``await``.
+
+    redis-py types its commands ``Awaitable[T] | T`` (one signature for the sync and
+    async clients); on the async client they always return an awaitable.
+    """
+    return cast("Awaitable[_T]", result)

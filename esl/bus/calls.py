@@ -31,6 +31,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from esl.bus._redis import _reply
+
 __all__ = ["CallOwner", "CallRegistry"]
 
 log = logging.getLogger("esl.bus")
@@ -195,7 +197,7 @@ class CallRegistry:
 
     async def workers(self) -> dict[str, bool]:
         """Every worker id known, and whether it is alive."""
-        ids = sorted(_text(w) for w in await self.client.smembers(f"{self.prefix}:workers"))
+        ids = sorted(_text(w) for w in await _reply(self.client.smembers(f"{self.prefix}:workers")))
         if not ids:
             return {}
         pipe = self.client.pipeline(transaction=False)
@@ -218,7 +220,7 @@ class CallRegistry:
 
     async def owner(self, uuid: str) -> CallOwner | None:
         """Who owns call ``uuid`` right now, or None."""
-        h = await self.client.hgetall(self._call(uuid))
+        h = await _reply(self.client.hgetall(self._call(uuid)))
         if not h:
             return None
         d = {_text(k): _text(v) for k, v in h.items()}
@@ -228,12 +230,12 @@ class CallRegistry:
 
     async def node_of(self, uuid: str) -> str | None:
         """The node call ``uuid`` is on, or None when no worker owns it."""
-        node = await self.client.hget(self._call(uuid), "node")
+        node = await _reply(self.client.hget(self._call(uuid), "node"))
         return _text(node) if node is not None else None
 
     async def calls(self, worker: str | None = None) -> set[str]:
         """UUIDs owned by ``worker`` (default: this one)."""
-        return {_text(u) for u in await self.client.smembers(self._calls_of(worker or self.worker))}
+        return {_text(u) for u in await _reply(self.client.smembers(self._calls_of(worker or self.worker)))}
 
     async def orphans(self) -> dict[str, set[str]]:
         """Calls of workers whose heartbeat has lapsed, by worker."""
@@ -244,7 +246,7 @@ class CallRegistry:
                 if calls:
                     out[w] = calls
                 else:
-                    await self.client.srem(f"{self.prefix}:workers", w)  # dead and empty: forget it
+                    await _reply(self.client.srem(f"{self.prefix}:workers", w))  # dead and empty: forget it
         return out
 
     async def adopt(self, uuid: str, listed_under: str | None = None) -> bool:

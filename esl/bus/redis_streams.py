@@ -67,10 +67,11 @@ class RedisBus(EventBus):
 
     def _new_client(self, socket_timeout: float) -> aioredis.Redis:
         # no retries inside redis-py: a read whose reply was lost must be seen here (see RedisSubscription)
-        return aioredis.Redis.from_url(
+        client: aioredis.Redis = aioredis.Redis.from_url(  # from_url has no return annotation
             self.url, socket_timeout=socket_timeout, socket_connect_timeout=min(socket_timeout, 5.0),
             retry=Retry(NoBackoff(), 0),
         )
+        return client
 
     def publisher(self, *, max_buffer: int = 100_000, batch_size: int = 1000) -> RedisPublisher:
         return RedisPublisher(self, max_buffer=max_buffer, batch_size=batch_size)

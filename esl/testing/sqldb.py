@@ -82,8 +82,8 @@ class CoreDB:
         uuid = ch.uuid
         if name == "CHANNEL_CREATE":
             now = time.time()
-            row = dict.fromkeys(CHANNEL_COLUMNS, "")
-            row.update(
+            new_row = dict.fromkeys(CHANNEL_COLUMNS, "")
+            new_row.update(
                 uuid=uuid, direction=ch.direction,
                 created=time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)),
                 created_epoch=str(int(now)), name=ch.name, state=ch.state, callstate=ch.call_state,
@@ -92,7 +92,7 @@ class CoreDB:
                 initial_ip_addr=ch.network_addr, initial_dest=ch.destination,
                 initial_dialplan=ch.dialplan, initial_context=ch.context,
             )  # fmt: skip
-            self.channels[uuid] = row
+            self.channels[uuid] = new_row
             return
         if name == "CHANNEL_DESTROY":
             self.channels.pop(uuid, None)
