@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_package_passes_mypy_strict(pytestconfig: pytest.Config, tmp_path: Path) -> None:
     # run from the checkout so mypy reads its esl/ (and pyproject's [tool.mypy]), not an installed copy;
     # the cache lives in pytest's cache dir so later runs are incremental
-    cache = pytestconfig.cache.mkdir("mypy") if pytestconfig.cache is not None else tmp_path / ".mypy_cache"
+    store = getattr(pytestconfig, "cache", None)  # absent under -p no:cacheprovider
+    cache = store.mkdir("mypy") if store is not None else tmp_path / ".mypy_cache"
     proc = subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "--show-error-codes", "--cache-dir", str(cache), "-p", "esl"],
         cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
