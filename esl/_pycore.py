@@ -191,22 +191,22 @@ class Event(Mapping[str, str]):
         else:
             text = {k: self.get(name) for k, name in _NAMES.items()}
         return _Keys(
-            name=text['name'],
-            uuid=text['uuid'],
-            job_uuid=text['job_uuid'],
-            application_uuid=text['application_uuid'],
-            subclass=text['subclass'],
-            sequence=_int_text(text['sequence']),
-            channel_state=text['channel_state'],
-            channel_state_number=_int_text(text['channel_state_number']),
-            call_state=text['call_state'],
-            answer_state=text['answer_state'],
-            hangup_cause=text['hangup_cause'],
-            other_leg_uuid=text['other_leg_uuid'],
-            dtmf_digit=text['dtmf_digit'],
-            application=text['application'],
-            application_response=text['application_response'],
-            application_data=text['application_data'],
+            name=text["name"],
+            uuid=text["uuid"],
+            job_uuid=text["job_uuid"],
+            application_uuid=text["application_uuid"],
+            subclass=text["subclass"],
+            sequence=_int_text(text["sequence"]),
+            channel_state=text["channel_state"],
+            channel_state_number=_int_text(text["channel_state_number"]),
+            call_state=text["call_state"],
+            answer_state=text["answer_state"],
+            hangup_cause=text["hangup_cause"],
+            other_leg_uuid=text["other_leg_uuid"],
+            dtmf_digit=text["dtmf_digit"],
+            application=text["application"],
+            application_response=text["application_response"],
+            application_data=text["application_data"],
         )
 
     @property
