@@ -29,15 +29,11 @@ def test_license_is_mit_with_the_copyright_line() -> None:
     assert "THE SOFTWARE IS PROVIDED \"AS IS\"" in text
 
 
-def test_changelog_and_project_urls() -> None:
+def test_changelog() -> None:
     changelog = (ROOT / "CHANGELOG.md").read_text()
     assert changelog.startswith("# Changelog")
     assert "## 0.1.0" in changelog
-    pyproject = (ROOT / "pyproject.toml").read_text()
-    section = pyproject.split("[project.urls]\n", 1)[1].split("\n\n", 1)[0]
-    urls = dict(line.split(" = ", 1) for line in section.splitlines())
-    for key in ("Homepage", "Documentation", "Source", "Changelog", "Issues"):
-        assert urls[key].startswith('"https://'), key
+    # no [project.urls] until the project has a public home: invented addresses would mislead
 
 
 def _venv(where: Path) -> Path:

@@ -408,15 +408,14 @@ class Control(Variables):
     async def _avmd(self, app: str, arg: str | None, subclass: str, check: bool, timeout: float | None) -> "Event":
         """Run ``app`` and return the ``subclass`` event it fires (fired before the app completes)."""
         self._check_alive()
-        fired: "asyncio.Task[Event | None] | None" = None
+        fired: "asyncio.Future[Any] | None" = None
         if await self._avmd_events():
-            fired = asyncio.ensure_future(self.wait(subclass, timeout=None))
-            await asyncio.sleep(0)  # registered before the command goes out
+            fired = self._expect(subclass)  # resolved by the reader, before the app's completion
         try:
             done = await self.execute(app, arg, timeout=timeout)
         finally:
-            if fired is not None and not fired.done():
-                fired.cancel()
+            if fired is not None:
+                self._unexpect(fired)
         if fired is None:
             return done
         if not fired.done() or fired.cancelled() or fired.exception() is not None or fired.result() is None:
@@ -425,8 +424,7 @@ class Control(Variables):
                                    "outbound legs with media unless inbound_channel=True, runs once at a time; "
                                    "see the FreeSWITCH log)", self.uuid)
             return done
-        result = fired.result()
-        assert result is not None
+        result: Event = fired.result()
         return result
 
     async def _avmd_events(self) -> bool:

@@ -530,6 +530,28 @@ class ChannelCore(Facts, Hooks):
             if self._waiters:
                 self._waiters = [w for w in self._waiters if w[1] is not fut] or None
 
+    def _expect(self, target: str) -> "asyncio.Future[Any]":
+        """A future resolved (synchronously, by the reader) with the next event ``target`` of this channel.
+
+        For verbs that must know whether an event came before a command's reply or completion:
+        unlike a task running :meth:`wait`, it is done the moment the event is read. The caller
+        removes it with :meth:`_unexpect`.
+        """
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        waiters = self._waiters
+        if waiters is None:
+            waiters = self._waiters = []
+        waiters.append((target, fut))
+        return fut
+
+    def _unexpect(self, fut: "asyncio.Future[Any]") -> None:
+        if self._waiters:
+            self._waiters = [w for w in self._waiters if w[1] is not fut] or None
+        if not fut.done():
+            fut.cancel()
+        elif not fut.cancelled():
+            fut.exception()  # retrieved: a failure here is reported by the caller
+
     def _reached(self, target: ChannelState) -> bool:
         """Whether a live state was reached: seen itself, or passed on FreeSWITCH's main line."""
         if (self._visited >> target) & 1:
