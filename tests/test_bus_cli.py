@@ -6,6 +6,7 @@ import asyncio
 import json
 import signal
 import sys
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -91,7 +92,10 @@ async def test_bridge_publishes_and_events_from_tails(redis_server: RedisServer)
 def test_bridge_refuses_unknown_scheme() -> None:
     import subprocess
 
-    proc = subprocess.run([*ESL, "bridge", "kafka://x"], capture_output=True, text=True, timeout=60)
+    # run outside the checkout: `python -m esl` from its root imports the sources there (and warns
+    # when their compiled core is not built beside them) instead of the installed package
+    proc = subprocess.run([*ESL, "bridge", "kafka://x"], capture_output=True, text=True, timeout=60,
+                          cwd=tempfile.gettempdir())
     assert proc.returncode == 1
     assert proc.stderr.startswith("esl: error: no event bus backend for 'kafka'")
 

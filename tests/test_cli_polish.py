@@ -7,6 +7,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -151,8 +152,9 @@ def test_usage_errors_are_one_line(args: list[str], words: str) -> None:
 
 
 def test_usage_errors_are_one_line_from_the_real_command() -> None:
+    # outside the checkout: from its root `python -m esl` would import the sources there, not the install
     proc = subprocess.run([sys.executable, "-m", "esl", "api"], capture_output=True, text=True, timeout=60,
-                          check=False)
+                          check=False, cwd=tempfile.gettempdir())
     assert proc.returncode == 2
     assert proc.stderr.strip() == "esl: error: Missing argument 'COMMAND...' (see 'esl api --help')"
 

@@ -68,6 +68,8 @@ def distinct_neighbours(pairs: list[tuple[str, str]]) -> bool:
 @settings(max_examples=60, deadline=None)
 @given(pairs=headers, body=bodies, cuts=st.lists(st.integers(0), max_size=4))
 def test_json_roundtrip_both_cores(pairs: list[tuple[str, str]], body: str | None, cuts: list[int]) -> None:
+    # "_body" is where FreeSWITCH's JSON serializer puts the body: no header can carry that name
+    pairs = [(k, v) for k, v in pairs if k != "_body"]
     outs = []
     for core in CORES.values():
         built = core.Event.build(pairs, body, fmt="json")
