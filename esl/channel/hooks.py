@@ -57,7 +57,9 @@ class Hooks:
         ``"bridged"``/``"unbridged"`` (the other leg's UUID), ``"destroyed"``.
         A ``"failed"`` hook registered on an already failed channel runs at
         once. Handlers (sync or async) run on the connection's executor, in
-        order for this channel; an error is logged.
+        order for this channel; an error is logged. They are user code under
+        the connection's flow control: with ``policy="drop"`` a full queue drops
+        (and counts) them; the channel's own state never depends on them.
         """
         check_line(name, "event name")
 
