@@ -1,33 +1,14 @@
-"""The pure-Python twin of the compiled core: ``Parser``, ``Event`` and ``Router``.
-
-It has exactly the interface of ``esl._core`` (the Cython build) and serves where
-no compiler is at hand, under ``ESL_NO_EXTENSIONS=1``, and as the reference the
-differential tests hold the compiled core to.
-
-Wire facts used here (see ESL-PROTOCOL.md):
-
-* a message is a header block ended by ``\\n\\n``, then ``Content-Length`` bytes
-  of body if that header is present;
-* a ``text/event-*`` message carries one serialized event as its body; a plain
-  event is itself a header block, optionally followed by
-  ``Content-Length: n\\n\\n`` and *n* bytes of inner body;
-* plain and xml header values are percent-encoded by FreeSWITCH; header names
-  are not.
-"""
+"""The twin's ``Event`` (one message: routing keys and channel fields, headers on demand) and ``Tally``."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, TypedDict
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TypedDict
 
 from esl import _codec
-from esl.exceptions import ProtocolError
 
-__all__ = ["DEFAULT_MAX_SIZE", "Event", "Parser", "Router", "Tally"]
-
-#: FreeSWITCH's own cap on a message (MAX_CONTENT_LENGTH, libesl's ESL_MAX_CONTENT_LENGTH).
-DEFAULT_MAX_SIZE = 16 * 1024 * 1024
+__all__ = ["Event", "Tally"]
 
 _EVENT_PREFIX = "text/event-"
 _FORMATS = {"text/event-plain": "plain", "text/event-json": "json", "text/event-xml": "xml"}
@@ -159,6 +140,8 @@ class Event(Mapping[str, str]):
         """An event with these headers (in order) and body, as if read in format ``fmt``."""
         pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
         payload = _codec.serialize(pairs, body, fmt)
+        from esl._pycore.parser import Parser  # the parser builds Events: imported here, not at the top
+
         return Parser().feed(_codec.frame(payload, fmt))[0]
 
     # -- format -----------------------------------------------------------
@@ -422,240 +405,6 @@ def _int_or_none(raw: bytes | None) -> int | None:
         return None
 
 
-class Parser:
-    """Incremental ESL framer: bytes in, complete messages (``Event``) out.
-
-    ``feed`` may be given any split of the stream, down to one byte at a time,
-    and frames it the same way whatever the split; it never re-scans bytes it
-    has already searched. A header block ends at ``\\n\\n`` or ``\\n\\r\\n`` (as
-    libesl and mod_event_socket read it).
-
-    A Content-Length that is not a decimal number, or a header block or body
-    over ``max_size`` bytes, raises :class:`ProtocolError`. The messages that
-    the same ``feed`` call completed before the bad frame are not lost: they
-    are on the exception as ``exc.messages`` (a list, in order; empty when
-    there were none). After the error the parser refuses more input until
-    ``reset()``, so nothing after it can be mis-framed silently.
-    """
-
-    __slots__ = ("_buf", "_ctype", "_error", "_need", "_outer", "_scan", "_sep", "max_size")
-
-    def __init__(self, max_size: int = DEFAULT_MAX_SIZE) -> None:
-        if max_size <= 0:
-            raise ValueError("max_size must be positive")
-        self.max_size = max_size
-        self.reset()
-
-    def reset(self) -> None:
-        """Drop buffered bytes and any error state."""
-        self._buf = bytearray()
-        self._scan = 0  # where the search for the header terminator resumes
-        self._need = -1  # body bytes still expected; -1 while reading headers
-        self._outer = b""
-        self._sep = b"\n\n"
-        self._ctype = ""
-        self._error: ProtocolError | None = None
-
-    @property
-    def buffered(self) -> int:
-        """Bytes held waiting for the rest of a message (its header block included)."""
-        return len(self._buf) + (len(self._outer) + len(self._sep) if self._need >= 0 else 0)
-
-    def feed(self, data: bytes | bytearray | memoryview) -> list[Event]:
-        """Add bytes; return the messages they complete, in order.
-
-        On a framing error raises :class:`ProtocolError` whose ``messages``
-        holds the messages completed earlier in this same call.
-        """
-        if self._error is not None:
-            stopped = ProtocolError(f"parser stopped after an earlier error: {self._error}")
-            stopped.messages = []
-            raise stopped
-        buf = self._buf
-        buf += data
-        out: list[Event] = []
-        pos = 0
-        n = len(buf)
-        try:
-            while True:
-                if self._need < 0:
-                    while pos < n and buf[pos] in (10, 13):  # stray line ends between messages
-                        pos += 1
-                    end, tlen = _find_terminator(buf, max(self._scan, pos), n)
-                    if end < 0:
-                        self._scan = max(pos, n - 2)
-                        pending = n - pos
-                        if buf.endswith(b"\n"):
-                            pending -= 1
-                        elif buf.endswith(b"\n\r"):
-                            pending -= 2
-                        if pending > self.max_size:
-                            raise ProtocolError(f"header block larger than {self.max_size} bytes")
-                        break
-                    if end - pos > self.max_size:
-                        raise ProtocolError(f"header block larger than {self.max_size} bytes")
-                    outer = bytes(buf[pos:end])
-                    sep = bytes(buf[end : end + tlen])
-                    ctype, length = _frame_fields(outer, self.max_size)
-                    pos = end + tlen
-                    self._scan = pos
-                    if length <= 0:
-                        out.append(Event(outer + sep, ctype, outer, None))
-                        continue
-                    self._outer, self._sep, self._ctype, self._need = outer, sep, ctype, length
-                if n - pos < self._need:
-                    break
-                body_end = pos + self._need
-                body = bytes(buf[pos:body_end])
-                outer = self._outer
-                out.append(Event(outer + self._sep + body, self._ctype, outer, body))
-                pos = body_end
-                self._scan = pos
-                self._need = -1
-                self._outer = b""
-        except ProtocolError as exc:
-            self._error = exc
-            del buf[:]
-            exc.messages = out
-            raise
-        if pos:
-            del buf[:pos]
-            self._scan = max(0, self._scan - pos)
-        return out
-
-
-def _find_terminator(buf: bytearray, start: int, n: int) -> tuple[int, int]:
-    """The first ``\\n\\n`` or ``\\n\\r\\n`` in buf[start:n] and its length; (-1, 0) if none."""
-    lf = buf.find(b"\n\n", start)
-    crlf = buf.find(b"\n\r\n", start, lf + 2 if lf >= 0 else n)
-    if crlf >= 0 and (lf < 0 or crlf < lf):
-        return crlf, 3
-    return lf, 2
-
-
-def _frame_fields(outer: bytes, cap: int) -> tuple[str, int]:
-    """Content-Type and Content-Length (-1 when absent) of an outer header block."""
-    ctype = ""
-    length = -1
-    text = b""
-    for line in outer.split(b"\n"):
-        colon = line.find(b":")
-        if colon <= 0:
-            continue
-        key = line[:colon].lower()
-        if key == b"content-type":
-            ctype = line[colon + 1 :].strip().decode("latin-1")
-        elif key == b"content-length":
-            text = line[colon + 1 :].strip()
-            if not (text.isdigit() and text.isascii()):
-                raise ProtocolError(f"malformed Content-Length: {bytes(text)[:40]!r}")
-            digits = text.lstrip(b"0") or b"0"
-            length = int(digits) if len(digits) <= 18 else cap + 1  # int() refuses > 4300 digits
-    if length > cap:
-        digits = text.lstrip(b"0") or b"0"
-        shown = digits.decode("ascii") if len(digits) <= 40 else f"of {len(digits)} digits"
-        raise ProtocolError(f"Content-Length {shown} exceeds the {cap}-byte cap")
-    return ctype, length
-
-
-class Router:
-    """The UUID event filter: sends each event to the owner of its UUID.
-
-    The key of an event is its ``Job-UUID`` for BACKGROUND_JOB and its
-    ``Unique-ID`` otherwise. A target is a callable or anything with
-    ``put_nowait`` (an ``asyncio.Queue``). Events whose key has no route go to
-    ``default`` (or are dropped when it is ``None``) without their headers
-    being decoded. A ``CHANNEL_UUID`` event moves the route of
-    ``Old-Unique-ID`` to the new ``Unique-ID`` so a channel keeps its events.
-    """
-
-    __slots__ = ("_default", "_default_call", "_routes", "_targets", "matched", "unmatched")
-
-    def __init__(self, default: Any = None) -> None:
-        self._routes: dict[str, Callable[[Event], Any]] = {}
-        self._targets: dict[str, Any] = {}
-        self.default = default
-        self.matched = 0
-        self.unmatched = 0
-
-    @property
-    def default(self) -> Any:
-        """Where events with no route go; ``None`` drops them."""
-        return self._default
-
-    @default.setter
-    def default(self, target: Any) -> None:
-        self._default = target
-        self._default_call = None if target is None else _deliverer(target)
-
-    def add(self, key: str, target: Any) -> None:
-        """Route events whose UUID is ``key`` to ``target`` (replacing any earlier route)."""
-        self._routes[key] = _deliverer(target)
-        self._targets[key] = target
-
-    def discard(self, key: str) -> None:
-        """Remove the route for ``key`` if there is one."""
-        self._routes.pop(key, None)
-        self._targets.pop(key, None)
-
-    def get(self, key: str) -> Any:
-        """The target routed for ``key``, or ``None``."""
-        return self._targets.get(key)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._routes
-
-    def __len__(self) -> int:
-        return len(self._routes)
-
-    def lookup(self, event: Event) -> Any:
-        """The target owning ``event``, or ``None``; follows CHANNEL_UUID renames."""
-        key = event.job_uuid if event.name == "BACKGROUND_JOB" else event.uuid
-        if key is None:
-            return None
-        target = self._targets.get(key)
-        if target is None and event.name == "CHANNEL_UUID":
-            old = event.get("Old-Unique-ID")
-            if old is not None and old in self._routes:
-                self._routes[key] = self._routes.pop(old)
-                target = self._targets[key] = self._targets.pop(old)
-        return target
-
-    def route(self, event: Event) -> bool:
-        """Deliver one event; True when a route matched."""
-        key = event.job_uuid if event.name == "BACKGROUND_JOB" else event.uuid
-        call = self._routes.get(key) if key is not None else None
-        if call is None and event.name == "CHANNEL_UUID" and self.lookup(event) is not None:
-            call = self._routes.get(key) if key is not None else None
-        if call is not None:
-            self.matched += 1
-            call(event)
-            return True
-        self.unmatched += 1
-        if self._default_call is not None:
-            self._default_call(event)
-        return False
-
-    def dispatch(self, events: Iterable[Event]) -> int:
-        """Deliver each event; return how many matched a route."""
-        matched = 0
-        for event in events:
-            if self.route(event):
-                matched += 1
-        return matched
-
-
-def _deliverer(target: Any) -> Callable[[Event], Any]:
-    put = getattr(target, "put_nowait", None)
-    if put is not None:
-        return put  # type: ignore[no-any-return]
-    if not callable(target):
-        raise TypeError(f"route target must be callable or have put_nowait, not {type(target).__name__}")
-    return target  # type: ignore[no-any-return]
-
-
-
-
 class Tally:
     """A connection's per-event counters: events by name, and Event-Sequence in order.
 
@@ -716,3 +465,4 @@ class Tally:
     def total(self) -> int:
         """Events counted."""
         return sum(self._names.values())
+
