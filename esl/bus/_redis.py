@@ -39,10 +39,10 @@ def _backoff(current: float, cap: float) -> float:
     return min(cap, max(0.05, current * 2))
 
 
-def _reply(result: Awaitable[_T] | _T) -> Awaitable[_T]:
-    """A ``redis.asyncio`` command's reply, for ``await``.
+def _reply(result: object) -> Awaitable[Any]:
+    """A ``redis.asyncio`` command's reply, for ``await`` (the caller annotates what it holds).
 
-    redis-py types its commands ``Awaitable[T] | T`` (one signature for the sync and
-    async clients); on the async client they always return an awaitable.
+    redis-py types its commands ``Awaitable[T] | T`` in some versions and ``Awaitable[T]`` in
+    others; on the async client they always return an awaitable.
     """
-    return cast("Awaitable[_T]", result)
+    return cast("Awaitable[Any]", result)

@@ -197,7 +197,8 @@ class CallRegistry:
 
     async def workers(self) -> dict[str, bool]:
         """Every worker id known, and whether it is alive."""
-        ids = sorted(_text(w) for w in await _reply(self.client.smembers(f"{self.prefix}:workers")))
+        members: set[bytes | str] = await _reply(self.client.smembers(f"{self.prefix}:workers"))
+        ids = sorted(_text(w) for w in members)
         if not ids:
             return {}
         pipe = self.client.pipeline(transaction=False)
@@ -220,7 +221,7 @@ class CallRegistry:
 
     async def owner(self, uuid: str) -> CallOwner | None:
         """Who owns call ``uuid`` right now, or None."""
-        h = await _reply(self.client.hgetall(self._call(uuid)))
+        h: dict[bytes | str, bytes | str] = await _reply(self.client.hgetall(self._call(uuid)))
         if not h:
             return None
         d = {_text(k): _text(v) for k, v in h.items()}
@@ -230,12 +231,13 @@ class CallRegistry:
 
     async def node_of(self, uuid: str) -> str | None:
         """The node call ``uuid`` is on, or None when no worker owns it."""
-        node = await _reply(self.client.hget(self._call(uuid), "node"))
+        node: bytes | str | None = await _reply(self.client.hget(self._call(uuid), "node"))
         return _text(node) if node is not None else None
 
     async def calls(self, worker: str | None = None) -> set[str]:
         """UUIDs owned by ``worker`` (default: this one)."""
-        return {_text(u) for u in await _reply(self.client.smembers(self._calls_of(worker or self.worker)))}
+        calls: set[bytes | str] = await _reply(self.client.smembers(self._calls_of(worker or self.worker)))
+        return {_text(u) for u in calls}
 
     async def orphans(self) -> dict[str, set[str]]:
         """Calls of workers whose heartbeat has lapsed, by worker."""
@@ -246,7 +248,8 @@ class CallRegistry:
                 if calls:
                     out[w] = calls
                 else:
-                    await _reply(self.client.srem(f"{self.prefix}:workers", w))  # dead and empty: forget it
+                    removed: int = await _reply(self.client.srem(f"{self.prefix}:workers", w))  # dead: forget it
+                    del removed
         return out
 
     async def adopt(self, uuid: str, listed_under: str | None = None) -> bool:

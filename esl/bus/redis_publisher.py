@@ -168,7 +168,7 @@ class RedisPublisher(Publisher):
 
     async def _connect(self) -> tuple[Any, bytes]:
         """A connection of the bus's pool, with the batch script loaded on its server."""
-        pool = self.bus.client.connection_pool
+        pool: Any = self.bus.client.connection_pool  # typed differently across redis-py versions
         conn = await pool.get_connection()
         try:
             await conn.send_command("SCRIPT", "LOAD", _XADD_BATCH)
