@@ -64,28 +64,44 @@ class SequenceTracker:
             return
         exp = self.expected
         if exp < 0 or self._rebase:
-            if self._rebase and exp >= 0 and seq - exp >= self.min_run:
-                self.lost += seq - exp  # fired while we were away
-            self._rebase = False
-            self.holes.clear()
+            self._restart(seq)
             self.expected = seq + 1
-            self._settle_at = seq + self.window
-            return
-        if seq == exp:
+        elif seq == exp:
             self.expected = exp + 1
         elif seq > exp:
-            if seq - exp > self.window:
-                self.lost += seq - exp  # one run far longer than any reordering
-            else:
-                self.holes.update(range(exp, seq))
+            self._open(exp, seq)
             self.expected = seq + 1
-        elif seq in self.holes:
-            self.holes.discard(seq)  # late, not lost
-        elif seq in self._given_up:
-            self._given_up.discard(seq)
-            self.lost -= 1
+        else:
+            self._fill(seq)
         if self.expected >= self._settle_at:
             self.settle()
+
+    def _restart(self, seq: int) -> None:
+        """The first number, or the first after a reconnect."""
+        exp = self.expected
+        if self._rebase and exp >= 0:
+            if seq - exp >= self.min_run:
+                self.lost += seq - exp  # fired while we were away
+            elif seq < exp:
+                self.holes.clear()  # the numbers restarted (FreeSWITCH did): the old holes mean nothing
+        self._rebase = False
+        if exp < 0 or seq < exp:
+            self._settle_at = seq + self.window
+
+    def _open(self, start: int, stop: int) -> None:
+        """Numbers ``start`` to ``stop - 1`` were skipped."""
+        if stop - start > self.window:
+            self.lost += stop - start  # one run far longer than any reordering
+        else:
+            self.holes.update(range(start, stop))
+
+    def _fill(self, seq: int) -> None:
+        """A number below ``expected`` came late."""
+        if seq in self.holes:
+            self.holes.discard(seq)
+        elif seq in self._given_up:  # counted lost already: taken back
+            self._given_up.discard(seq)
+            self.lost -= 1
 
     def settle(self) -> None:
         """Settle the holes more than ``window`` numbers behind (called as the numbers advance)."""
@@ -123,26 +139,13 @@ class SequenceTracker:
         late; ``expected`` the tally's next number. A fill can only belong to
         a hole opened earlier, so taking every gap before the fills is exact.
         """
-        holes = self.holes
         for start, stop in gaps:
             if start < 0:
-                exp = self.expected
-                if self._rebase and exp >= 0 and stop - exp >= self.min_run:
-                    self.lost += stop - exp  # fired while we were away
-                self._rebase = False
-                if exp < 0:
-                    self._settle_at = stop + self.window
-            elif stop - start > self.window:
-                self.lost += stop - start  # one run far longer than any reordering
+                self._restart(stop)
             else:
-                holes.update(range(start, stop))
-        given = self._given_up
+                self._open(start, stop)
         for seq in fills:
-            if seq in holes:
-                holes.discard(seq)
-            elif seq in given:
-                given.discard(seq)
-                self.lost -= 1
+            self._fill(seq)
         if expected >= 0:
             self.expected = expected
         if self.expected >= self._settle_at:
