@@ -167,6 +167,13 @@ class Connection(Subscriptions):
         finally:
             self._draining = False
 
+    def _end_for_good(self, exc: ConnectionError, iterators: ConnectionError | None) -> None:
+        """The logical connection is over: held events dropped (counted), owners fail and leave,
+        ``events()`` iterators end (raising ``iterators``, or quietly for ``None``)."""
+        self._drop_backlog()
+        self.owners.close(exc)
+        self.dispatcher.close(iterators)
+
     def _drop_backlog(self) -> None:
         self._backlog_dropped += len(self._backlog)
         self._backlog.clear()

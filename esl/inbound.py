@@ -257,9 +257,7 @@ class Inbound(Connection):
             return
         self._finished = True
         exc = err or self.close_exc or ConnectionError("client closed", "client closed")
-        self._drop_backlog()
-        self.owners.close(exc)
-        self.dispatcher.close(err)
+        self._end_for_good(exc, err)
         if self._keepalive_task is not None and self._keepalive_task is not asyncio.current_task():
             self._keepalive_task.cancel()
         callbacks, self._close_callbacks = self._close_callbacks, []

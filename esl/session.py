@@ -79,9 +79,7 @@ class Session(Connection):
         if self._ended:
             return
         self._ended = True
-        self._drop_backlog()
-        self.owners.close(exc)
-        self.dispatcher.close(None if self.protocol is not None and self.protocol.by_client else exc)
+        self._end_for_good(exc, None if self.protocol is not None and self.protocol.by_client else exc)
 
     def _release(self) -> None:
         """After the session: let go of the channel so nothing needs the cycle collector."""
