@@ -76,7 +76,7 @@ class ClusterEvents:
         self._cluster: Cluster | None = cluster
         self._names = names
         self._buf: collections.deque[NodeEvent] = collections.deque()
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         for name in names:
             cluster.on(name, self._put)
 
@@ -85,9 +85,13 @@ class ClusterEvents:
             self.dropped += 1
             return
         self._buf.append(event)
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
     def close(self) -> None:
         """Stop collecting; the iteration ends after the buffered events."""
@@ -96,22 +100,30 @@ class ClusterEvents:
             for name in self._names:
                 cluster.remove(name, self._put)
             cluster._streams.discard(self)
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def get(self, timeout: float | None = None) -> NodeEvent:
-        """The next event; StopAsyncIteration once closed and empty, TimeoutError after ``timeout``."""
+        """The next event; StopAsyncIteration once closed and empty, TimeoutError after ``timeout``.
+
+        Several tasks may wait on one stream: each event goes to one of them.
+        """
         while not self._buf:
             if self._cluster is None:
                 raise StopAsyncIteration
-            self._waiter = asyncio.get_running_loop().create_future()
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
             try:
-                await asyncio.wait_for(self._waiter, timeout)
+                await asyncio.wait_for(waiter, timeout)
             except asyncio.TimeoutError:
                 raise TimeoutError(f"no event within {timeout}s") from None
             finally:
-                self._waiter = None
-        return self._buf.popleft()
+                self._waiters.remove(waiter)
+        event = self._buf.popleft()
+        if self._buf:
+            self._wake_one()  # more for the next waiter
+        return event
 
     def __aiter__(self) -> ClusterEvents:
         return self

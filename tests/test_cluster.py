@@ -289,3 +289,16 @@ async def test_a_node_dropping_mid_originate_fails_its_channel_naming_the_node(f
         other = await esl.Channel.create(cluster, "user/1000")  # the others go on
         assert other.connection is not cluster.node("fs0")
         await other.hangup()
+
+
+async def test_two_readers_of_the_merged_stream_are_both_served(fakes: list[FakeFreeSWITCH]) -> None:
+    async with make_cluster(fakes) as cluster:
+        await cluster.subscribe("CHANNEL_ANSWER")
+        async with cluster.events("CHANNEL_ANSWER") as stream:
+            first = asyncio.ensure_future(stream.get(timeout=5))
+            second = asyncio.ensure_future(stream.get(timeout=5))
+            await asyncio.sleep(0.01)
+            for i in range(2):
+                await fakes[i].fire(fakes[i].make_event("CHANNEL_ANSWER", {"Unique-ID": f"r{i}"}))
+            got = await asyncio.gather(first, second)
+        assert sorted(e.uuid for e in got) == ["r0", "r1"]
