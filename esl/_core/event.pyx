@@ -16,7 +16,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStri
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.ref cimport PyObject, Py_DECREF, Py_INCREF, Py_XDECREF
 from cpython.unicode cimport PyUnicode_DecodeUTF8
-from libc.stdint cimport int32_t, uint32_t, uint64_t
+from libc.stdint cimport int32_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memchr, memcmp, memcpy, memset
 
 from collections.abc import Mapping as _Mapping
@@ -190,8 +190,8 @@ cdef extern from "scan.h" nogil:
     int esl_has_kelvin(const char *p, Py_ssize_t s, Py_ssize_t e)
     void esl_scan_plain(const char *base, Py_ssize_t bs, Py_ssize_t e, esl_keys *k)
     ctypedef struct esl_ent:
-        Py_ssize_t ks, ke, vs, ve
-        int kind, esc
+        int32_t ks, ke, vs, ve
+        uint8_t kind, esc
     ctypedef struct esl_ents:
         esl_ent *ent
         Py_ssize_t n, cap
@@ -643,104 +643,120 @@ cdef inline void _pair_store(esl_line *slot, const char *p, Py_ssize_t n, uint32
     memcpy(slot.data, p, n)
 
 
+cdef inline object _xml_str(const char *base, esl_ent *e):
+    """One xml header value: entities (through the twin's codec), then percent-escapes."""
+    if e.esc:
+        return _xml_value(_to_str(base + e.vs, e.ve - e.vs))
+    return _value_str(base + e.vs, e.ve - e.vs)
+
+
+cdef inline bint _same_name(const char *base, esl_ent *a, esl_ent *b) noexcept:
+    return a.ke - a.ks == b.ke - b.ks and memcmp(base + a.ks, base + b.ks, a.ke - a.ks) == 0
+
+
+cdef bint _has_lit(const char *p, Py_ssize_t n, const char *lit, Py_ssize_t k) noexcept:
+    """Whether ``lit[:k]`` occurs in ``p[:n]``."""
+    cdef const char *end = p + n
+    cdef const char *q = p
+    while end - q >= k:
+        q = <const char *>memchr(q, lit[0], end - q)
+        if q == NULL or end - q < k:
+            return False
+        if memcmp(q, lit, k) == 0:
+            return True
+        q += 1
+    return False
+
+
+cdef bint _json_names_hi(const char *base, esl_ent *ents, Py_ssize_t n) noexcept:
+    """Whether any name of a json index holds a non-ASCII byte."""
+    cdef Py_ssize_t i, j
+    for i in range(n):
+        if ents[i].kind != 2:
+            for j in range(ents[i].ks, ents[i].ke):
+                if <unsigned char>base[j] >= 0x80:
+                    return True
+    return False
+
+
+# The pair index of a json or xml event is scanned into this buffer, then
+# copied to the event at its exact size.
+cdef esl_ent *_scratch = NULL
+cdef Py_ssize_t _scratch_cap = 0
+DEF SCRATCH_MIN = 512
+DEF SCRATCH_KEEP = 16384
+
+
 cdef bint _fast_decode(Event ev, list flat) except -1:
-    """Decode a json or xml event into ``flat`` (and ``ev._body``) in C; False when the twin's decode must."""
-    cdef esl_keys k
-    cdef esl_ents o
+    """Decode a json or xml event from its pair index into ``flat`` (and ``ev._body``); False when the twin's decode must."""
+    cdef esl_ent *ents
     cdef esl_ent *e
-    cdef Py_ssize_t cap = 256, i, j, m, r, cl
-    cdef const char *base = PyBytes_AS_STRING(ev._buf)
-    cdef list items
+    cdef Py_ssize_t i, n, cl
+    cdef const char *base
     cdef list run = None
-    cdef Py_ssize_t prev_s = -1, prev_n = 0
     cdef esl_line *slot
     cdef uint64_t h
+    if not ev._index():
+        return False
+    ents = <esl_ent *>ev._ents
+    n = ev._nents
+    base = PyBytes_AS_STRING(ev._buf) + ev._bs
     body = None
-    while True:
-        o.ent = <esl_ent *>PyMem_Malloc(cap * sizeof(esl_ent))
-        if o.ent == NULL:
-            raise MemoryError()
-        o.n = 0
-        o.cap = cap
-        if ev._fmt == FMT_JSON:
-            r = esl_scan_json(base, ev._bs, ev._end, &k, &o)
-        else:
-            r = esl_scan_xml(base, ev._bs, ev._end, &k, &o)
-        if r != -3:
-            break
-        PyMem_Free(o.ent)
-        cap *= 4
-    try:
-        if r < 0:
-            return False
-        i = 0
-        if ev._fmt == FMT_JSON:
-            while i < o.n:
-                e = &o.ent[i]
-                is_body = e.ke - e.ks == 5 and memcmp(base + e.ks, b"_body", 5) == 0
-                if e.kind == 0 and not is_body and e.ve - e.ks + 2 <= LINE_MAX:
-                    # "Name":"value" as it stands: the pair cache (names and values repeat)
-                    slot = _pair_slot(base + e.ks - 1, e.ve - e.ks + 2, 16, &h)
-                    if not _pair_hit(slot, base + e.ks - 1, e.ve - e.ks + 2, 16, h):
-                        _pair_store(slot, base + e.ks - 1, e.ve - e.ks + 2, 16, h,
-                                    _name_str(base + e.ks, e.ke - e.ks), _json_str(base, e))
-                    flat.append(<object>slot.name)
-                    flat.append(<object>slot.value)
-                    i += 1
-                    continue
-                if e.kind == 0:
-                    value = _json_str(base, e)
-                    i += 1
-                else:
-                    if is_body:
-                        return False  # the twin says what is wrong with it
-                    m = e.vs
-                    items = []
-                    for j in range(i + 1, i + 1 + m):
-                        items.append(_json_str(base, &o.ent[j]))
-                    value = "ARRAY::" + "|:".join(items)
-                    i += 1 + m
-                if is_body:
-                    body = value
-                    continue
-                flat.append(_name_str(base + e.ks, e.ke - e.ks))
+    i = 0
+    if ev._fmt == FMT_JSON:
+        while i < n:
+            e = &ents[i]
+            is_body = e.ke - e.ks == 5 and memcmp(base + e.ks, b"_body", 5) == 0
+            if e.kind == 0 and not is_body and e.ve - e.ks + 2 <= LINE_MAX:
+                # "Name":"value" as it stands: the pair cache (names and values repeat)
+                slot = _pair_slot(base + e.ks - 1, e.ve - e.ks + 2, 16, &h)
+                if not _pair_hit(slot, base + e.ks - 1, e.ve - e.ks + 2, 16, h):
+                    _pair_store(slot, base + e.ks - 1, e.ve - e.ks + 2, 16, h,
+                                _name_str(base + e.ks, e.ke - e.ks), _json_str(base, e))
+                flat.append(<object>slot.name)
+                flat.append(<object>slot.value)
+                i += 1
+                continue
+            if e.kind != 0 and is_body:
+                return False  # the twin says what is wrong with it
+            value = ev._ent_value(i)
+            i += 1 if e.kind == 0 else 1 + e.vs
+            if is_body:
+                body = value
+                continue
+            flat.append(_name_str(base + e.ks, e.ke - e.ks))
+            flat.append(value)
+        if body is not None:
+            for cl in range(len(flat) - 2, -1, -2):
+                if flat[cl] == _CONTENT_LENGTH:
+                    del flat[cl:cl + 2]
+                    break
+            body = body or None
+    else:
+        for i in range(n):
+            e = &ents[i]
+            slot = NULL
+            if not e.esc and e.ve - e.ks + 1 <= LINE_MAX:
+                # <Name>value as it stands: the pair cache
+                slot = _pair_slot(base + e.ks, e.ve - e.ks, 32, &h)
+                if not _pair_hit(slot, base + e.ks, e.ve - e.ks, 32, h):
+                    _pair_store(slot, base + e.ks, e.ve - e.ks, 32, h,
+                                _name_str(base + e.ks, e.ke - e.ks), _value_str(base + e.vs, e.ve - e.vs))
+                value = <object>slot.value
+            else:
+                value = _xml_str(base, e)
+            if i > 0 and _same_name(base, e, &ents[i - 1]):
+                run.append(value)  # an array: one element per item
+                flat[len(flat) - 1] = "ARRAY::" + "|:".join(run)
+            else:
+                run = [value]
+                flat.append(<object>slot.name if slot != NULL else _name_str(base + e.ks, e.ke - e.ks))
                 flat.append(value)
-            if body is not None:
-                for cl in range(len(flat) - 2, -1, -2):
-                    if flat[cl] == _CONTENT_LENGTH:
-                        del flat[cl:cl + 2]
-                        break
-                body = body or None
-        else:
-            for i in range(o.n):
-                e = &o.ent[i]
-                slot = NULL
-                if not e.esc and e.ve - e.ks + 1 <= LINE_MAX:
-                    # <Name>value as it stands: the pair cache
-                    slot = _pair_slot(base + e.ks, e.ve - e.ks, 32, &h)
-                    if not _pair_hit(slot, base + e.ks, e.ve - e.ks, 32, h):
-                        _pair_store(slot, base + e.ks, e.ve - e.ks, 32, h,
-                                    _name_str(base + e.ks, e.ke - e.ks), _value_str(base + e.vs, e.ve - e.vs))
-                    value = <object>slot.value
-                elif e.esc:
-                    value = _xml_value(_to_str(base + e.vs, e.ve - e.vs))
-                else:
-                    value = _value_str(base + e.vs, e.ve - e.vs)
-                if (prev_s >= 0 and e.ke - e.ks == prev_n
-                        and memcmp(base + e.ks, base + prev_s, prev_n) == 0):
-                    run.append(value)  # an array: one element per item
-                    flat[len(flat) - 1] = "ARRAY::" + "|:".join(run)
-                else:
-                    run = [value]
-                    flat.append(<object>slot.name if slot != NULL else _name_str(base + e.ks, e.ke - e.ks))
-                    flat.append(value)
-                prev_s = e.ks
-                prev_n = e.ke - e.ks
-            body = _xml_body(_to_str(base + k.ihead, ev._end - k.ihead))
-        ev._body = body
-        return True
-    finally:
-        PyMem_Free(o.ent)
+        base = PyBytes_AS_STRING(ev._buf)
+        if _has_lit(base + ev._ihead, ev._end - ev._ihead, b"<body>", 6):
+            body = _xml_body(_to_str(base + ev._ihead, ev._end - ev._ihead))
+    ev._body = body
+    return True
 
 
 # -- the Event ----------------------------------------------------------------
@@ -1026,6 +1042,8 @@ cdef class Event:
         if self._kv != NULL:
             _release(self._kv, self._nkv)
             self._kv = NULL
+        PyMem_Free(self._ents)
+        self._ents = NULL
 
 
     cdef list _decode(self):
@@ -1043,12 +1061,14 @@ cdef class Event:
             for i in range(2 * self._nkv):
                 flat.append(<object>self._kv[i])
         elif self._fmt != FMT_PLAIN:
-            if not ((self._have & KEYS_SCANNED) and _fast_decode(self, flat)):
+            if not _fast_decode(self, flat):
                 del flat[:]
                 pairs, self._body = _parse_event(self._inner(), _FMT_NAMES[self._fmt])
                 for k, v in pairs:
                     flat.append(k)
                     flat.append(v)
+            PyMem_Free(self._ents)  # the mapping answers from now on
+            self._ents = NULL
             self._have |= 1u << K_BODY
         PyObject_GC_UnTrack(flat)
         self._flat = flat
@@ -1152,6 +1172,163 @@ cdef class Event:
             seen.append(value)
         return value
 
+    cdef int _index(self) except -1:
+        """Locate every pair of a json or xml event once (``_ents``); 0 when the scan refuses the payload."""
+        global _scratch, _scratch_cap
+        cdef esl_keys k
+        cdef esl_ents o
+        cdef esl_ent *ents
+        cdef esl_ent *e
+        cdef esl_ent *grown
+        cdef Py_ssize_t i, bs = self._bs
+        cdef int r
+        if self._ents != NULL:
+            return 1
+        if not (self._have & KEYS_SCANNED) or (self._fmt != FMT_JSON and self._fmt != FMT_XML):
+            return 0
+        while True:
+            if _scratch == NULL:
+                _scratch = <esl_ent *>PyMem_Malloc(SCRATCH_MIN * sizeof(esl_ent))
+                if _scratch == NULL:
+                    raise MemoryError()
+                _scratch_cap = SCRATCH_MIN
+            o.ent = _scratch
+            o.n = 0
+            o.cap = _scratch_cap
+            if self._fmt == FMT_JSON:
+                r = esl_scan_json(PyBytes_AS_STRING(self._buf), bs, self._end, &k, &o)
+            else:
+                r = esl_scan_xml(PyBytes_AS_STRING(self._buf), bs, self._end, &k, &o)
+            if r != -3:
+                break
+            grown = <esl_ent *>PyMem_Realloc(_scratch, 4 * _scratch_cap * sizeof(esl_ent))
+            if grown == NULL:
+                raise MemoryError()
+            _scratch = grown
+            _scratch_cap *= 4
+        try:
+            if r < 0:
+                return 0
+            ents = <esl_ent *>PyMem_Malloc((o.n if o.n > 0 else 1) * sizeof(esl_ent))
+            if ents == NULL:
+                raise MemoryError()
+            for i in range(o.n):  # offsets from the body start: they survive own_frame()
+                e = &ents[i]
+                e[0] = _scratch[i]
+                if e.kind != 2:
+                    e.ks -= <int32_t>bs
+                    e.ke -= <int32_t>bs
+                if e.kind != 1:
+                    e.vs -= <int32_t>bs
+                    e.ve -= <int32_t>bs
+            if self._fmt == FMT_XML:
+                self._ihead = k.ihead
+            self._ents = ents
+            self._nents = o.n
+            return 1
+        finally:
+            if _scratch_cap > SCRATCH_KEEP:  # one huge event: do not keep its buffer
+                PyMem_Free(_scratch)
+                _scratch = NULL
+                _scratch_cap = 0
+
+    cdef object _ent_value(self, Py_ssize_t i):
+        """The value of pair ``i`` of the index as the mapping gives it (arrays as ``ARRAY::a|:b``)."""
+        cdef esl_ent *ents = <esl_ent *>self._ents
+        cdef esl_ent *e = &ents[i]
+        cdef const char *base = PyBytes_AS_STRING(self._buf) + self._bs
+        cdef Py_ssize_t j
+        cdef list run
+        if self._fmt == FMT_JSON:
+            if e.kind == 0:
+                return _json_str(base, e)
+            run = []
+            for j in range(i + 1, i + 1 + e.vs):
+                run.append(_json_str(base, &ents[j]))
+            return "ARRAY::" + "|:".join(run)
+        value = _xml_str(base, e)
+        j = i + 1
+        if j < self._nents and _same_name(base, e, &ents[j]):  # one element per array item
+            run = [value]
+            while j < self._nents and _same_name(base, e, &ents[j]):
+                run.append(_xml_str(base, &ents[j]))
+                j += 1
+            return "ARRAY::" + "|:".join(run)
+        return value
+
+    cdef object _lookup_doc(self, str name):
+        """``self[name]`` of a json or xml event from its pair index: one value decoded, cached.
+
+        ``_ABSENT`` and ``_SLOW`` as ``_lookup``; also ``_SLOW`` where the
+        twin's decode changes the pairs (``_body`` and the ``Content-Length``
+        beside it) or where only ``str.lower`` can say (non-ASCII names).
+        """
+        cdef list seen = self._seen
+        cdef esl_ent *ents
+        cdef esl_ent *e
+        cdef const char *key
+        cdef const char *base
+        cdef Py_ssize_t i, j, n, klen, found = -1, ci = -1
+        cdef bint last, xml = self._fmt == FMT_XML
+        cdef int which
+        if seen is not None:
+            for i in range(0, len(seen), 2):
+                if seen[i] is name or seen[i] == name:
+                    return seen[i + 1]
+        w = _KEY_INDEX.get(name)
+        if w is not None and (self._have & KEYS_SCANNED) and self._ks[<int>w] != -2:
+            which = <int>w
+            if self._ks[which] == -1:
+                return _ABSENT
+            value = self._field(which)
+        else:
+            if not PyUnicode_IS_ASCII(name):
+                return _SLOW
+            key = <const char *>PyUnicode_DATA(name)
+            klen = PyUnicode_GET_LENGTH(name)
+            if klen == 0 or memchr(key, 58, klen) != NULL:
+                return _SLOW
+            if not xml and ((klen == 14 and strncasecmp(key, b"content-length", 14) == 0)
+                            or (klen == 5 and strncasecmp(key, b"_body", 5) == 0)):
+                return _SLOW
+            if not self._index():
+                return _SLOW
+            ents = <esl_ent *>self._ents
+            n = self._nents
+            base = PyBytes_AS_STRING(self._buf) + self._bs
+            last = klen == 10 and memcmp(key, b"Event-Name", 10) == 0
+            for i in range(n):
+                e = &ents[i]
+                if e.kind == 2 or e.ke - e.ks != klen:
+                    continue
+                if memcmp(base + e.ks, key, klen) == 0:
+                    if found < 0 or not (xml and _same_name(base, e, &ents[i - 1])):
+                        found = i  # for Event-Name: the start of the last one
+                    if not last:
+                        break
+                elif ci < 0 and strncasecmp(base + e.ks, key, klen) == 0:
+                    ci = i
+            if found < 0:
+                if not xml and _json_names_hi(base, ents, n):
+                    return _SLOW  # a name str.lower() may turn into this one (a Kelvin sign...)
+                if ci < 0:
+                    return _ABSENT
+                found = ci
+                e = &ents[ci]
+                if klen == 10 and memcmp(base + e.ks, b"Event-Name", 10) == 0:
+                    for j in range(ci + 1, n):  # the last Event-Name, as libesl
+                        if (ents[j].kind != 2 and ents[j].ke - ents[j].ks == 10
+                                and memcmp(base + ents[j].ks, b"Event-Name", 10) == 0
+                                and not (xml and _same_name(base, &ents[j], &ents[j - 1]))):
+                            found = j
+            value = self._ent_value(found)
+        if seen is None:
+            self._seen = [name, value]
+        else:
+            seen.append(name)
+            seen.append(value)
+        return value
+
     def __getitem__(self, name):
         cdef dict first
         cdef dict lower
@@ -1174,6 +1351,15 @@ cdef class Event:
                 value = self._first_map().get(name, _ABSENT)
                 if value is not _ABSENT:
                     return value
+        elif type(name) is str and self._flat is None and self._fmt >= FMT_JSON:
+            value = self._lookup_doc(<str>name)
+            if value is _ABSENT:
+                raise KeyError(name)
+            if value is not _SLOW:
+                return value
+            value = self._first_map().get(name, _ABSENT)
+            if value is not _ABSENT:
+                return value
         else:
             first = self._first_map()
             try:
@@ -1312,6 +1498,9 @@ cdef inline int _init(Event ev, bytes buf, Py_ssize_t start, Py_ssize_t hend, Py
     ev._kv = NULL
     ev._nkv = 0
     ev._seen = None
+    PyMem_Free(ev._ents)  # __init__ called again
+    ev._ents = NULL
+    ev._nents = 0
     _unlend(ev)
     ev._nuniq = -1
     ev._flat = None
