@@ -746,10 +746,13 @@ cdef bint _fast_decode(Event ev, list flat) except -1:
             else:
                 value = _xml_str(base, e)
             if i > 0 and _same_name(base, e, &ents[i - 1]):
+                if run is None:
+                    run = [first_item]
                 run.append(value)  # an array: one element per item
                 flat[len(flat) - 1] = "ARRAY::" + "|:".join(run)
             else:
-                run = [value]
+                run = None
+                first_item = value
                 flat.append(<object>slot.name if slot != NULL else _name_str(base + e.ks, e.ke - e.ks))
                 flat.append(value)
         base = PyBytes_AS_STRING(ev._buf)
