@@ -36,6 +36,7 @@ cdef extern from "Python.h":
     Py_ssize_t PyUnicode_GET_LENGTH(object o)
     void PyObject_GC_UnTrack(object o)
     PyObject* PyDict_SetDefault(object d, object key, object default) except NULL
+    PyObject **PySequence_Fast_ITEMS(object o)
 
 cdef enum:
     K_NAME = 0
@@ -1397,10 +1398,28 @@ cdef class Event:
         return iter(self._first_map())
 
     def __len__(self):
+        cdef list flat
+        cdef Py_ssize_t i, n
+        cdef uint64_t h = 0x9E3779B97F4A7C15ULL
+        cdef PyObject **kv
         if self._uses_pairs():
             self._load_pairs()
             return self._nuniq
-        return len(self._first_map())
+        if self._first is not None:
+            return len(self._first)
+        if self._nuniq < 0:
+            # json and xml: the distinct names counted once per shape, as for plain events
+            flat = self._decode()
+            n = len(flat) // 2
+            kv = PySequence_Fast_ITEMS(flat)
+            for i in range(n):
+                h = (h ^ <uint64_t>kv[2 * i]) * 0xFF51AFD7ED558CCDULL
+            h ^= <uint64_t>n
+            self._nuniq = _shape_uniq(kv, n, h)
+            if self._nuniq < 0:
+                self._nuniq = len(self._first_map())
+                _shape_store(PySequence_Fast_ITEMS(flat), n, h, self._nuniq)
+        return self._nuniq
 
     def keys(self):
         """Header names (first occurrence order)."""
