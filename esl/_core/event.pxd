@@ -45,8 +45,6 @@ cdef class Event:
     cdef dict _first
     cdef dict _lower
     cdef object _body
-    cdef void *_ents            # json/xml: where each pair lies (esl_ent, offsets from _bs), or NULL
-    cdef Py_ssize_t _nents
 
     cdef void _scan_keys(self) noexcept
     cdef object _key(self, int which)
@@ -55,9 +53,7 @@ cdef class Event:
     cdef bint _uses_pairs(self) noexcept
     cdef int _load_pairs(self) except -1
     cdef object _lookup(self, str name)
-    cdef int _index(self) except -1
     cdef object _lookup_doc(self, str name)
-    cdef object _ent_value(self, Py_ssize_t i)
     cdef list _decode(self)
     cdef bytes _inner(self)
     cdef dict _first_map(self)

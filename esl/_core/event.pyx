@@ -48,6 +48,7 @@ cdef enum:
     K_BODY = 6              # in _have: _body is computed
     NKEYS = 16              # located keys: the routing keys above, then the channel fields
     KEYS_SCANNED = 1 << 7   # in _have: the key offsets are valid
+    KEYS_TRIED = 1 << 8     # in _have: the key scan has run (json and xml scan on first use)
 
 # The channel fields located with the routing keys (indices 6-15 of the scan).
 cdef tuple _KEY_NAMES = (
@@ -185,6 +186,7 @@ cdef extern from "scan.h" nogil:
         int32_t e[16]
         Py_ssize_t ihead
     Py_ssize_t esl_find2(const char *p, Py_ssize_t n, char a, char b)
+    int esl_has_high(const char *p, Py_ssize_t n)
     Py_ssize_t esl_unescape(const char *p, Py_ssize_t n, char *out)
     int esl_find_header(const char *p, Py_ssize_t s, Py_ssize_t e, const char *key, Py_ssize_t klen, int last,
                         Py_ssize_t *ls_out, Py_ssize_t *le_out)
@@ -645,10 +647,14 @@ cdef inline void _pair_store(esl_line *slot, const char *p, Py_ssize_t n, uint32
 
 
 cdef inline object _xml_str(const char *base, esl_ent *e):
-    """One xml header value: entities (through the twin's codec), then percent-escapes."""
-    if e.esc:
-        return _xml_value(_to_str(base + e.vs, e.ve - e.vs))
-    return _value_str(base + e.vs, e.ve - e.vs)
+    """One xml header value: entities, then percent-escapes (the twin's codec when it has entities,
+    or '%' beside non-ASCII bytes, which it decodes as text)."""
+    cdef const char *p = base + e.vs
+    cdef Py_ssize_t n = e.ve - e.vs
+    cdef Py_ssize_t a = esl_find2(p, n, 38, 37)
+    if a < n and (memchr(p + a, 38, n - a) != NULL or esl_has_high(p, n)):
+        return _xml_value(_to_str(p, n))
+    return _value_str(p, n)
 
 
 cdef inline bint _same_name(const char *base, esl_ent *a, esl_ent *b) noexcept:
@@ -680,28 +686,131 @@ cdef bint _json_names_hi(const char *base, esl_ent *ents, Py_ssize_t n) noexcept
     return False
 
 
-# The pair index of a json or xml event is scanned into this buffer, then
-# copied to the event at its exact size.
-cdef esl_ent *_scratch = NULL
-cdef Py_ssize_t _scratch_cap = 0
+# Where the pairs of a json or xml event lie: recorded by its key scan into
+# this one buffer, which the next key scan reuses. A handler reads the headers
+# of the event it was handed, so its lookups and its full decode find them
+# there; an older event is scanned again. Nothing is kept per event.
 DEF SCRATCH_MIN = 512
 DEF SCRATCH_KEEP = 16384
+cdef esl_ent *_scratch = NULL
+cdef Py_ssize_t _scratch_cap = 0
+# The event whose pairs the scratch holds (its key scan recorded them), their
+# number and the body start they are relative to; the owner is cleared when
+# the event goes away, so a new event at the same address cannot claim them.
+cdef PyObject *_scratch_owner = NULL
+cdef Py_ssize_t _scratch_n = 0
+cdef Py_ssize_t _scratch_bs = 0
+cdef bint _scratch_busy = False  # a lookup or decode is reading it
+
+
+cdef int _doc_pairs(Event ev, Py_ssize_t *n, const char **base) noexcept:
+    """1 when the scratch holds the pairs of json or xml event ``ev`` (scanned again if needed): their
+    number in ``n``, and in ``base`` the pointer their offsets are added to; 0 when unavailable."""
+    cdef esl_keys k
+    if not (ev._have & KEYS_TRIED):
+        ev._scan_keys()
+    if _scratch_busy or not (ev._have & KEYS_SCANNED) or (ev._fmt != FMT_JSON and ev._fmt != FMT_XML):
+        return 0
+    if _scratch_owner != <PyObject *>ev:
+        if _scan_doc(ev, &k) < 0 or _scratch_owner != <PyObject *>ev:
+            return 0
+    n[0] = _scratch_n
+    # the offsets are from the scan, in the buffer the event had then (own_frame may have moved it)
+    base[0] = PyBytes_AS_STRING(ev._buf) + (ev._bs - _scratch_bs)
+    return 1
+
+
+cdef object _doc_value(int fmt, const char *base, esl_ent *ents, Py_ssize_t n, Py_ssize_t i):
+    """The value of pair ``i`` as the mapping gives it (arrays as ``ARRAY::a|:b``)."""
+    cdef esl_ent *e = &ents[i]
+    cdef Py_ssize_t j
+    cdef list run
+    if fmt == FMT_JSON:
+        if e.kind == 0:
+            return _json_str(base, e)
+        run = []
+        for j in range(i + 1, i + 1 + e.vs):
+            run.append(_json_str(base, &ents[j]))
+        return "ARRAY::" + "|:".join(run)
+    value = _xml_str(base, e)
+    j = i + 1
+    if j < n and _same_name(base, e, &ents[j]):  # one element per array item
+        run = [value]
+        while j < n and _same_name(base, e, &ents[j]):
+            run.append(_xml_str(base, &ents[j]))
+            j += 1
+        return "ARRAY::" + "|:".join(run)
+    return value
+
+
+cdef int _scan_doc(Event ev, esl_keys *k) noexcept:
+    """The key scan of a json or xml event, recording where its pairs lie in the scratch on the way."""
+    global _scratch, _scratch_cap, _scratch_owner, _scratch_n, _scratch_bs
+    cdef esl_ents o
+    cdef esl_ent *grown
+    cdef const char *base = PyBytes_AS_STRING(ev._buf)
+    cdef int r
+    if _scratch_busy:  # a decode is reading the scratch (and ran code that got here): the keys alone
+        r = esl_scan_json(base, ev._bs, ev._end, k, NULL) if ev._fmt == FMT_JSON else \
+            esl_scan_xml(base, ev._bs, ev._end, k, NULL)
+        if r >= 0 and ev._fmt == FMT_XML:
+            ev._ihead = k.ihead
+        return r
+    _scratch_owner = NULL
+    if _scratch == NULL:
+        _scratch = <esl_ent *>PyMem_Malloc(SCRATCH_MIN * sizeof(esl_ent))
+        _scratch_cap = SCRATCH_MIN if _scratch != NULL else 0
+    while True:
+        o.ent = _scratch
+        o.n = 0
+        o.cap = _scratch_cap
+        if ev._fmt == FMT_JSON:
+            r = esl_scan_json(base, ev._bs, ev._end, k, &o if _scratch != NULL else NULL)
+        else:
+            r = esl_scan_xml(base, ev._bs, ev._end, k, &o if _scratch != NULL else NULL)
+        if r != -3:
+            break
+        grown = NULL
+        if _scratch_cap < SCRATCH_KEEP:
+            grown = <esl_ent *>PyMem_Realloc(_scratch, 4 * _scratch_cap * sizeof(esl_ent))
+        if grown == NULL:  # too many pairs to keep: the keys alone (the twin decodes this one)
+            r = esl_scan_json(base, ev._bs, ev._end, k, NULL) if ev._fmt == FMT_JSON else \
+                esl_scan_xml(base, ev._bs, ev._end, k, NULL)
+            if r >= 0 and ev._fmt == FMT_XML:
+                ev._ihead = k.ihead
+            return r
+        _scratch = grown
+        _scratch_cap *= 4
+    if r >= 0:
+        if ev._fmt == FMT_XML:
+            ev._ihead = k.ihead
+        if _scratch != NULL:
+            _scratch_owner = <PyObject *>ev
+            _scratch_n = o.n
+            _scratch_bs = ev._bs
+    return r
 
 
 cdef bint _fast_decode(Event ev, list flat) except -1:
-    """Decode a json or xml event from its pair index into ``flat`` (and ``ev._body``); False when the twin's decode must."""
-    cdef esl_ent *ents
+    """Decode a json or xml event from its pairs into ``flat`` (and ``ev._body``); False when the twin's decode must."""
+    global _scratch_busy
+    cdef Py_ssize_t n = 0
+    cdef const char *base = NULL
+    if not _doc_pairs(ev, &n, &base):
+        return False
+    _scratch_busy = True
+    try:
+        return _fast_decode_pairs(ev, flat, base, _scratch, n)
+    finally:
+        _scratch_busy = False
+
+
+cdef bint _fast_decode_pairs(Event ev, list flat, const char *base, esl_ent *ents, Py_ssize_t n) except -1:
     cdef esl_ent *e
-    cdef Py_ssize_t i, n, cl
-    cdef const char *base
+    cdef Py_ssize_t i, cl
     cdef list run = None
     cdef esl_line *slot
     cdef uint64_t h
-    if not ev._index():
-        return False
-    ents = <esl_ent *>ev._ents
-    n = ev._nents
-    base = PyBytes_AS_STRING(ev._buf) + ev._bs
     body = None
     i = 0
     if ev._fmt == FMT_JSON:
@@ -720,7 +829,7 @@ cdef bint _fast_decode(Event ev, list flat) except -1:
                 continue
             if e.kind != 0 and is_body:
                 return False  # the twin says what is wrong with it
-            value = ev._ent_value(i)
+            value = _doc_value(FMT_JSON, base, ents, n, i)
             i += 1 if e.kind == 0 else 1 + e.vs
             if is_body:
                 body = value
@@ -737,12 +846,12 @@ cdef bint _fast_decode(Event ev, list flat) except -1:
         for i in range(n):
             e = &ents[i]
             slot = NULL
-            if not e.esc and e.ve - e.ks + 1 <= LINE_MAX:
+            if e.ve - e.ks + 1 <= LINE_MAX:
                 # <Name>value as it stands: the pair cache
                 slot = _pair_slot(base + e.ks, e.ve - e.ks, 32, &h)
                 if not _pair_hit(slot, base + e.ks, e.ve - e.ks, 32, h):
                     _pair_store(slot, base + e.ks, e.ve - e.ks, 32, h,
-                                _name_str(base + e.ks, e.ke - e.ks), _value_str(base + e.vs, e.ve - e.vs))
+                                _name_str(base + e.ks, e.ke - e.ks), _xml_str(base, e))
                 value = <object>slot.value
             else:
                 value = _xml_str(base, e)
@@ -834,15 +943,13 @@ cdef class Event:
         cdef esl_keys k
         cdef int w
         cdef const char *base = PyBytes_AS_STRING(self._buf)
-        if self._end >= 0x7FFFFFFF:
+        self._have |= KEYS_TRIED
+        if self._end >= 0x7FFFFFFF or not self._has_inner or self._fmt == FMT_NONE:
             return  # past 32-bit offsets: the keys come from the full decode
         if self._fmt == FMT_PLAIN:
             esl_scan_plain(base, self._bs, self._end, &k)
             self._ihead = k.ihead
-        elif self._fmt == FMT_JSON:
-            if esl_scan_json(base, self._bs, self._end, &k, NULL) < 0:
-                return
-        elif esl_scan_xml(base, self._bs, self._end, &k, NULL) < 0:
+        elif _scan_doc(self, &k) < 0:
             return
         self._have |= KEYS_SCANNED
         for w in range(NKEYS):
@@ -853,6 +960,8 @@ cdef class Event:
         """Located key ``which`` decoded from its offsets (not cached; short values come from the value cache)."""
         cdef Py_ssize_t s, e
         cdef const char *base
+        if not (self._have & KEYS_TRIED):
+            self._scan_keys()
         if self._have & KEYS_SCANNED:
             s = self._ks[which]
             if s == -1:
@@ -883,6 +992,8 @@ cdef class Event:
             if which == K_SUB:
                 return self._sub
             return self._seq
+        if not (self._have & KEYS_TRIED):
+            self._scan_keys()
         if which == K_SEQ:
             s = self._ks[K_SEQ] if self._have & KEYS_SCANNED else -2
             if s == -1:
@@ -917,6 +1028,8 @@ cdef class Event:
         """Whether the event name equals ``lit``, on the raw bytes when they need no decoding."""
         cdef const char *raw
         cdef Py_ssize_t k
+        if not (self._have & KEYS_TRIED):
+            self._scan_keys()
         if (self._have & (KEYS_SCANNED | 1u)) == KEYS_SCANNED:
             if self._ks[K_NAME] == -1:
                 return False
@@ -1042,12 +1155,13 @@ cdef class Event:
         return 0
 
     def __dealloc__(self):
+        global _scratch_owner
         _unlend(self)
         if self._kv != NULL:
             _release(self._kv, self._nkv)
             self._kv = NULL
-        PyMem_Free(self._ents)
-        self._ents = NULL
+        if _scratch_owner == <PyObject *>self:
+            _scratch_owner = NULL
 
 
     cdef list _decode(self):
@@ -1071,8 +1185,6 @@ cdef class Event:
                 for k, v in pairs:
                     flat.append(k)
                     flat.append(v)
-            PyMem_Free(self._ents)  # the mapping answers from now on
-            self._ents = NULL
             self._have |= 1u << K_BODY
         PyObject_GC_UnTrack(flat)
         self._flat = flat
@@ -1176,90 +1288,6 @@ cdef class Event:
             seen.append(value)
         return value
 
-    cdef int _index(self) except -1:
-        """Locate every pair of a json or xml event once (``_ents``); 0 when the scan refuses the payload."""
-        global _scratch, _scratch_cap
-        cdef esl_keys k
-        cdef esl_ents o
-        cdef esl_ent *ents
-        cdef esl_ent *e
-        cdef esl_ent *grown
-        cdef Py_ssize_t i, bs = self._bs
-        cdef int r
-        if self._ents != NULL:
-            return 1
-        if not (self._have & KEYS_SCANNED) or (self._fmt != FMT_JSON and self._fmt != FMT_XML):
-            return 0
-        while True:
-            if _scratch == NULL:
-                _scratch = <esl_ent *>PyMem_Malloc(SCRATCH_MIN * sizeof(esl_ent))
-                if _scratch == NULL:
-                    raise MemoryError()
-                _scratch_cap = SCRATCH_MIN
-            o.ent = _scratch
-            o.n = 0
-            o.cap = _scratch_cap
-            if self._fmt == FMT_JSON:
-                r = esl_scan_json(PyBytes_AS_STRING(self._buf), bs, self._end, &k, &o)
-            else:
-                r = esl_scan_xml(PyBytes_AS_STRING(self._buf), bs, self._end, &k, &o)
-            if r != -3:
-                break
-            grown = <esl_ent *>PyMem_Realloc(_scratch, 4 * _scratch_cap * sizeof(esl_ent))
-            if grown == NULL:
-                raise MemoryError()
-            _scratch = grown
-            _scratch_cap *= 4
-        try:
-            if r < 0:
-                return 0
-            ents = <esl_ent *>PyMem_Malloc((o.n if o.n > 0 else 1) * sizeof(esl_ent))
-            if ents == NULL:
-                raise MemoryError()
-            for i in range(o.n):  # offsets from the body start: they survive own_frame()
-                e = &ents[i]
-                e[0] = _scratch[i]
-                if e.kind != 2:
-                    e.ks -= <int32_t>bs
-                    e.ke -= <int32_t>bs
-                if e.kind != 1:
-                    e.vs -= <int32_t>bs
-                    e.ve -= <int32_t>bs
-            if self._fmt == FMT_XML:
-                self._ihead = k.ihead
-            self._ents = ents
-            self._nents = o.n
-            return 1
-        finally:
-            if _scratch_cap > SCRATCH_KEEP:  # one huge event: do not keep its buffer
-                PyMem_Free(_scratch)
-                _scratch = NULL
-                _scratch_cap = 0
-
-    cdef object _ent_value(self, Py_ssize_t i):
-        """The value of pair ``i`` of the index as the mapping gives it (arrays as ``ARRAY::a|:b``)."""
-        cdef esl_ent *ents = <esl_ent *>self._ents
-        cdef esl_ent *e = &ents[i]
-        cdef const char *base = PyBytes_AS_STRING(self._buf) + self._bs
-        cdef Py_ssize_t j
-        cdef list run
-        if self._fmt == FMT_JSON:
-            if e.kind == 0:
-                return _json_str(base, e)
-            run = []
-            for j in range(i + 1, i + 1 + e.vs):
-                run.append(_json_str(base, &ents[j]))
-            return "ARRAY::" + "|:".join(run)
-        value = _xml_str(base, e)
-        j = i + 1
-        if j < self._nents and _same_name(base, e, &ents[j]):  # one element per array item
-            run = [value]
-            while j < self._nents and _same_name(base, e, &ents[j]):
-                run.append(_xml_str(base, &ents[j]))
-                j += 1
-            return "ARRAY::" + "|:".join(run)
-        return value
-
     cdef object _lookup_doc(self, str name):
         """``self[name]`` of a json or xml event from its pair index: one value decoded, cached.
 
@@ -1267,18 +1295,21 @@ cdef class Event:
         twin's decode changes the pairs (``_body`` and the ``Content-Length``
         beside it) or where only ``str.lower`` can say (non-ASCII names).
         """
+        global _scratch_busy
         cdef list seen = self._seen
         cdef esl_ent *ents
         cdef esl_ent *e
         cdef const char *key
-        cdef const char *base
-        cdef Py_ssize_t i, j, n, klen, found = -1, ci = -1
+        cdef const char *base = NULL
+        cdef Py_ssize_t i, j, n = 0, klen, found = -1, ci = -1
         cdef bint last, xml = self._fmt == FMT_XML
         cdef int which
         if seen is not None:
             for i in range(0, len(seen), 2):
                 if seen[i] is name or seen[i] == name:
                     return seen[i + 1]
+        if not (self._have & KEYS_TRIED):
+            self._scan_keys()
         w = _KEY_INDEX.get(name)
         if w is not None and (self._have & KEYS_SCANNED) and self._ks[<int>w] != -2:
             which = <int>w
@@ -1295,11 +1326,9 @@ cdef class Event:
             if not xml and ((klen == 14 and strncasecmp(key, b"content-length", 14) == 0)
                             or (klen == 5 and strncasecmp(key, b"_body", 5) == 0)):
                 return _SLOW
-            if not self._index():
+            if not _doc_pairs(self, &n, &base):
                 return _SLOW
-            ents = <esl_ent *>self._ents
-            n = self._nents
-            base = PyBytes_AS_STRING(self._buf) + self._bs
+            ents = _scratch
             last = klen == 10 and memcmp(key, b"Event-Name", 10) == 0
             for i in range(n):
                 e = &ents[i]
@@ -1325,7 +1354,11 @@ cdef class Event:
                                 and memcmp(base + ents[j].ks, b"Event-Name", 10) == 0
                                 and not (xml and _same_name(base, &ents[j], &ents[j - 1]))):
                             found = j
-            value = self._ent_value(found)
+            _scratch_busy = True
+            try:
+                value = _doc_value(self._fmt, base, ents, n, found)
+            finally:
+                _scratch_busy = False
         if seen is None:
             self._seen = [name, value]
         else:
@@ -1506,6 +1539,7 @@ _Mapping.register(Event)
 
 cdef inline int _init(Event ev, bytes buf, Py_ssize_t start, Py_ssize_t hend, Py_ssize_t bs, Py_ssize_t end,
                       bint has_inner, str content_type) except -1:
+    global _scratch_owner
     ev._buf = buf
     ev._start = start
     ev._hend = hend
@@ -1520,17 +1554,16 @@ cdef inline int _init(Event ev, bytes buf, Py_ssize_t start, Py_ssize_t hend, Py
     ev._kv = NULL
     ev._nkv = 0
     ev._seen = None
-    PyMem_Free(ev._ents)  # __init__ called again
-    ev._ents = NULL
-    ev._nents = 0
+    if _scratch_owner == <PyObject *>ev:  # __init__ called again
+        _scratch_owner = NULL
     _unlend(ev)
     ev._nuniq = -1
     ev._flat = None
     ev._first = ev._lower = None
     fmt = _FORMATS.get(content_type)
     ev._fmt = FMT_NONE if fmt is None else <int>fmt
-    if ev._fmt != FMT_NONE and has_inner:
-        ev._scan_keys()
+    if ev._fmt == FMT_PLAIN and has_inner:
+        ev._scan_keys()  # json and xml: on first use (see _scan_doc)
     return 0
 
 
@@ -1708,7 +1741,10 @@ cdef class Tally:
         cdef Py_ssize_t s, e, i
         cdef const char *base = NULL
         cdef long long v
-        cdef bint fast = (event._have & KEYS_SCANNED) and (event._fmt == FMT_PLAIN or event._fmt == FMT_JSON)
+        cdef bint fast
+        if not (event._have & KEYS_TRIED):
+            event._scan_keys()
+        fast = (event._have & KEYS_SCANNED) and (event._fmt == FMT_PLAIN or event._fmt == FMT_JSON)
         if fast:
             base = PyBytes_AS_STRING(event._buf)
             s = event._ks[K_NAME]

@@ -309,8 +309,8 @@ static int esl_has_kelvin(const char *p, Py_ssize_t s, Py_ssize_t e) {
 
 /* Where the pairs of a json or xml event lie, for the full decode: one entry
    per pair (kind 0: a string value; kind 1: an array, vs = its item count,
-   the items follow as kind-2 entries). esc: the json string has escapes; for
-   xml, 1: the value holds '&' (entities), 2: '%' next to non-ASCII bytes. */
+   the items follow as kind-2 entries). esc: the json string has escapes (for
+   xml always 0: the decode looks for entities in the values it decodes). */
 typedef struct { int32_t ks, ke, vs, ve; uint8_t kind, esc; } esl_ent;  /* 20 bytes: frames under 2 GiB */
 typedef struct { esl_ent *ent; Py_ssize_t n, cap; } esl_ents;
 
@@ -531,15 +531,7 @@ ESL_NOINLINE int esl_scan_xml(const char *p, Py_ssize_t i, Py_ssize_t n, esl_key
         ve = vs + esl_find2(p + vs, n - vs, '<', '<');
         if (ve + nl + 3 > n || p[ve + 1] != '/' || !esl_same(p + ve + 2, p + ns, nl)
             || p[ve + nl + 2] != '>') return -1;
-        if (o) {
-            int flags = 0;
-            Py_ssize_t a = esl_find2(p + vs, ve - vs, '&', '%');
-            if (a < ve - vs) {
-                flags = memchr(p + vs + a, '&', (size_t)(ve - vs - a)) ? 1 : 0;
-                if (memchr(p + vs + a, '%', (size_t)(ve - vs - a)) && esl_has_high(p + vs, ve - vs)) flags |= 2;
-            }
-            if (!esl_put(o, ns, ns + nl, vs, ve, 0, flags)) return -3;
-        }
+        if (o && !esl_put(o, ns, ns + nl, vs, ve, 0, 0)) return -3;  /* entities: seen by the decode */
         w = esl_key_of(p + ns, nl, &exact);
         if (w >= 0) {
             if (nl == pnl && memcmp(p + ns, p + pns, (size_t)nl) == 0) {
