@@ -314,10 +314,13 @@ static int esl_has_kelvin(const char *p, Py_ssize_t s, Py_ssize_t e) {
 typedef struct { int32_t ks, ke, vs, ve; uint8_t kind, esc; } esl_ent;  /* 20 bytes: frames under 2 GiB */
 typedef struct { esl_ent *ent; Py_ssize_t n, cap; } esl_ents;
 
-/* Record an entry; 0 when the array is full (the caller grows it and scans again). */
-static inline int esl_put(esl_ents *o, Py_ssize_t ks, Py_ssize_t ke, Py_ssize_t vs, Py_ssize_t ve, int kind, int esc) {
-    if (o->n >= o->cap) return 0;
-    esl_ent *e = &o->ent[o->n++];
+/* Record an entry in the scan's local copy of the array (out, *on of cap;
+   out NULL: not recording); 0 when it is full (the caller grows it and scans
+   again). Locals, so the stores need not be re-read through o. */
+static inline int esl_put(esl_ent *out, Py_ssize_t *on, Py_ssize_t cap, Py_ssize_t ks, Py_ssize_t ke,
+                          Py_ssize_t vs, Py_ssize_t ve, int kind, int esc) {
+    if (*on >= cap) return 0;
+    esl_ent *e = &out[(*on)++];
     e->ks = (int32_t)ks; e->ke = (int32_t)ke; e->vs = (int32_t)vs; e->ve = (int32_t)ve;
     e->kind = (uint8_t)kind; e->esc = (uint8_t)esc;
     return 1;
@@ -377,7 +380,8 @@ ESL_INLINE Py_ssize_t esl_json_str(const char *p, Py_ssize_t i, Py_ssize_t n, in
    fails the scan (its text is unknown here); a routing value with escapes
    or an array is -2. */
 ESL_NOINLINE int esl_scan_json(const char *p, Py_ssize_t i, Py_ssize_t n, esl_keys *k, esl_ents *o) {
-    Py_ssize_t ks, ke, vs, ve, head = 0, items;
+    Py_ssize_t ks, ke, vs, ve, head = 0, items, on = 0, cap = o ? o->cap : 0;
+    esl_ent *out = o ? o->ent : NULL;
     int esc, exact, w, vesc = 0;
     esl_keys_init(k);
     i = esl_ws(p, i, n);
@@ -399,13 +403,13 @@ ESL_NOINLINE int esl_scan_json(const char *p, Py_ssize_t i, Py_ssize_t n, esl_ke
             i = esl_json_str(p, i, n, &esc);
             if (i < 0) return -1;
             ve = i - 1;
-            if (o && !esl_put(o, ks, ke, vs, ve, 0, esc)) return -3;
+            if (out && !esl_put(out, &on, cap, ks, ke, vs, ve, 0, esc)) return -3;
             if (esc) vs = -2;
         } else if (p[i] == '[') {
             vs = ve = -2;
-            if (o) {
-                head = o->n;
-                if (!esl_put(o, ks, ke, 0, 0, 1, 0)) return -3;
+            if (out) {
+                head = on;
+                if (!esl_put(out, &on, cap, ks, ke, 0, 0, 1, 0)) return -3;
             }
             items = 0;
             i = esl_ws(p, i + 1, n);
@@ -417,7 +421,7 @@ ESL_NOINLINE int esl_scan_json(const char *p, Py_ssize_t i, Py_ssize_t n, esl_ke
                     Py_ssize_t is = i + 1;
                     i = esl_json_str(p, i, n, &vesc);
                     if (i < 0) return -1;
-                    if (o && !esl_put(o, 0, 0, is, i - 1, 2, vesc)) return -3;
+                    if (out && !esl_put(out, &on, cap, 0, 0, is, i - 1, 2, vesc)) return -3;
                     items++;
                     i = esl_ws(p, i, n);
                     if (i < n && p[i] == ']') { i++; break; }
@@ -425,7 +429,7 @@ ESL_NOINLINE int esl_scan_json(const char *p, Py_ssize_t i, Py_ssize_t n, esl_ke
                     i = esl_ws(p, i + 1, n);
                 }
             }
-            if (o) o->ent[head].vs = items;
+            if (out) out[head].vs = (int32_t)items;
             if (ke - ks == 5 && memcmp(p + ks, "_body", 5) == 0) return -1;  /* the twin refuses it */
         } else {
             return -1;  /* numbers, objects...: the full decode */
@@ -439,6 +443,7 @@ ESL_NOINLINE int esl_scan_json(const char *p, Py_ssize_t i, Py_ssize_t n, esl_ke
     }
 close:
     if (esl_ws(p, i + 1, n) != n) return -1;  /* json.loads: "Extra data" */
+    if (o) o->n = on;
     esl_keys_done(k);
     return 0;
 }
@@ -508,9 +513,9 @@ static inline int esl_has_high(const char *p, Py_ssize_t n) {
    (decoded as text by the twin), or repeated in the next element (an
    array: one element per item) is -2. */
 ESL_NOINLINE int esl_scan_xml(const char *p, Py_ssize_t i, Py_ssize_t n, esl_keys *k, esl_ents *o) {
-    Py_ssize_t ns, nl, vs, ve, pns = 0, pnl = 0, pvs = -1, j;
+    Py_ssize_t ns, nl, vs, ve, pns = 0, pnl = 0, pvs = -1, j, on = 0, cap = o ? o->cap : 0;
+    esl_ent *out = o ? o->ent : NULL;
     int exact, w, hi;
-    unsigned char c;
     esl_keys_init(k);
     i = esl_ws(p, i, n);
     if (!esl_lit(p, i, n, "<event>", 7)) return -1;
@@ -531,7 +536,7 @@ ESL_NOINLINE int esl_scan_xml(const char *p, Py_ssize_t i, Py_ssize_t n, esl_key
         ve = vs + esl_find2(p + vs, n - vs, '<', '<');
         if (ve + nl + 3 > n || p[ve + 1] != '/' || !esl_same(p + ve + 2, p + ns, nl)
             || p[ve + nl + 2] != '>') return -1;
-        if (o && !esl_put(o, ns, ns + nl, vs, ve, 0, 0)) return -3;  /* entities: seen by the decode */
+        if (out && !esl_put(out, &on, cap, ns, ns + nl, vs, ve, 0, 0)) return -3;  /* entities: seen by the decode */
         w = esl_key_of(p + ns, nl, &exact);
         if (w >= 0) {
             if (nl == pnl && memcmp(p + ns, p + pns, (size_t)nl) == 0) {
@@ -547,6 +552,7 @@ ESL_NOINLINE int esl_scan_xml(const char *p, Py_ssize_t i, Py_ssize_t n, esl_key
         pns = ns; pnl = nl; pvs = vs;
     }
     k->ihead = i;  /* where "</headers>" starts: the body part follows */
+    if (o) o->n = on;
     esl_keys_done(k);
     return 0;
 }
