@@ -235,13 +235,18 @@ def test_mangled_json_xml_routing_keys_agree(
     fmt: str, pairs: list[tuple[str, str]], edits: list[tuple[int, int, int]]
 ) -> None:
     """FreeSWITCH-shaped events with tokens put in or bytes cut: the same keys (or errors) in both cores."""
-    payload = bytearray(_codec.serialize(pairs, None, fmt))
+    data = mangled(fmt, pairs, None, edits)
+    results = [routing_keys(core, data) for core in CORES.values()]
+    assert all(r == results[0] for r in results)
+
+
+def mangled(fmt: str, pairs: list[tuple[str, str]], body: str | None, edits: list[tuple[int, int, int]]) -> bytes:
+    """The frame of an event serialized as FreeSWITCH does, with TOKENS put in and bytes cut at ``edits``."""
+    payload = bytearray(_codec.serialize(pairs, body, fmt))
     for pos, token, cut in edits:
         pos %= len(payload) + 1
         payload[pos : pos + cut] = TOKENS[fmt][token % len(TOKENS[fmt])]
-    data = frame(bytes(payload), fmt)
-    results = [routing_keys(core, data) for core in CORES.values()]
-    assert all(r == results[0] for r in results)
+    return frame(bytes(payload), fmt)
 
 
 # -- per-header lookups of json and xml events: the compiled core's pair index against the twin's decode --
@@ -322,10 +327,6 @@ def test_mangled_json_xml_lookups_agree(
     fmt: str, pairs: list[tuple[str, str]], body: str | None, edits: list[tuple[int, int, int]]
 ) -> None:
     """FreeSWITCH-shaped events with tokens put in or bytes cut: the same lookups (or errors) in both cores."""
-    payload = bytearray(_codec.serialize(pairs, body, fmt))
-    for pos, token, cut in edits:
-        pos %= len(payload) + 1
-        payload[pos : pos + cut] = TOKENS[fmt][token % len(TOKENS[fmt])]
-    data = frame(bytes(payload), fmt)
+    data = mangled(fmt, pairs, body, edits)
     results = [lookups(core, data) for core in CORES.values()]
     assert all(r == results[0] for r in results)

@@ -743,51 +743,51 @@ cdef object _doc_value(int fmt, const char *base, esl_ent *ents, Py_ssize_t n, P
     return value
 
 
+cdef inline int _scan_doc_into(Event ev, esl_keys *k, esl_ents *o) noexcept:
+    """One scan of a json or xml event: its keys in ``k``, its pairs in ``o`` unless NULL."""
+    cdef const char *base = PyBytes_AS_STRING(ev._buf)
+    cdef int r
+    if ev._fmt == FMT_JSON:
+        r = esl_scan_json(base, ev._bs, ev._end, k, o)
+    else:
+        r = esl_scan_xml(base, ev._bs, ev._end, k, o)
+    if r >= 0 and ev._fmt == FMT_XML:
+        ev._ihead = k.ihead
+    return r
+
+
 cdef int _scan_doc(Event ev, esl_keys *k) noexcept:
     """The key scan of a json or xml event, recording where its pairs lie in the scratch on the way."""
     global _scratch, _scratch_cap, _scratch_owner, _scratch_n, _scratch_bs
     cdef esl_ents o
     cdef esl_ent *grown
-    cdef const char *base = PyBytes_AS_STRING(ev._buf)
     cdef int r
     if _scratch_busy:  # a decode is reading the scratch (and ran code that got here): the keys alone
-        r = esl_scan_json(base, ev._bs, ev._end, k, NULL) if ev._fmt == FMT_JSON else \
-            esl_scan_xml(base, ev._bs, ev._end, k, NULL)
-        if r >= 0 and ev._fmt == FMT_XML:
-            ev._ihead = k.ihead
-        return r
+        return _scan_doc_into(ev, k, NULL)
     _scratch_owner = NULL
     if _scratch == NULL:
         _scratch = <esl_ent *>PyMem_Malloc(SCRATCH_MIN * sizeof(esl_ent))
-        _scratch_cap = SCRATCH_MIN if _scratch != NULL else 0
+        if _scratch == NULL:
+            return _scan_doc_into(ev, k, NULL)
+        _scratch_cap = SCRATCH_MIN
     while True:
         o.ent = _scratch
         o.n = 0
         o.cap = _scratch_cap
-        if ev._fmt == FMT_JSON:
-            r = esl_scan_json(base, ev._bs, ev._end, k, &o if _scratch != NULL else NULL)
-        else:
-            r = esl_scan_xml(base, ev._bs, ev._end, k, &o if _scratch != NULL else NULL)
+        r = _scan_doc_into(ev, k, &o)
         if r != -3:
             break
         grown = NULL
         if _scratch_cap < SCRATCH_KEEP:
             grown = <esl_ent *>PyMem_Realloc(_scratch, 4 * _scratch_cap * sizeof(esl_ent))
         if grown == NULL:  # too many pairs to keep: the keys alone (the twin decodes this one)
-            r = esl_scan_json(base, ev._bs, ev._end, k, NULL) if ev._fmt == FMT_JSON else \
-                esl_scan_xml(base, ev._bs, ev._end, k, NULL)
-            if r >= 0 and ev._fmt == FMT_XML:
-                ev._ihead = k.ihead
-            return r
+            return _scan_doc_into(ev, k, NULL)
         _scratch = grown
         _scratch_cap *= 4
     if r >= 0:
-        if ev._fmt == FMT_XML:
-            ev._ihead = k.ihead
-        if _scratch != NULL:
-            _scratch_owner = <PyObject *>ev
-            _scratch_n = o.n
-            _scratch_bs = ev._bs
+        _scratch_owner = <PyObject *>ev
+        _scratch_n = o.n
+        _scratch_bs = ev._bs
     return r
 
 
@@ -1221,88 +1221,15 @@ cdef class Event:
         return first
 
     cdef object _lookup(self, str name):
-        """``self[name]`` of a plain block found on the bytes (``esl_find_header``): one value decoded, cached.
+        """``self[name]`` found on the bytes, without decoding the other headers: one value decoded, cached.
 
         ``_ABSENT`` when there is no such header; ``_SLOW`` when only the full
         decode can answer as the twin does (a non-ASCII name asked for
-        case-insensitively, a Kelvin sign that lowercases to ``k``...).
+        case-insensitively, a Kelvin sign that lowercases to ``k``, the json
+        ``_body`` and the ``Content-Length`` beside it...).
         """
-        cdef Py_ssize_t hs = 0, he = 0, klen, i, ls = 0, le = 0, vs
-        cdef list seen
-        cdef const char *key
-        cdef const char *base
-        cdef object w
-        cdef int which, r
-        cdef bint ascii
-        seen = self._seen
-        if seen is not None:
-            for i in range(0, len(seen), 2):
-                if seen[i] is name or seen[i] == name:
-                    return seen[i + 1]
-        w = _KEY_INDEX.get(name)
-        if w is not None and (self._have & KEYS_SCANNED) and self._fmt == FMT_PLAIN:
-            which = <int>w
-            if self._ks[which] == -1:
-                return _ABSENT
-            value = self._field(which)
-        else:
-            ascii = PyUnicode_IS_ASCII(name)
-            if ascii:
-                key = <const char *>PyUnicode_DATA(name)
-                klen = PyUnicode_GET_LENGTH(name)
-            else:
-                try:
-                    kb = name.encode("utf-8", "surrogateescape")
-                except UnicodeEncodeError:
-                    return _SLOW
-                key = PyBytes_AS_STRING(kb)
-                klen = PyBytes_GET_SIZE(kb)
-            if klen == 0 or memchr(key, 58, klen) != NULL:
-                return _SLOW  # a name is never empty and never holds ':'; let the mapping say so
-            body = self._plain_head(&hs, &he)
-            if body and self._fmt == FMT_PLAIN and klen == 14 and strncasecmp(key, b"content-length", 14) == 0:
-                return _SLOW  # the Content-Length line that frames the body is not a header
-            base = PyBytes_AS_STRING(self._buf)
-            r = esl_find_header(base, hs, he, key, klen, klen == 10 and memcmp(key, b"Event-Name", 10) == 0,
-                                &ls, &le)
-            if r != 1:  # no exact name: the case-insensitive answer, where bytes can give it
-                if not ascii:
-                    return _SLOW
-                if (memchr(key, 107, klen) != NULL or memchr(key, 75, klen) != NULL) and esl_has_kelvin(
-                        base, hs, ls if r == 2 else he):
-                    return _SLOW  # a Kelvin sign in a name lowercases to 'k'
-                if r == 0:
-                    return _ABSENT
-                if le - ls > 10 and memcmp(base + ls, b"Event-Name:", 11) == 0:
-                    esl_find_header(base, hs, he, b"Event-Name", 10, True, &ls, &le)
-            vs = ls + klen + 1
-            while vs < le and base[vs] == 32:
-                vs += 1
-            if le > vs and base[le - 1] == 13:
-                le -= 1
-            value = _value_str(base + vs, le - vs)
-        if seen is None:
-            self._seen = [name, value]
-        else:
-            seen.append(name)
-            seen.append(value)
-        return value
-
-    cdef object _lookup_doc(self, str name):
-        """``self[name]`` of a json or xml event from its pair index: one value decoded, cached.
-
-        ``_ABSENT`` and ``_SLOW`` as ``_lookup``; also ``_SLOW`` where the
-        twin's decode changes the pairs (``_body`` and the ``Content-Length``
-        beside it) or where only ``str.lower`` can say (non-ASCII names).
-        """
-        global _scratch_busy
         cdef list seen = self._seen
-        cdef esl_ent *ents
-        cdef esl_ent *e
-        cdef const char *key
-        cdef const char *base = NULL
-        cdef Py_ssize_t i, j, n = 0, klen, found = -1, ci = -1
-        cdef bint last, xml = self._fmt == FMT_XML
+        cdef Py_ssize_t i
         cdef int which
         if seen is not None:
             for i in range(0, len(seen), 2):
@@ -1317,53 +1244,111 @@ cdef class Event:
                 return _ABSENT
             value = self._field(which)
         else:
-            if not PyUnicode_IS_ASCII(name):
-                return _SLOW
-            key = <const char *>PyUnicode_DATA(name)
-            klen = PyUnicode_GET_LENGTH(name)
-            if klen == 0 or memchr(key, 58, klen) != NULL:
-                return _SLOW
-            if not xml and ((klen == 14 and strncasecmp(key, b"content-length", 14) == 0)
-                            or (klen == 5 and strncasecmp(key, b"_body", 5) == 0)):
-                return _SLOW
-            if not _doc_pairs(self, &n, &base):
-                return _SLOW
-            ents = _scratch
-            last = klen == 10 and memcmp(key, b"Event-Name", 10) == 0
-            for i in range(n):
-                e = &ents[i]
-                if e.kind == 2 or e.ke - e.ks != klen:
-                    continue
-                if memcmp(base + e.ks, key, klen) == 0:
-                    if found < 0 or not (xml and _same_name(base, e, &ents[i - 1])):
-                        found = i  # for Event-Name: the start of the last one
-                    if not last:
-                        break
-                elif ci < 0 and strncasecmp(base + e.ks, key, klen) == 0:
-                    ci = i
-            if found < 0:
-                if not xml and _json_names_hi(base, ents, n):
-                    return _SLOW  # a name str.lower() may turn into this one (a Kelvin sign...)
-                if ci < 0:
-                    return _ABSENT
-                found = ci
-                e = &ents[ci]
-                if klen == 10 and memcmp(base + e.ks, b"Event-Name", 10) == 0:
-                    for j in range(ci + 1, n):  # the last Event-Name, as libesl
-                        if (ents[j].kind != 2 and ents[j].ke - ents[j].ks == 10
-                                and memcmp(base + ents[j].ks, b"Event-Name", 10) == 0
-                                and not (xml and _same_name(base, &ents[j], &ents[j - 1]))):
-                            found = j
-            _scratch_busy = True
-            try:
-                value = _doc_value(self._fmt, base, ents, n, found)
-            finally:
-                _scratch_busy = False
+            value = self._find_line(name) if self._uses_pairs() else self._find_pair(name)
+            if value is _ABSENT or value is _SLOW:
+                return value
         if seen is None:
             self._seen = [name, value]
         else:
             seen.append(name)
             seen.append(value)
+        return value
+
+    cdef object _find_line(self, str name):
+        """``_lookup`` in a plain header block (``esl_find_header``)."""
+        cdef Py_ssize_t hs = 0, he = 0, klen, ls = 0, le = 0, vs
+        cdef const char *key
+        cdef const char *base
+        cdef int r
+        cdef bint ascii
+        ascii = PyUnicode_IS_ASCII(name)
+        if ascii:
+            key = <const char *>PyUnicode_DATA(name)
+            klen = PyUnicode_GET_LENGTH(name)
+        else:
+            try:
+                kb = name.encode("utf-8", "surrogateescape")
+            except UnicodeEncodeError:
+                return _SLOW
+            key = PyBytes_AS_STRING(kb)
+            klen = PyBytes_GET_SIZE(kb)
+        if klen == 0 or memchr(key, 58, klen) != NULL:
+            return _SLOW  # a name is never empty and never holds ':'; let the mapping say so
+        body = self._plain_head(&hs, &he)
+        if body and self._fmt == FMT_PLAIN and klen == 14 and strncasecmp(key, b"content-length", 14) == 0:
+            return _SLOW  # the Content-Length line that frames the body is not a header
+        base = PyBytes_AS_STRING(self._buf)
+        r = esl_find_header(base, hs, he, key, klen, klen == 10 and memcmp(key, b"Event-Name", 10) == 0,
+                            &ls, &le)
+        if r != 1:  # no exact name: the case-insensitive answer, where bytes can give it
+            if not ascii:
+                return _SLOW
+            if (memchr(key, 107, klen) != NULL or memchr(key, 75, klen) != NULL) and esl_has_kelvin(
+                    base, hs, ls if r == 2 else he):
+                return _SLOW  # a Kelvin sign in a name lowercases to 'k'
+            if r == 0:
+                return _ABSENT
+            if le - ls > 10 and memcmp(base + ls, b"Event-Name:", 11) == 0:
+                esl_find_header(base, hs, he, b"Event-Name", 10, True, &ls, &le)
+        vs = ls + klen + 1
+        while vs < le and base[vs] == 32:
+            vs += 1
+        if le > vs and base[le - 1] == 13:
+            le -= 1
+        value = _value_str(base + vs, le - vs)
+        return value
+
+    cdef object _find_pair(self, str name):
+        """``_lookup`` among the pairs of a json or xml event (recorded by its key scan)."""
+        global _scratch_busy
+        cdef esl_ent *ents
+        cdef esl_ent *e
+        cdef const char *key
+        cdef const char *base = NULL
+        cdef Py_ssize_t i, j, n = 0, klen, found = -1, ci = -1
+        cdef bint last, xml = self._fmt == FMT_XML
+        if not PyUnicode_IS_ASCII(name):
+            return _SLOW
+        key = <const char *>PyUnicode_DATA(name)
+        klen = PyUnicode_GET_LENGTH(name)
+        if klen == 0 or memchr(key, 58, klen) != NULL:
+            return _SLOW
+        if not xml and ((klen == 14 and strncasecmp(key, b"content-length", 14) == 0)
+                        or (klen == 5 and strncasecmp(key, b"_body", 5) == 0)):
+            return _SLOW
+        if not _doc_pairs(self, &n, &base):
+            return _SLOW
+        ents = _scratch
+        last = klen == 10 and memcmp(key, b"Event-Name", 10) == 0
+        for i in range(n):
+            e = &ents[i]
+            if e.kind == 2 or e.ke - e.ks != klen:
+                continue
+            if memcmp(base + e.ks, key, klen) == 0:
+                if found < 0 or not (xml and _same_name(base, e, &ents[i - 1])):
+                    found = i  # for Event-Name: the start of the last one
+                if not last:
+                    break
+            elif ci < 0 and strncasecmp(base + e.ks, key, klen) == 0:
+                ci = i
+        if found < 0:
+            if not xml and _json_names_hi(base, ents, n):
+                return _SLOW  # a name str.lower() may turn into this one (a Kelvin sign...)
+            if ci < 0:
+                return _ABSENT
+            found = ci
+            e = &ents[ci]
+            if klen == 10 and memcmp(base + e.ks, b"Event-Name", 10) == 0:
+                for j in range(ci + 1, n):  # the last Event-Name, as libesl
+                    if (ents[j].kind != 2 and ents[j].ke - ents[j].ks == 10
+                            and memcmp(base + ents[j].ks, b"Event-Name", 10) == 0
+                            and not (xml and _same_name(base, &ents[j], &ents[j - 1]))):
+                        found = j
+        _scratch_busy = True
+        try:
+            value = _doc_value(self._fmt, base, ents, n, found)
+        finally:
+            _scratch_busy = False
         return value
 
     def __getitem__(self, name):
@@ -1374,22 +1359,13 @@ cdef class Event:
             value = self._first.get(name, _ABSENT)
             if value is not _ABSENT:
                 return value
-        elif type(name) is str and self._uses_pairs():
-            if self._kv != NULL:
-                i = _find(self._kv, self._nkv, <str>name)
-                if i >= 0:
-                    return <object>self._kv[2 * i + 1]
-            else:
-                value = self._lookup(<str>name)
-                if value is _ABSENT:
-                    raise KeyError(name)
-                if value is not _SLOW:
-                    return value
-                value = self._first_map().get(name, _ABSENT)
-                if value is not _ABSENT:
-                    return value
-        elif type(name) is str and self._flat is None and self._fmt >= FMT_JSON:
-            value = self._lookup_doc(<str>name)
+        elif type(name) is str and self._uses_pairs() and self._kv != NULL:
+            i = _find(self._kv, self._nkv, <str>name)
+            if i >= 0:
+                return <object>self._kv[2 * i + 1]
+        elif type(name) is str and (self._uses_pairs() or (self._flat is None and self._fmt >= FMT_JSON)):
+            # one header found on the bytes, without decoding the others
+            value = self._lookup(<str>name)
             if value is _ABSENT:
                 raise KeyError(name)
             if value is not _SLOW:
