@@ -25,7 +25,7 @@ _streams: dict[str, bytes] = {}
 #: (capture, op, fmt, impl) -> figures; capture is "events" (loopback legs) or "sip-events" (SIP legs)
 RESULTS: dict[tuple[str, str, str, str], dict[str, float]] = {}
 #: (capture, impl, lookups) -> memory held by 1,000 kept events (test_core.test_retained_memory)
-MEMORY: dict[tuple[str, str, bool], dict[str, float]] = {}
+MEMORY: dict[tuple[str, str, str, bool], dict[str, float]] = {}
 
 
 @dataclass
@@ -82,10 +82,10 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         _write_table(w, table)
     if MEMORY:
         w("")
-        w("Memory held by 1,000 kept plain events (every 5th of the stream), against their frames' size")
-        w(f"{'capture':<11} {'impl':<8} {'lookups':<8} {'frames MB':>10} {'held MB':>9} {'ratio':>6}")
-        for (capture, impl, lookups), m in sorted(MEMORY.items()):
-            w(f"{capture:<11} {impl:<8} {str(lookups):<8} {m['frames_bytes'] / 1e6:>10.2f} "
+        w("Memory held by 1,000 kept events (every 5th of the stream), against their frames' size")
+        w(f"{'capture':<11} {'fmt':<6} {'impl':<8} {'lookups':<8} {'frames MB':>10} {'held MB':>9} {'ratio':>6}")
+        for (capture, fmt, impl, lookups), m in sorted(MEMORY.items()):
+            w(f"{capture:<11} {fmt:<6} {impl:<8} {str(lookups):<8} {m['frames_bytes'] / 1e6:>10.2f} "
               f"{m['held_bytes'] / 1e6:>9.2f} {m['ratio']:>6.2f}")
     if not RESULTS:
         return

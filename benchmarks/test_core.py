@@ -204,18 +204,20 @@ def test_core(benchmark: Any, record: Any, capture: str, op: str, fmt: str, impl
 
 @pytest.mark.parametrize("impl", ["cython", "python"])
 @pytest.mark.parametrize("lookups", [False, True])
+@pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("capture", CAPTURES)
-def test_retained_memory(benchmark: Any, capture: str, lookups: bool, impl: str) -> None:
+def test_retained_memory(benchmark: Any, capture: str, fmt: str, lookups: bool, impl: str) -> None:
     """Memory held by 1,000 events kept by user code (every 5th of the stream), against their frames' size.
 
     ``lookups``: the handler read ``Channel-State`` and ``Caller-Caller-ID-Number``
-    from each kept event first (the compiled core then also holds its line index).
+    from each kept event first (the compiled core then also holds the values it
+    decoded and, for json and xml, where each pair of the event lies).
     """
     try:
         core = esl.core.load(impl)
     except ImportError:
         pytest.skip("compiled core not built")
-    pieces = chunks(load_stream("plain", capture)[: 36 << 20])  # 5,000+ events of either capture
+    pieces = chunks(load_stream(fmt, capture)[: 64 << 20])  # 5,000+ events of any capture
     result: dict[str, float] = {}
 
     def run() -> None:
@@ -246,6 +248,6 @@ def test_retained_memory(benchmark: Any, capture: str, lookups: bool, impl: str)
     benchmark.group = f"memory-{capture}"
     benchmark.pedantic(run, rounds=1, iterations=1)
     benchmark.extra_info.update(result)
-    MEMORY[(capture, impl, lookups)] = result
+    MEMORY[(capture, fmt, impl, lookups)] = result
     assert result["kept"] == 1000
 

@@ -239,3 +239,33 @@ def test_many_and_long_headers(core: Any) -> None:
         ev = one(core, frame(("\n".join(lines) + "\n\n").encode()))
         assert len(ev) == 302 and ev["H7"] == "v7" and ev.getall("H7") == ["v7", "dup"]
         assert ev["Long"] == "x " * 100 and ev.name == "BIG" and ev["h299"] == "v299"
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+def test_json_xml_lookups_in_any_order_and_after_the_frame_moves(core: Any, fmt: str) -> None:
+    """Keys read from one event, then another, then headers of the first (the compiled core keeps the
+    pairs its last key scan found and must not hand them to another event), also after the parser
+    gave a kept event its own copy of the frame."""
+    from esl import _codec
+
+    def event(i: int) -> bytes:
+        pairs = [("Event-Name", "CHANNEL_STATE"), ("Unique-ID", f"u-{i}"), ("X", f"x-{i}" * (i + 1)),
+                 ("Y", "ARRAY::a|:b"), ("Caller-Caller-ID-Number", f"{1000 + i}")]
+        return frame(_codec.serialize(pairs, None, fmt), fmt)
+
+    data = b"".join(event(i) for i in range(4))
+    parser = core.Parser()
+    first = parser.feed(data[: len(event(0)) + len(event(1)) + 7])
+    a, b = first
+    assert b.uuid == "u-1" and a.uuid == "u-0"
+    assert b["X"] == "x-1x-1" and a["X"] == "x-0" and a.get("y") == "ARRAY::a|:b"
+    rest = parser.feed(data[len(event(0)) + len(event(1)) + 7 :])  # a and b now own their frames
+    c, d = rest
+    assert d.uuid == "u-3" and c.uuid == "u-2"
+    assert b["Caller-Caller-ID-Number"] == "1001" and c["Caller-Caller-ID-Number"] == "1002"
+    assert d["X"] == "x-3" * 4 and len(d) == 5 and d.getall("Y") == ["a", "b"]
+    for i, ev in enumerate((a, b, c, d)):
+        assert ev.headers == dict(ev) and ev["Unique-ID"] == f"u-{i}"
+    del a, first  # a gone: a new event cannot take what the scan recorded for it
+    e = core.Parser().feed(event(0))[0]
+    assert e["X"] == "x-0" and e.name == "CHANNEL_STATE"

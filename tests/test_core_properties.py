@@ -242,3 +242,90 @@ def test_mangled_json_xml_routing_keys_agree(
     data = frame(bytes(payload), fmt)
     results = [routing_keys(core, data) for core in CORES.values()]
     assert all(r == results[0] for r in results)
+
+
+# -- per-header lookups of json and xml events: the compiled core's pair index against the twin's decode --
+
+LOOKUP_NAMES = ("Event-Name", "event-name", "EVENT-NAME", "Unique-ID", "unique-id", "X", "x", "Y", "Content-Length",
+                "content-length", "_body", "_BODY", "Caller-Caller-ID-Number", "caller-caller-id-number", "kelvin",
+                "Kelvin", "Absent", "", "a:b", "é", "Channel-State", "Event-Sequence")
+
+LOOKUP_CASES = {
+    "json": [
+        b'{"Event-Name":"A","X":"1","x":"2","Event-Name":"B","Y":["a","b"],"X":"3"}',
+        b'{"x":"lower","EVENT-NAME":"upper","Y":[],"event-name":"l"}',
+        b'{"Event-Name":"CUSTOM","_body":"hi","Content-Length":"2","X":"a\\"b\\u00e9"}',
+        b'{"Content-Length":"9","content-length":"8","_body":"","Event-Name":"E"}',
+        b'{"_BODY":"not the body","Content-Length":"1"}',
+        b'{"\xe2\x84\xaaelvin":"kelvin sign","X":"%41"}',
+        b'{"kelvin":"ascii","\xe2\x84\xaaelvin":"sign"}',
+        b'{"\xc3\xa9":"e-acute","X":"\xff\xfe"}',
+        b'{"Caller-Caller-ID-Number":"1001","caller-caller-id-number":"1002","Channel-State":"CS_\\u0041"}',
+        b'{"Event-Name":["A","B"],"Event-Name":"C","Event-Name":["D"]}',
+        b'{"Event-Sequence":"7","X":["\\n","|:"]}',
+        b'{"X":"1","X":"2"}',
+        b"{}",
+    ],
+    "xml": [
+        xml_event(b"<Event-Name>A</Event-Name>", b"<X>1</X>", b"<x>2</x>", b"<Event-Name>B</Event-Name>",
+                  b"<Y>a</Y>", b"<Y>b</Y>", b"<X>3</X>"),
+        xml_event(b"<Event-Name>A</Event-Name>", b"<Event-Name>B</Event-Name>", b"<X>1</X>",
+                  b"<Event-Name>C</Event-Name>", b"<Event-Name>D</Event-Name>"),
+        xml_event(b"<EVENT-NAME>U</EVENT-NAME>", b"<event-name>l</event-name>", b"<Event-Name>E</Event-Name>"),
+        xml_event(b"<X>a&amp;b&lt;%20</X>", b"<Y>\xc3%A9</Y>", b"<Y>&#x41;</Y>", b"<Content-Length>3</Content-Length>"),
+        xml_event(b"<Caller-Caller-ID-Number>1001</Caller-Caller-ID-Number>", b"<Channel-State>%43S</Channel-State>",
+                  tail=b"  <Content-Length>3</Content-Length>\n  <body>abc</body>\n</event>\n"),
+        xml_event(b"<X></X>", b"<X></X>", b"<Kelvin>k</Kelvin>"),
+        xml_event(),
+    ],
+}
+
+
+def lookups(core: Any, data: bytes) -> list[list[str]]:
+    """``get`` and ``in`` of every LOOKUP_NAMES entry, in turn, on each event before any full decode."""
+    out = []
+    for ev in core.Parser().feed(data):
+        row = []
+        for name in LOOKUP_NAMES:
+            try:
+                row.append(repr((ev.get(name), name in ev)))
+            except Exception as exc:  # a malformed payload: both cores must fail alike
+                row.append(type(exc).__name__)
+        try:
+            row.append(repr(ev.items_all()))
+        except Exception as exc:
+            row.append(type(exc).__name__)
+        out.append(row)
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+def test_json_xml_lookups_agree(fmt: str) -> None:
+    """Duplicates, arrays, case variants, _body, Content-Length, non-ASCII names: the same answers in both cores."""
+    data = b"".join(frame(p, fmt) for p in LOOKUP_CASES[fmt] + KEY_CASES[fmt])
+    results = [lookups(core, data) for core in CORES.values()]
+    assert all(r == results[0] for r in results)
+    first = results[0][0]
+    assert first[0] == repr(("B", True)) and first[5] == repr(("1", True))
+    assert first[7] == repr(("ARRAY::a|:b", True))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    fmt=st.sampled_from(["json", "xml"]),
+    pairs=st.lists(st.sampled_from(KEY_HEADERS + [("x", "1"), ("Y", "ARRAY::a|:b"), ("event-name", "e"),
+                                                   ("Content-Length", "4")]), min_size=1, max_size=7),
+    body=st.sampled_from([None, "body"]),
+    edits=st.lists(st.tuples(st.integers(0), st.integers(0, 16), st.integers(0, 3)), max_size=3),
+)
+def test_mangled_json_xml_lookups_agree(
+    fmt: str, pairs: list[tuple[str, str]], body: str | None, edits: list[tuple[int, int, int]]
+) -> None:
+    """FreeSWITCH-shaped events with tokens put in or bytes cut: the same lookups (or errors) in both cores."""
+    payload = bytearray(_codec.serialize(pairs, body, fmt))
+    for pos, token, cut in edits:
+        pos %= len(payload) + 1
+        payload[pos : pos + cut] = TOKENS[fmt][token % len(TOKENS[fmt])]
+    data = frame(bytes(payload), fmt)
+    results = [lookups(core, data) for core in CORES.values()]
+    assert all(r == results[0] for r in results)

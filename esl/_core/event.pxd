@@ -53,6 +53,7 @@ cdef class Event:
     cdef bint _uses_pairs(self) noexcept
     cdef int _load_pairs(self) except -1
     cdef object _lookup(self, str name)
+    cdef object _lookup_doc(self, str name)
     cdef list _decode(self)
     cdef bytes _inner(self)
     cdef dict _first_map(self)

@@ -16,7 +16,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStri
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.ref cimport PyObject, Py_DECREF, Py_INCREF, Py_XDECREF
 from cpython.unicode cimport PyUnicode_DecodeUTF8
-from libc.stdint cimport int32_t, uint32_t, uint64_t
+from libc.stdint cimport int32_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memchr, memcmp, memcpy, memset
 
 from collections.abc import Mapping as _Mapping
@@ -36,6 +36,7 @@ cdef extern from "Python.h":
     Py_ssize_t PyUnicode_GET_LENGTH(object o)
     void PyObject_GC_UnTrack(object o)
     PyObject* PyDict_SetDefault(object d, object key, object default) except NULL
+    PyObject **PySequence_Fast_ITEMS(object o)
 
 cdef enum:
     K_NAME = 0
@@ -47,6 +48,7 @@ cdef enum:
     K_BODY = 6              # in _have: _body is computed
     NKEYS = 16              # located keys: the routing keys above, then the channel fields
     KEYS_SCANNED = 1 << 7   # in _have: the key offsets are valid
+    KEYS_TRIED = 1 << 8     # in _have: the key scan has run (json and xml scan on first use)
 
 # The channel fields located with the routing keys (indices 6-15 of the scan).
 cdef tuple _KEY_NAMES = (
@@ -184,14 +186,15 @@ cdef extern from "scan.h" nogil:
         int32_t e[16]
         Py_ssize_t ihead
     Py_ssize_t esl_find2(const char *p, Py_ssize_t n, char a, char b)
+    int esl_has_high(const char *p, Py_ssize_t n)
     Py_ssize_t esl_unescape(const char *p, Py_ssize_t n, char *out)
     int esl_find_header(const char *p, Py_ssize_t s, Py_ssize_t e, const char *key, Py_ssize_t klen, int last,
                         Py_ssize_t *ls_out, Py_ssize_t *le_out)
     int esl_has_kelvin(const char *p, Py_ssize_t s, Py_ssize_t e)
     void esl_scan_plain(const char *base, Py_ssize_t bs, Py_ssize_t e, esl_keys *k)
     ctypedef struct esl_ent:
-        Py_ssize_t ks, ke, vs, ve
-        int kind, esc
+        int32_t ks, ke, vs, ve
+        uint8_t kind, esc
     ctypedef struct esl_ents:
         esl_ent *ent
         Py_ssize_t n, cap
@@ -643,104 +646,230 @@ cdef inline void _pair_store(esl_line *slot, const char *p, Py_ssize_t n, uint32
     memcpy(slot.data, p, n)
 
 
-cdef bint _fast_decode(Event ev, list flat) except -1:
-    """Decode a json or xml event into ``flat`` (and ``ev._body``) in C; False when the twin's decode must."""
+cdef inline object _xml_str(const char *base, esl_ent *e):
+    """One xml header value: entities, then percent-escapes (the twin's codec when it has entities,
+    or '%' beside non-ASCII bytes, which it decodes as text)."""
+    cdef const char *p = base + e.vs
+    cdef Py_ssize_t n = e.ve - e.vs
+    cdef Py_ssize_t a = esl_find2(p, n, 38, 37)
+    if a < n and (memchr(p + a, 38, n - a) != NULL or esl_has_high(p, n)):
+        return _xml_value(_to_str(p, n))
+    return _value_str(p, n)
+
+
+cdef inline bint _same_name(const char *base, esl_ent *a, esl_ent *b) noexcept:
+    return a.ke - a.ks == b.ke - b.ks and memcmp(base + a.ks, base + b.ks, a.ke - a.ks) == 0
+
+
+cdef bint _has_lit(const char *p, Py_ssize_t n, const char *lit, Py_ssize_t k) noexcept:
+    """Whether ``lit[:k]`` occurs in ``p[:n]``."""
+    cdef const char *end = p + n
+    cdef const char *q = p
+    while end - q >= k:
+        q = <const char *>memchr(q, lit[0], end - q)
+        if q == NULL or end - q < k:
+            return False
+        if memcmp(q, lit, k) == 0:
+            return True
+        q += 1
+    return False
+
+
+cdef bint _json_names_hi(const char *base, esl_ent *ents, Py_ssize_t n) noexcept:
+    """Whether any name of a json index holds a non-ASCII byte."""
+    cdef Py_ssize_t i, j
+    for i in range(n):
+        if ents[i].kind != 2:
+            for j in range(ents[i].ks, ents[i].ke):
+                if <unsigned char>base[j] >= 0x80:
+                    return True
+    return False
+
+
+# Where the pairs of a json or xml event lie: recorded by its key scan into
+# this one buffer, which the next key scan reuses. A handler reads the headers
+# of the event it was handed, so its lookups and its full decode find them
+# there; an older event is scanned again. Nothing is kept per event.
+DEF SCRATCH_MIN = 512
+DEF SCRATCH_KEEP = 16384
+cdef esl_ent *_scratch = NULL
+cdef Py_ssize_t _scratch_cap = 0
+# The event whose pairs the scratch holds (its key scan recorded them), their
+# number and the body start they are relative to; the owner is cleared when
+# the event goes away, so a new event at the same address cannot claim them.
+cdef PyObject *_scratch_owner = NULL
+cdef Py_ssize_t _scratch_n = 0
+cdef Py_ssize_t _scratch_bs = 0
+cdef bint _scratch_busy = False  # a lookup or decode is reading it
+
+
+cdef int _doc_pairs(Event ev, Py_ssize_t *n, const char **base) noexcept:
+    """1 when the scratch holds the pairs of json or xml event ``ev`` (scanned again if needed): their
+    number in ``n``, and in ``base`` the pointer their offsets are added to; 0 when unavailable."""
     cdef esl_keys k
+    if not (ev._have & KEYS_TRIED):
+        ev._scan_keys()
+    if _scratch_busy or not (ev._have & KEYS_SCANNED) or (ev._fmt != FMT_JSON and ev._fmt != FMT_XML):
+        return 0
+    if _scratch_owner != <PyObject *>ev:
+        if _scan_doc(ev, &k) < 0 or _scratch_owner != <PyObject *>ev:
+            return 0
+    n[0] = _scratch_n
+    # the offsets are from the scan, in the buffer the event had then (own_frame may have moved it)
+    base[0] = PyBytes_AS_STRING(ev._buf) + (ev._bs - _scratch_bs)
+    return 1
+
+
+cdef object _doc_value(int fmt, const char *base, esl_ent *ents, Py_ssize_t n, Py_ssize_t i):
+    """The value of pair ``i`` as the mapping gives it (arrays as ``ARRAY::a|:b``)."""
+    cdef esl_ent *e = &ents[i]
+    cdef Py_ssize_t j
+    cdef list run
+    if fmt == FMT_JSON:
+        if e.kind == 0:
+            return _json_str(base, e)
+        run = []
+        for j in range(i + 1, i + 1 + e.vs):
+            run.append(_json_str(base, &ents[j]))
+        return "ARRAY::" + "|:".join(run)
+    value = _xml_str(base, e)
+    j = i + 1
+    if j < n and _same_name(base, e, &ents[j]):  # one element per array item
+        run = [value]
+        while j < n and _same_name(base, e, &ents[j]):
+            run.append(_xml_str(base, &ents[j]))
+            j += 1
+        return "ARRAY::" + "|:".join(run)
+    return value
+
+
+cdef int _scan_doc(Event ev, esl_keys *k) noexcept:
+    """The key scan of a json or xml event, recording where its pairs lie in the scratch on the way."""
+    global _scratch, _scratch_cap, _scratch_owner, _scratch_n, _scratch_bs
     cdef esl_ents o
-    cdef esl_ent *e
-    cdef Py_ssize_t cap = 256, i, j, m, r, cl
+    cdef esl_ent *grown
     cdef const char *base = PyBytes_AS_STRING(ev._buf)
-    cdef list items
+    cdef int r
+    if _scratch_busy:  # a decode is reading the scratch (and ran code that got here): the keys alone
+        r = esl_scan_json(base, ev._bs, ev._end, k, NULL) if ev._fmt == FMT_JSON else \
+            esl_scan_xml(base, ev._bs, ev._end, k, NULL)
+        if r >= 0 and ev._fmt == FMT_XML:
+            ev._ihead = k.ihead
+        return r
+    _scratch_owner = NULL
+    if _scratch == NULL:
+        _scratch = <esl_ent *>PyMem_Malloc(SCRATCH_MIN * sizeof(esl_ent))
+        _scratch_cap = SCRATCH_MIN if _scratch != NULL else 0
+    while True:
+        o.ent = _scratch
+        o.n = 0
+        o.cap = _scratch_cap
+        if ev._fmt == FMT_JSON:
+            r = esl_scan_json(base, ev._bs, ev._end, k, &o if _scratch != NULL else NULL)
+        else:
+            r = esl_scan_xml(base, ev._bs, ev._end, k, &o if _scratch != NULL else NULL)
+        if r != -3:
+            break
+        grown = NULL
+        if _scratch_cap < SCRATCH_KEEP:
+            grown = <esl_ent *>PyMem_Realloc(_scratch, 4 * _scratch_cap * sizeof(esl_ent))
+        if grown == NULL:  # too many pairs to keep: the keys alone (the twin decodes this one)
+            r = esl_scan_json(base, ev._bs, ev._end, k, NULL) if ev._fmt == FMT_JSON else \
+                esl_scan_xml(base, ev._bs, ev._end, k, NULL)
+            if r >= 0 and ev._fmt == FMT_XML:
+                ev._ihead = k.ihead
+            return r
+        _scratch = grown
+        _scratch_cap *= 4
+    if r >= 0:
+        if ev._fmt == FMT_XML:
+            ev._ihead = k.ihead
+        if _scratch != NULL:
+            _scratch_owner = <PyObject *>ev
+            _scratch_n = o.n
+            _scratch_bs = ev._bs
+    return r
+
+
+cdef bint _fast_decode(Event ev, list flat) except -1:
+    """Decode a json or xml event from its pairs into ``flat`` (and ``ev._body``); False when the twin's decode must."""
+    global _scratch_busy
+    cdef Py_ssize_t n = 0
+    cdef const char *base = NULL
+    if not _doc_pairs(ev, &n, &base):
+        return False
+    _scratch_busy = True
+    try:
+        return _fast_decode_pairs(ev, flat, base, _scratch, n)
+    finally:
+        _scratch_busy = False
+
+
+cdef bint _fast_decode_pairs(Event ev, list flat, const char *base, esl_ent *ents, Py_ssize_t n) except -1:
+    cdef esl_ent *e
+    cdef Py_ssize_t i, cl
     cdef list run = None
-    cdef Py_ssize_t prev_s = -1, prev_n = 0
     cdef esl_line *slot
     cdef uint64_t h
     body = None
-    while True:
-        o.ent = <esl_ent *>PyMem_Malloc(cap * sizeof(esl_ent))
-        if o.ent == NULL:
-            raise MemoryError()
-        o.n = 0
-        o.cap = cap
-        if ev._fmt == FMT_JSON:
-            r = esl_scan_json(base, ev._bs, ev._end, &k, &o)
-        else:
-            r = esl_scan_xml(base, ev._bs, ev._end, &k, &o)
-        if r != -3:
-            break
-        PyMem_Free(o.ent)
-        cap *= 4
-    try:
-        if r < 0:
-            return False
-        i = 0
-        if ev._fmt == FMT_JSON:
-            while i < o.n:
-                e = &o.ent[i]
-                is_body = e.ke - e.ks == 5 and memcmp(base + e.ks, b"_body", 5) == 0
-                if e.kind == 0 and not is_body and e.ve - e.ks + 2 <= LINE_MAX:
-                    # "Name":"value" as it stands: the pair cache (names and values repeat)
-                    slot = _pair_slot(base + e.ks - 1, e.ve - e.ks + 2, 16, &h)
-                    if not _pair_hit(slot, base + e.ks - 1, e.ve - e.ks + 2, 16, h):
-                        _pair_store(slot, base + e.ks - 1, e.ve - e.ks + 2, 16, h,
-                                    _name_str(base + e.ks, e.ke - e.ks), _json_str(base, e))
-                    flat.append(<object>slot.name)
-                    flat.append(<object>slot.value)
-                    i += 1
-                    continue
-                if e.kind == 0:
-                    value = _json_str(base, e)
-                    i += 1
-                else:
-                    if is_body:
-                        return False  # the twin says what is wrong with it
-                    m = e.vs
-                    items = []
-                    for j in range(i + 1, i + 1 + m):
-                        items.append(_json_str(base, &o.ent[j]))
-                    value = "ARRAY::" + "|:".join(items)
-                    i += 1 + m
-                if is_body:
-                    body = value
-                    continue
-                flat.append(_name_str(base + e.ks, e.ke - e.ks))
+    i = 0
+    if ev._fmt == FMT_JSON:
+        while i < n:
+            e = &ents[i]
+            is_body = e.ke - e.ks == 5 and memcmp(base + e.ks, b"_body", 5) == 0
+            if e.kind == 0 and not is_body and e.ve - e.ks + 2 <= LINE_MAX:
+                # "Name":"value" as it stands: the pair cache (names and values repeat)
+                slot = _pair_slot(base + e.ks - 1, e.ve - e.ks + 2, 16, &h)
+                if not _pair_hit(slot, base + e.ks - 1, e.ve - e.ks + 2, 16, h):
+                    _pair_store(slot, base + e.ks - 1, e.ve - e.ks + 2, 16, h,
+                                _name_str(base + e.ks, e.ke - e.ks), _json_str(base, e))
+                flat.append(<object>slot.name)
+                flat.append(<object>slot.value)
+                i += 1
+                continue
+            if e.kind != 0 and is_body:
+                return False  # the twin says what is wrong with it
+            value = _doc_value(FMT_JSON, base, ents, n, i)
+            i += 1 if e.kind == 0 else 1 + e.vs
+            if is_body:
+                body = value
+                continue
+            flat.append(_name_str(base + e.ks, e.ke - e.ks))
+            flat.append(value)
+        if body is not None:
+            for cl in range(len(flat) - 2, -1, -2):
+                if flat[cl] == _CONTENT_LENGTH:
+                    del flat[cl:cl + 2]
+                    break
+            body = body or None
+    else:
+        for i in range(n):
+            e = &ents[i]
+            slot = NULL
+            if e.ve - e.ks + 1 <= LINE_MAX:
+                # <Name>value as it stands: the pair cache
+                slot = _pair_slot(base + e.ks, e.ve - e.ks, 32, &h)
+                if not _pair_hit(slot, base + e.ks, e.ve - e.ks, 32, h):
+                    _pair_store(slot, base + e.ks, e.ve - e.ks, 32, h,
+                                _name_str(base + e.ks, e.ke - e.ks), _xml_str(base, e))
+                value = <object>slot.value
+            else:
+                value = _xml_str(base, e)
+            if i > 0 and _same_name(base, e, &ents[i - 1]):
+                if run is None:
+                    run = [first_item]
+                run.append(value)  # an array: one element per item
+                flat[len(flat) - 1] = "ARRAY::" + "|:".join(run)
+            else:
+                run = None
+                first_item = value
+                flat.append(<object>slot.name if slot != NULL else _name_str(base + e.ks, e.ke - e.ks))
                 flat.append(value)
-            if body is not None:
-                for cl in range(len(flat) - 2, -1, -2):
-                    if flat[cl] == _CONTENT_LENGTH:
-                        del flat[cl:cl + 2]
-                        break
-                body = body or None
-        else:
-            for i in range(o.n):
-                e = &o.ent[i]
-                slot = NULL
-                if not e.esc and e.ve - e.ks + 1 <= LINE_MAX:
-                    # <Name>value as it stands: the pair cache
-                    slot = _pair_slot(base + e.ks, e.ve - e.ks, 32, &h)
-                    if not _pair_hit(slot, base + e.ks, e.ve - e.ks, 32, h):
-                        _pair_store(slot, base + e.ks, e.ve - e.ks, 32, h,
-                                    _name_str(base + e.ks, e.ke - e.ks), _value_str(base + e.vs, e.ve - e.vs))
-                    value = <object>slot.value
-                elif e.esc:
-                    value = _xml_value(_to_str(base + e.vs, e.ve - e.vs))
-                else:
-                    value = _value_str(base + e.vs, e.ve - e.vs)
-                if (prev_s >= 0 and e.ke - e.ks == prev_n
-                        and memcmp(base + e.ks, base + prev_s, prev_n) == 0):
-                    run.append(value)  # an array: one element per item
-                    flat[len(flat) - 1] = "ARRAY::" + "|:".join(run)
-                else:
-                    run = [value]
-                    flat.append(<object>slot.name if slot != NULL else _name_str(base + e.ks, e.ke - e.ks))
-                    flat.append(value)
-                prev_s = e.ks
-                prev_n = e.ke - e.ks
-            body = _xml_body(_to_str(base + k.ihead, ev._end - k.ihead))
-        ev._body = body
-        return True
-    finally:
-        PyMem_Free(o.ent)
+        base = PyBytes_AS_STRING(ev._buf)
+        if _has_lit(base + ev._ihead, ev._end - ev._ihead, b"<body>", 6):
+            body = _xml_body(_to_str(base + ev._ihead, ev._end - ev._ihead))
+    ev._body = body
+    return True
 
 
 # -- the Event ----------------------------------------------------------------
@@ -814,15 +943,13 @@ cdef class Event:
         cdef esl_keys k
         cdef int w
         cdef const char *base = PyBytes_AS_STRING(self._buf)
-        if self._end >= 0x7FFFFFFF:
+        self._have |= KEYS_TRIED
+        if self._end >= 0x7FFFFFFF or not self._has_inner or self._fmt == FMT_NONE:
             return  # past 32-bit offsets: the keys come from the full decode
         if self._fmt == FMT_PLAIN:
             esl_scan_plain(base, self._bs, self._end, &k)
             self._ihead = k.ihead
-        elif self._fmt == FMT_JSON:
-            if esl_scan_json(base, self._bs, self._end, &k, NULL) < 0:
-                return
-        elif esl_scan_xml(base, self._bs, self._end, &k, NULL) < 0:
+        elif _scan_doc(self, &k) < 0:
             return
         self._have |= KEYS_SCANNED
         for w in range(NKEYS):
@@ -833,6 +960,8 @@ cdef class Event:
         """Located key ``which`` decoded from its offsets (not cached; short values come from the value cache)."""
         cdef Py_ssize_t s, e
         cdef const char *base
+        if not (self._have & KEYS_TRIED):
+            self._scan_keys()
         if self._have & KEYS_SCANNED:
             s = self._ks[which]
             if s == -1:
@@ -863,6 +992,8 @@ cdef class Event:
             if which == K_SUB:
                 return self._sub
             return self._seq
+        if not (self._have & KEYS_TRIED):
+            self._scan_keys()
         if which == K_SEQ:
             s = self._ks[K_SEQ] if self._have & KEYS_SCANNED else -2
             if s == -1:
@@ -897,6 +1028,8 @@ cdef class Event:
         """Whether the event name equals ``lit``, on the raw bytes when they need no decoding."""
         cdef const char *raw
         cdef Py_ssize_t k
+        if not (self._have & KEYS_TRIED):
+            self._scan_keys()
         if (self._have & (KEYS_SCANNED | 1u)) == KEYS_SCANNED:
             if self._ks[K_NAME] == -1:
                 return False
@@ -1022,10 +1155,13 @@ cdef class Event:
         return 0
 
     def __dealloc__(self):
+        global _scratch_owner
         _unlend(self)
         if self._kv != NULL:
             _release(self._kv, self._nkv)
             self._kv = NULL
+        if _scratch_owner == <PyObject *>self:
+            _scratch_owner = NULL
 
 
     cdef list _decode(self):
@@ -1043,7 +1179,7 @@ cdef class Event:
             for i in range(2 * self._nkv):
                 flat.append(<object>self._kv[i])
         elif self._fmt != FMT_PLAIN:
-            if not ((self._have & KEYS_SCANNED) and _fast_decode(self, flat)):
+            if not _fast_decode(self, flat):
                 del flat[:]
                 pairs, self._body = _parse_event(self._inner(), _FMT_NAMES[self._fmt])
                 for k, v in pairs:
@@ -1152,6 +1288,84 @@ cdef class Event:
             seen.append(value)
         return value
 
+    cdef object _lookup_doc(self, str name):
+        """``self[name]`` of a json or xml event from its pair index: one value decoded, cached.
+
+        ``_ABSENT`` and ``_SLOW`` as ``_lookup``; also ``_SLOW`` where the
+        twin's decode changes the pairs (``_body`` and the ``Content-Length``
+        beside it) or where only ``str.lower`` can say (non-ASCII names).
+        """
+        global _scratch_busy
+        cdef list seen = self._seen
+        cdef esl_ent *ents
+        cdef esl_ent *e
+        cdef const char *key
+        cdef const char *base = NULL
+        cdef Py_ssize_t i, j, n = 0, klen, found = -1, ci = -1
+        cdef bint last, xml = self._fmt == FMT_XML
+        cdef int which
+        if seen is not None:
+            for i in range(0, len(seen), 2):
+                if seen[i] is name or seen[i] == name:
+                    return seen[i + 1]
+        if not (self._have & KEYS_TRIED):
+            self._scan_keys()
+        w = _KEY_INDEX.get(name)
+        if w is not None and (self._have & KEYS_SCANNED) and self._ks[<int>w] != -2:
+            which = <int>w
+            if self._ks[which] == -1:
+                return _ABSENT
+            value = self._field(which)
+        else:
+            if not PyUnicode_IS_ASCII(name):
+                return _SLOW
+            key = <const char *>PyUnicode_DATA(name)
+            klen = PyUnicode_GET_LENGTH(name)
+            if klen == 0 or memchr(key, 58, klen) != NULL:
+                return _SLOW
+            if not xml and ((klen == 14 and strncasecmp(key, b"content-length", 14) == 0)
+                            or (klen == 5 and strncasecmp(key, b"_body", 5) == 0)):
+                return _SLOW
+            if not _doc_pairs(self, &n, &base):
+                return _SLOW
+            ents = _scratch
+            last = klen == 10 and memcmp(key, b"Event-Name", 10) == 0
+            for i in range(n):
+                e = &ents[i]
+                if e.kind == 2 or e.ke - e.ks != klen:
+                    continue
+                if memcmp(base + e.ks, key, klen) == 0:
+                    if found < 0 or not (xml and _same_name(base, e, &ents[i - 1])):
+                        found = i  # for Event-Name: the start of the last one
+                    if not last:
+                        break
+                elif ci < 0 and strncasecmp(base + e.ks, key, klen) == 0:
+                    ci = i
+            if found < 0:
+                if not xml and _json_names_hi(base, ents, n):
+                    return _SLOW  # a name str.lower() may turn into this one (a Kelvin sign...)
+                if ci < 0:
+                    return _ABSENT
+                found = ci
+                e = &ents[ci]
+                if klen == 10 and memcmp(base + e.ks, b"Event-Name", 10) == 0:
+                    for j in range(ci + 1, n):  # the last Event-Name, as libesl
+                        if (ents[j].kind != 2 and ents[j].ke - ents[j].ks == 10
+                                and memcmp(base + ents[j].ks, b"Event-Name", 10) == 0
+                                and not (xml and _same_name(base, &ents[j], &ents[j - 1]))):
+                            found = j
+            _scratch_busy = True
+            try:
+                value = _doc_value(self._fmt, base, ents, n, found)
+            finally:
+                _scratch_busy = False
+        if seen is None:
+            self._seen = [name, value]
+        else:
+            seen.append(name)
+            seen.append(value)
+        return value
+
     def __getitem__(self, name):
         cdef dict first
         cdef dict lower
@@ -1174,6 +1388,15 @@ cdef class Event:
                 value = self._first_map().get(name, _ABSENT)
                 if value is not _ABSENT:
                     return value
+        elif type(name) is str and self._flat is None and self._fmt >= FMT_JSON:
+            value = self._lookup_doc(<str>name)
+            if value is _ABSENT:
+                raise KeyError(name)
+            if value is not _SLOW:
+                return value
+            value = self._first_map().get(name, _ABSENT)
+            if value is not _ABSENT:
+                return value
         else:
             first = self._first_map()
             try:
@@ -1208,10 +1431,28 @@ cdef class Event:
         return iter(self._first_map())
 
     def __len__(self):
+        cdef list flat
+        cdef Py_ssize_t i, n
+        cdef uint64_t h = 0x9E3779B97F4A7C15ULL
+        cdef PyObject **kv
         if self._uses_pairs():
             self._load_pairs()
             return self._nuniq
-        return len(self._first_map())
+        if self._first is not None:
+            return len(self._first)
+        if self._nuniq < 0:
+            # json and xml: the distinct names counted once per shape, as for plain events
+            flat = self._decode()
+            n = len(flat) // 2
+            kv = PySequence_Fast_ITEMS(flat)
+            for i in range(n):
+                h = (h ^ <uint64_t>kv[2 * i]) * 0xFF51AFD7ED558CCDULL
+            h ^= <uint64_t>n
+            self._nuniq = _shape_uniq(kv, n, h)
+            if self._nuniq < 0:
+                self._nuniq = len(self._first_map())
+                _shape_store(PySequence_Fast_ITEMS(flat), n, h, self._nuniq)
+        return self._nuniq
 
     def keys(self):
         """Header names (first occurrence order)."""
@@ -1298,6 +1539,7 @@ _Mapping.register(Event)
 
 cdef inline int _init(Event ev, bytes buf, Py_ssize_t start, Py_ssize_t hend, Py_ssize_t bs, Py_ssize_t end,
                       bint has_inner, str content_type) except -1:
+    global _scratch_owner
     ev._buf = buf
     ev._start = start
     ev._hend = hend
@@ -1312,14 +1554,16 @@ cdef inline int _init(Event ev, bytes buf, Py_ssize_t start, Py_ssize_t hend, Py
     ev._kv = NULL
     ev._nkv = 0
     ev._seen = None
+    if _scratch_owner == <PyObject *>ev:  # __init__ called again
+        _scratch_owner = NULL
     _unlend(ev)
     ev._nuniq = -1
     ev._flat = None
     ev._first = ev._lower = None
     fmt = _FORMATS.get(content_type)
     ev._fmt = FMT_NONE if fmt is None else <int>fmt
-    if ev._fmt != FMT_NONE and has_inner:
-        ev._scan_keys()
+    if ev._fmt == FMT_PLAIN and has_inner:
+        ev._scan_keys()  # json and xml: on first use (see _scan_doc)
     return 0
 
 
@@ -1497,7 +1741,10 @@ cdef class Tally:
         cdef Py_ssize_t s, e, i
         cdef const char *base = NULL
         cdef long long v
-        cdef bint fast = (event._have & KEYS_SCANNED) and (event._fmt == FMT_PLAIN or event._fmt == FMT_JSON)
+        cdef bint fast
+        if not (event._have & KEYS_TRIED):
+            event._scan_keys()
+        fast = (event._have & KEYS_SCANNED) and (event._fmt == FMT_PLAIN or event._fmt == FMT_JSON)
         if fast:
             base = PyBytes_AS_STRING(event._buf)
             s = event._ks[K_NAME]

@@ -309,16 +309,17 @@ static int esl_has_kelvin(const char *p, Py_ssize_t s, Py_ssize_t e) {
 
 /* Where the pairs of a json or xml event lie, for the full decode: one entry
    per pair (kind 0: a string value; kind 1: an array, vs = its item count,
-   the items follow as kind-2 entries). esc: the json string has escapes; for
-   xml, 1: the value holds '&' (entities), 2: '%' next to non-ASCII bytes. */
-typedef struct { Py_ssize_t ks, ke, vs, ve; int kind, esc; } esl_ent;
+   the items follow as kind-2 entries). esc: the json string has escapes (for
+   xml always 0: the decode looks for entities in the values it decodes). */
+typedef struct { int32_t ks, ke, vs, ve; uint8_t kind, esc; } esl_ent;  /* 20 bytes: frames under 2 GiB */
 typedef struct { esl_ent *ent; Py_ssize_t n, cap; } esl_ents;
 
 /* Record an entry; 0 when the array is full (the caller grows it and scans again). */
 static inline int esl_put(esl_ents *o, Py_ssize_t ks, Py_ssize_t ke, Py_ssize_t vs, Py_ssize_t ve, int kind, int esc) {
     if (o->n >= o->cap) return 0;
     esl_ent *e = &o->ent[o->n++];
-    e->ks = ks; e->ke = ke; e->vs = vs; e->ve = ve; e->kind = kind; e->esc = esc;
+    e->ks = (int32_t)ks; e->ke = (int32_t)ke; e->vs = (int32_t)vs; e->ve = (int32_t)ve;
+    e->kind = (uint8_t)kind; e->esc = (uint8_t)esc;
     return 1;
 }
 
@@ -350,7 +351,7 @@ static inline int esl_hex(char c) {
 
 /* The json string opening at p[i] == '"': the index after its closing quote,
    or -1 when it is not one Python's json accepts; *esc: it has escapes. */
-static Py_ssize_t esl_json_str(const char *p, Py_ssize_t i, Py_ssize_t n, int *esc) {
+ESL_INLINE Py_ssize_t esl_json_str(const char *p, Py_ssize_t i, Py_ssize_t n, int *esc) {
     *esc = 0;
     for (i++; i < n; i++) {
         i += esl_find2(p + i, n - i, '"', '\\');
@@ -446,6 +447,59 @@ static inline int esl_lit(const char *p, Py_ssize_t i, Py_ssize_t n, const char 
     return i + m <= n && memcmp(p + i, lit, (size_t)m) == 0;
 }
 
+/* Bytes an xml element name may hold in the layout FreeSWITCH writes: printable
+   ASCII but for < > / ! ? (anything else sends the event to the full decode). */
+static const unsigned char esl_xml_namech[256] = {
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0, 0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,1,1,1,1,1,1,1,1,1,1,1,1,1,0, 1,1,1,1,1,1,1,1,1,1,1,1,0,1,0,0,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1, 1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1, 1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,0};
+
+/* a[0:n] == b[0:n] for the short names of xml tags, without a libc call. */
+static inline int esl_same(const char *a, const char *b, Py_ssize_t n) {
+    uint64_t x, y;
+    while (n >= 8) {
+        memcpy(&x, a, 8); memcpy(&y, b, 8);
+        if (x != y) return 0;
+        a += 8; b += 8; n -= 8;
+    }
+    while (n-- > 0) if (*a++ != *b++) return 0;
+    return 1;
+}
+
+/* Index of the first byte of p[0:n] an xml element name may not hold (see esl_xml_namech), or n. */
+static inline Py_ssize_t esl_xml_name_end(const char *p, Py_ssize_t n) {
+    Py_ssize_t i = 0;
+#if defined(__SSE2__)
+    const __m128i sp = _mm_set1_epi8(0x20), del = _mm_set1_epi8(0x7f), lt = _mm_set1_epi8('<'),
+                  gt = _mm_set1_epi8('>'), sl = _mm_set1_epi8('/'), ex = _mm_set1_epi8('!'),
+                  qm = _mm_set1_epi8('?');
+    for (; i + 16 <= n; i += 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(p + i));
+        /* signed compares: 0x21..0x7e is the printable ASCII range */
+        __m128i ok = _mm_and_si128(_mm_cmpgt_epi8(x, sp), _mm_cmplt_epi8(x, del));
+        __m128i bad = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, lt), _mm_cmpeq_epi8(x, gt)),
+                                   _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, sl), _mm_cmpeq_epi8(x, ex)),
+                                                _mm_cmpeq_epi8(x, qm)));
+        int m = _mm_movemask_epi8(_mm_andnot_si128(bad, ok)) ^ 0xFFFF;
+        if (m) return i + __builtin_ctz(m);
+    }
+#endif
+    for (; i < n; i++) if (!esl_xml_namech[(unsigned char)p[i]]) return i;
+    return n;
+}
+
+/* Whether p[0:n] holds a byte >= 0x80. */
+static inline int esl_has_high(const char *p, Py_ssize_t n) {
+    Py_ssize_t i = 0;
+#if defined(__SSE2__)
+    for (; i + 16 <= n; i += 16)
+        if (_mm_movemask_epi8(_mm_loadu_si128((const __m128i *)(p + i)))) return 1;
+#endif
+    for (; i < n; i++) if ((unsigned char)p[i] >= 0x80) return 1;
+    return 0;
+}
+
 /* Routing keys of an xml event p[i:n], switch_event_xmlize's layout:
    <event> <headers> <Name>value</Name>... </headers>, whitespace between.
    Values are percent-encoded then xml-escaped, so '<' ends a value. Only
@@ -469,32 +523,22 @@ ESL_NOINLINE int esl_scan_xml(const char *p, Py_ssize_t i, Py_ssize_t n, esl_key
             if (esl_lit(p, i, n, "</headers>", 10)) break;
             return -1;
         }
-        for (ns = j = i + 1; j < n; j++) {
-            c = (unsigned char)p[j];
-            if (c <= ' ' || c >= 0x7f || c == '<' || c == '>' || c == '/' || c == '!' || c == '?') break;
-        }
+        ns = i + 1;
+        j = ns + esl_xml_name_end(p + ns, n - ns);
         nl = j - ns;
         if (nl == 0 || j >= n || p[j] != '>') return -1;
         vs = j + 1;
-        const char *lt = (const char *)memchr(p + vs, '<', (size_t)(n - vs));
-        if (lt == NULL) return -1;
-        ve = lt - p;
-        if (ve + nl + 3 > n || p[ve + 1] != '/' || memcmp(p + ve + 2, p + ns, (size_t)nl) != 0
+        ve = vs + esl_find2(p + vs, n - vs, '<', '<');
+        if (ve + nl + 3 > n || p[ve + 1] != '/' || !esl_same(p + ve + 2, p + ns, nl)
             || p[ve + nl + 2] != '>') return -1;
-        if (o) {
-            int flags = memchr(p + vs, '&', (size_t)(ve - vs)) ? 1 : 0;
-            if (memchr(p + vs, '%', (size_t)(ve - vs))) {
-                for (j = vs; j < ve; j++) if ((unsigned char)p[j] >= 0x80) { flags |= 2; break; }
-            }
-            if (!esl_put(o, ns, ns + nl, vs, ve, 0, flags)) return -3;
-        }
+        if (o && !esl_put(o, ns, ns + nl, vs, ve, 0, 0)) return -3;  /* entities: seen by the decode */
         w = esl_key_of(p + ns, nl, &exact);
         if (w >= 0) {
             if (nl == pnl && memcmp(p + ns, p + pns, (size_t)nl) == 0) {
                 /* the array goes on: the pair of the previous element changes */
                 if (exact && (w == 0 || k->s[w] == pvs)) k->s[w] = -2;
             } else {
-                for (hi = 0, j = vs; j < ve; j++) hi |= (unsigned char)p[j] >= 0x80;
+                hi = esl_has_high(p + vs, ve - vs);
                 if (memchr(p + vs, '&', (size_t)(ve - vs))
                     || (hi && memchr(p + vs, '%', (size_t)(ve - vs)))) esl_note(k, w, exact, -2, -2);
                 else esl_note(k, w, exact, vs, ve);
