@@ -4,7 +4,8 @@ Set ``ESL_NO_EXTENSIONS=1`` to force the twin. ``BACKEND`` says which one is
 active (``"cython"`` or ``"python"``); ``backends()`` gives both where both
 exist, for differential tests and benchmarks. Importing from a checkout whose
 ``esl/_core/`` holds the Cython sources but no compiled module warns
-(RuntimeWarning): that is an unbuilt tree, not a deliberate choice of the twin.
+(RuntimeWarning): that is an unbuilt tree, not a deliberate choice of the twin. So does an
+installation whose build fell back to the pure-Python package (no C compiler when it was built).
 """
 
 from __future__ import annotations
@@ -55,8 +56,22 @@ def _unbuilt_sources() -> Path | None:
     return src if (src / "parser.pyx").is_file() else None
 
 
+def _fallback_note() -> str | None:
+    """The note a fallback build leaves (its compiled build failed, e.g. no C compiler), else None."""
+    note = Path(__file__).resolve().parent / "_fallback_build.txt"
+    return note.read_text().strip() if note.is_file() else None
+
+
 _NO_EXT = os.environ.get("ESL_NO_EXTENSIONS", "") not in ("", "0")
 _mod = None if _NO_EXT else _compiled()
+if _mod is None and not _NO_EXT and (_note := _fallback_note()) is not None:
+    warnings.warn(
+        f"esl: this installation was {_note}; the core is the pure-Python twin, which is many "
+        "times slower. Install a C compiler (e.g. gcc) and the Python headers, then reinstall esl "
+        "for the compiled core, or set ESL_NO_EXTENSIONS=1 to choose the twin deliberately.",
+        RuntimeWarning,
+        stacklevel=2,
+    )
 if _mod is None and not _NO_EXT and (_src := _unbuilt_sources()) is not None:
     warnings.warn(
         f"esl: the compiled core is not built (Cython sources in {_src}, no compiled module); "

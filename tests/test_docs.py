@@ -119,7 +119,7 @@ def _mypy_available() -> bool:
 
 
 @pytest.mark.skipif(not _mypy_available(), reason="mypy is not installed (pip install 'esl[test]')")
-def test_code_blocks_and_examples_pass_mypy_strict(tmp_path: Path) -> None:
+def test_code_blocks_and_examples_pass_mypy_strict(pytestconfig: pytest.Config, tmp_path: Path) -> None:
     files: dict[str, str] = {}
     for path in SOURCES:
         for block in python_blocks(path):
@@ -138,9 +138,12 @@ def test_code_blocks_and_examples_pass_mypy_strict(tmp_path: Path) -> None:
     skipped = ", ".join(f"{name}.*" for name in _SKIP_ANALYSIS)
     (tmp_path / "mypy.ini").write_text(f"[mypy]\n\n[mypy-{skipped}]\nfollow_imports = skip\n"
                                        "follow_imports_for_stubs = True\n")
+    # the cache lives in pytest's cache dir (as tests/test_typing.py's) so later runs are incremental
+    store = getattr(pytestconfig, "cache", None)  # absent under -p no:cacheprovider
+    cache = store.mkdir("mypy-docs") if store is not None else tmp_path / ".mypy_cache"
     proc = subprocess.run(
         [sys.executable, "-m", "mypy", "--config-file", "mypy.ini", "--strict", "--no-error-summary",
-         "--show-error-codes", "--cache-dir", str(tmp_path / ".mypy_cache"), "--python-version", "3.10", "."],
+         "--show-error-codes", "--cache-dir", str(cache), "--python-version", "3.10", "."],
         cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False,
     )
     errors = [line for line in proc.stdout.splitlines() if ": error:" in line]

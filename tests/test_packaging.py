@@ -3,7 +3,9 @@ without a C compiler (or with ESL_NO_EXTENSIONS=1) gives the pure-Python package
 and the README's pytest example runs in a new project that installs the wheel.
 
 The builds are marked ``slow`` (they make virtual environments), which the default run leaves
-out: ``pytest -m slow tests/test_packaging.py``.
+out: ``pytest -m slow tests/test_packaging.py``. A build with a C compiler gives the compiled
+platform wheel; one without falls back (pyproject.toml's ``if.failed`` override) to a py3-none-any
+wheel of the pure-Python package.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parents[1]
-
 
 
 def test_license_is_mit_with_the_copyright_line() -> None:
@@ -63,18 +64,57 @@ def no_compiler_build(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tupl
 @pytest.mark.slow
 def test_build_without_a_c_compiler_is_pure_python_and_says_so(no_compiler_build: tuple[Path, str],
                                                                 tmp_path: Path) -> None:
+    """CMake stops at the missing compiler, scikit-build-core's ``if.failed`` override retries the
+    build as the pure-Python package: a py3-none-any wheel, no compiled module, the twin at run time,
+    and a warning both in the build log and on import."""
     wheel, output = no_compiler_build
-    assert "no working C compiler found: building the pure-Python package" in " ".join(output.split())
+    log = " ".join(output.split())
+    assert "no working C compiler found (CC=" in log
+    assert "retrying due to override" in log
+    assert "THE COMPILED CORE WAS NOT BUILT" in log
+    assert wheel.name.endswith("-py3-none-any.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert not [n for n in names if n.endswith((".so", ".pyd"))]
+    assert "esl/_fallback_build.txt" in names
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert any(n.endswith(".dist-info/CHANGELOG.md") for n in names)
+    assert "Root-Is-Purelib: true" in zipfile.ZipFile(wheel).read(
+        next(n for n in names if n.endswith(".dist-info/WHEEL"))).decode()
     python = _venv(tmp_path / "venv")
     _run([str(python), "-m", "pip", "install", "-q", str(wheel)])
-    proc = _run([str(python), "-c", "import esl.core; print(esl.core.BACKEND)"], cwd=tmp_path)
+    environ = {k: v for k, v in os.environ.items() if k != "ESL_NO_EXTENSIONS"}
+    proc = subprocess.run([str(python), "-c", "import esl.core; print(esl.core.BACKEND)"], cwd=tmp_path,
+                          env=environ, capture_output=True, text=True, timeout=120, check=True)
     assert proc.stdout.strip() == "python"
+    assert "RuntimeWarning" in proc.stderr and "built without the compiled core" in proc.stderr
+    proc = _run([str(python), "-c", "import esl.core; print(esl.core.BACKEND)"], cwd=tmp_path,
+                env={"ESL_NO_EXTENSIONS": "1"})  # the twin chosen deliberately: silent
+    assert proc.stdout.strip() == "python" and proc.stderr == ""
     proc = _run([str(tmp_path / "venv" / "bin" / "esl"), "--version"], cwd=tmp_path)
     assert "core: python" in proc.stdout
+
+
+@pytest.mark.slow
+def test_build_with_a_c_compiler_is_the_compiled_platform_wheel(tmp_path: Path) -> None:
+    """The same source with a compiler: a platform wheel (cpXY-cpXY-<platform>) holding the compiled
+    core, no fallback note, and ``esl.core.BACKEND == "cython"`` once installed."""
+    python = _venv(tmp_path / "venv")
+    proc = _run([str(python), "-m", "pip", "wheel", "--no-deps", "-v", "-w", str(tmp_path / "dist"), str(ROOT)],
+                env={"ESL_NO_EXTENSIONS": ""})
+    assert "retrying due to override" not in proc.stdout + proc.stderr
+    (wheel,) = (tmp_path / "dist").glob("esl-*.whl")
+    tag = f"cp{sys.version_info.major}{sys.version_info.minor}"
+    assert wheel.name.split("-")[2:4] == [tag, tag] and not wheel.name.endswith("-any.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    modules = sorted(n.rsplit("/", 1)[1].split(".")[0] for n in names
+                     if n.startswith("esl/_core/") and n.endswith(".so"))
+    assert modules == ["event", "parser", "router"]
+    assert "esl/_fallback_build.txt" not in names
+    _run([str(python), "-m", "pip", "install", "-q", str(wheel)])
+    environ = {k: v for k, v in os.environ.items() if k != "ESL_NO_EXTENSIONS"}
+    proc = subprocess.run([str(python), "-c", "import esl.core; print(esl.core.BACKEND)"], cwd=tmp_path,
+                          env=environ, capture_output=True, text=True, timeout=120, check=True)
+    assert proc.stdout.strip() == "cython" and proc.stderr == ""
 
 
 @pytest.mark.slow

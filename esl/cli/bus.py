@@ -87,14 +87,21 @@ def bridge_cmd(url: str, names: tuple[str, ...], stream: str, node: str | None, 
             await client.subscribe(*(names or ("ALL",)), format="plain")
             click.echo(f"bridging {name} -> {url} stream {stream!r}", err=True)
 
+            stopping = asyncio.Event()
+
             async def report() -> None:
+                # ends as soon as the signal arrives (run_until_signal would otherwise wait 5 s for it)
                 while True:
-                    await asyncio.sleep(stats_interval)
+                    try:
+                        await asyncio.wait_for(stopping.wait(), stats_interval)
+                        return
+                    except asyncio.TimeoutError:
+                        pass
                     up = bool(client.up()) if cluster_nodes else client.connected
                     click.echo(_stats_line(pub.stats(), name, up), err=True)
 
             async def stop() -> None:
-                pass
+                stopping.set()
 
             await run_until_signal(report() if stats_interval else None, stop)
         finally:
