@@ -63,6 +63,15 @@ def chunks(data: bytes, size: int = CHUNK) -> list[bytes]:
     return [data[i : i + size] for i in range(0, len(data), size)]
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: Any) -> None:
+    """Benchmarks run in one process, one at a time: the ``-n 2`` the test suite's addopts give is undone
+    (pytest-benchmark does not time under xdist, and two workers would time each other)."""
+    if getattr(config.option, "dist", "no") != "no" or getattr(config.option, "numprocesses", None):
+        config.option.dist = "no"
+        config.option.numprocesses = None
+
+
 @pytest.fixture
 def record(benchmark: Any) -> Any:
     """Call after ``benchmark.pedantic``: stores events/s and MB/s (best round) in extra_info."""

@@ -45,6 +45,9 @@ cdef class Event:
     cdef dict _first
     cdef dict _lower
     cdef object _body
+    cdef void *_ents            # json/xml: where its pairs lie (a block, while in the parser's chunk), or NULL
+    cdef Py_ssize_t _nents
+    cdef Py_ssize_t _ents_bs    # the body start their offsets were taken at
 
     cdef void _scan_keys(self) noexcept
     cdef object _key(self, int which)

@@ -686,10 +686,39 @@ cdef bint _json_names_hi(const char *base, esl_ent *ents, Py_ssize_t n) noexcept
     return False
 
 
-# Where the pairs of a json or xml event lie: recorded by its key scan into
-# this one buffer, which the next key scan reuses. A handler reads the headers
-# of the event it was handed, so its lookups and its full decode find them
-# there; an older event is scanned again. Nothing is kept per event.
+# Where the pairs of a json or xml event lie. Its key scan (while the parser
+# frames it) records them into a block of its own, kept while the event lies in
+# the parser's last chunk: a handler's lookups and full decode read them there.
+# An event kept past its chunk gives the block back (own_frame) and is scanned
+# again, into one shared buffer, when it is next asked: nothing is kept per
+# event beyond its chunk.
+DEF BLOCK_ENTS = 256    # pairs a block holds; an event with more is scanned again when asked
+DEF BLOCK_KEEP = 64     # spare blocks kept for the next events
+cdef esl_ent *_blocks[BLOCK_KEEP]
+cdef int _nblocks = 0
+
+
+cdef inline esl_ent *_block_get() noexcept:
+    global _nblocks
+    if _nblocks:
+        _nblocks -= 1
+        return _blocks[_nblocks]
+    return <esl_ent *>PyMem_Malloc(BLOCK_ENTS * sizeof(esl_ent))
+
+
+cdef inline void _block_release(Event ev) noexcept:
+    """Give the event's block back (to the spares, or to the allocator)."""
+    global _nblocks
+    if ev._ents == NULL:
+        return
+    if _nblocks < BLOCK_KEEP:
+        _blocks[_nblocks] = <esl_ent *>ev._ents
+        _nblocks += 1
+    else:
+        PyMem_Free(ev._ents)
+    ev._ents = NULL
+    ev._nents = 0
+
 DEF SCRATCH_MIN = 512
 DEF SCRATCH_KEEP = 16384
 cdef esl_ent *_scratch = NULL
@@ -703,19 +732,28 @@ cdef Py_ssize_t _scratch_bs = 0
 cdef bint _scratch_busy = False  # a lookup or decode is reading it
 
 
-cdef int _doc_pairs(Event ev, Py_ssize_t *n, const char **base) noexcept:
-    """1 when the scratch holds the pairs of json or xml event ``ev`` (scanned again if needed): their
-    number in ``n``, and in ``base`` the pointer their offsets are added to; 0 when unavailable."""
+cdef int _doc_pairs(Event ev, esl_ent **ents, Py_ssize_t *n, const char **base) noexcept:
+    """1 when the pairs of json or xml event ``ev`` are at hand (its block, or the shared buffer,
+    scanned again if needed): in ``ents``, their number in ``n``, and in ``base`` the pointer their
+    offsets are added to; 0 when unavailable."""
     cdef esl_keys k
     if not (ev._have & KEYS_TRIED):
         ev._scan_keys()
-    if _scratch_busy or not (ev._have & KEYS_SCANNED) or (ev._fmt != FMT_JSON and ev._fmt != FMT_XML):
+    if not (ev._have & KEYS_SCANNED) or (ev._fmt != FMT_JSON and ev._fmt != FMT_XML):
+        return 0
+    # the offsets are from the scan, in the buffer the event had then (own_frame may have moved it)
+    if ev._ents != NULL:
+        ents[0] = <esl_ent *>ev._ents
+        n[0] = ev._nents
+        base[0] = PyBytes_AS_STRING(ev._buf) + (ev._bs - ev._ents_bs)
+        return 1
+    if _scratch_busy:
         return 0
     if _scratch_owner != <PyObject *>ev:
-        if _scan_doc(ev, &k) < 0 or _scratch_owner != <PyObject *>ev:
+        if _scan_scratch(ev, &k) < 0 or _scratch_owner != <PyObject *>ev:
             return 0
+    ents[0] = _scratch
     n[0] = _scratch_n
-    # the offsets are from the scan, in the buffer the event had then (own_frame may have moved it)
     base[0] = PyBytes_AS_STRING(ev._buf) + (ev._bs - _scratch_bs)
     return 1
 
@@ -757,7 +795,30 @@ cdef inline int _scan_doc_into(Event ev, esl_keys *k, esl_ents *o) noexcept:
 
 
 cdef int _scan_doc(Event ev, esl_keys *k) noexcept:
-    """The key scan of a json or xml event, recording where its pairs lie in the scratch on the way."""
+    """The key scan of a json or xml event, recording where its pairs lie in a block of its own."""
+    cdef esl_ents o
+    cdef esl_ent *blk = _block_get()
+    cdef int r
+    if blk != NULL:
+        o.ent = blk
+        o.n = 0
+        o.cap = BLOCK_ENTS
+        r = _scan_doc_into(ev, k, &o)
+        if r >= 0:
+            _block_release(ev)
+            ev._ents = blk
+            ev._nents = o.n
+            ev._ents_bs = ev._bs
+            return r
+        ev._ents = blk
+        _block_release(ev)
+        if r != -3:
+            return r
+    return _scan_doc_into(ev, k, NULL)  # more pairs than a block holds: the shared buffer when asked
+
+
+cdef int _scan_scratch(Event ev, esl_keys *k) noexcept:
+    """Scan a json or xml event again, recording where its pairs lie in the shared buffer."""
     global _scratch, _scratch_cap, _scratch_owner, _scratch_n, _scratch_bs
     cdef esl_ents o
     cdef esl_ent *grown
@@ -796,13 +857,16 @@ cdef bint _fast_decode(Event ev, list flat) except -1:
     global _scratch_busy
     cdef Py_ssize_t n = 0
     cdef const char *base = NULL
-    if not _doc_pairs(ev, &n, &base):
+    cdef esl_ent *ents = NULL
+    cdef bytes buf = ev._buf  # the frame the offsets point into stays alive, whatever runs meanwhile
+    cdef bint was_busy = _scratch_busy
+    if not _doc_pairs(ev, &ents, &n, &base):
         return False
     _scratch_busy = True
     try:
-        return _fast_decode_pairs(ev, flat, base, _scratch, n)
+        return _fast_decode_pairs(ev, flat, base, ents, n)
     finally:
-        _scratch_busy = False
+        _scratch_busy = was_busy
 
 
 cdef bint _fast_decode_pairs(Event ev, list flat, const char *base, esl_ent *ents, Py_ssize_t n) except -1:
@@ -1162,6 +1226,7 @@ cdef class Event:
             self._kv = NULL
         if _scratch_owner == <PyObject *>self:
             _scratch_owner = NULL
+        _block_release(self)
 
 
     cdef list _decode(self):
@@ -1186,6 +1251,8 @@ cdef class Event:
                     flat.append(k)
                     flat.append(v)
             self._have |= 1u << K_BODY
+            if not _scratch_busy:
+                _block_release(self)  # the mapping answers from now on
         PyObject_GC_UnTrack(flat)
         self._flat = flat
         return flat
@@ -1301,12 +1368,13 @@ cdef class Event:
     cdef object _find_pair(self, str name):
         """``_lookup`` among the pairs of a json or xml event (recorded by its key scan)."""
         global _scratch_busy
-        cdef esl_ent *ents
+        cdef esl_ent *ents = NULL
         cdef esl_ent *e
         cdef const char *key
         cdef const char *base = NULL
         cdef Py_ssize_t i, j, n = 0, klen, found = -1, ci = -1
-        cdef bint last, xml = self._fmt == FMT_XML
+        cdef bint last, was_busy, xml = self._fmt == FMT_XML
+        cdef bytes buf
         if not PyUnicode_IS_ASCII(name):
             return _SLOW
         key = <const char *>PyUnicode_DATA(name)
@@ -1316,9 +1384,9 @@ cdef class Event:
         if not xml and ((klen == 14 and strncasecmp(key, b"content-length", 14) == 0)
                         or (klen == 5 and strncasecmp(key, b"_body", 5) == 0)):
             return _SLOW
-        if not _doc_pairs(self, &n, &base):
+        buf = self._buf  # the frame the offsets point into stays alive, whatever runs meanwhile
+        if not _doc_pairs(self, &ents, &n, &base):
             return _SLOW
-        ents = _scratch
         last = klen == 10 and memcmp(key, b"Event-Name", 10) == 0
         for i in range(n):
             e = &ents[i]
@@ -1344,11 +1412,12 @@ cdef class Event:
                             and memcmp(base + ents[j].ks, b"Event-Name", 10) == 0
                             and not (xml and _same_name(base, &ents[j], &ents[j - 1]))):
                         found = j
+        was_busy = _scratch_busy
         _scratch_busy = True
         try:
             value = _doc_value(self._fmt, base, ents, n, found)
         finally:
-            _scratch_busy = False
+            _scratch_busy = was_busy
         return value
 
     def __getitem__(self, name):
@@ -1532,14 +1601,15 @@ cdef inline int _init(Event ev, bytes buf, Py_ssize_t start, Py_ssize_t hend, Py
     ev._seen = None
     if _scratch_owner == <PyObject *>ev:  # __init__ called again
         _scratch_owner = NULL
+    _block_release(ev)
     _unlend(ev)
     ev._nuniq = -1
     ev._flat = None
     ev._first = ev._lower = None
     fmt = _FORMATS.get(content_type)
     ev._fmt = FMT_NONE if fmt is None else <int>fmt
-    if ev._fmt == FMT_PLAIN and has_inner:
-        ev._scan_keys()  # json and xml: on first use (see _scan_doc)
+    if ev._fmt != FMT_NONE and has_inner:
+        ev._scan_keys()
     return 0
 
 
@@ -1610,6 +1680,8 @@ cdef int own_frame(Event ev) except -1:
         frame = PyBytes_FromStringAndSize(PyBytes_AS_STRING(ev._buf) + d, ev._end - d)
     ev._buf = frame
     ev._start = 0
+    if not _scratch_busy:  # kept past its chunk: its pairs are scanned again when asked
+        _block_release(ev)
     ev._hend -= d
     ev._bs -= d
     ev._end -= d
