@@ -98,3 +98,33 @@ async def test_outbound_session_on_a_real_switch() -> None:
         stats = server.stats()
     assert done == ["NORMAL_CLEARING"]
     assert stats.sessions_total == 1 and stats.connections.channels == 0
+
+
+@pytest.mark.parametrize("fmt", ["plain", "json", "xml"])
+async def test_header_lookups_agree_with_the_full_decode_in_every_format(fmt: str) -> None:
+    """Events of a real call in each format: every header read alone (found on the bytes, only its
+    value decoded) equals the one the full decode gives, names in any casing, and absent ones absent."""
+    host, port = _where()
+    seen: list[tuple[str, Any]] = []
+    async with Inbound(host, port, PASSWORD) as client:
+
+        def keep(event: esl.Event) -> None:
+            names = ["Caller-Caller-ID-Number", "channel-state", "Event-Name", "Core-UUID", "variable_absent",
+                     "Answer-State", "Event-Date-Local", "Unique-ID"]
+            seen.append((fmt, [(n, event.get(n), n in event) for n in names]))
+            seen.append((fmt, event))
+
+        client.on("*", keep)
+        await client.subscribe("CHANNEL_CREATE", "CHANNEL_ANSWER", "CHANNEL_STATE", "CHANNEL_HANGUP_COMPLETE",
+                               "BACKGROUND_JOB", format=fmt)
+        channel = await Channel.create(client, "loopback/9001/default")
+        await channel.wait("CHANNEL_ANSWER", timeout=10)
+        await channel.hangup("NORMAL_CLEARING")
+        await channel.wait(ChannelState.DESTROY, timeout=10)
+    assert len(seen) > 10
+    for i in range(0, len(seen), 2):
+        looked_up, event = seen[i][1], seen[i + 1][1]
+        full = {k.lower(): v for k, v in reversed(list(event.items()))}
+        for name, value, present in looked_up:
+            assert value == full.get(name.lower()) and present == (name.lower() in full), (fmt, name)
+        assert event.format == fmt
