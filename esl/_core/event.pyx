@@ -15,9 +15,10 @@ cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.ref cimport PyObject, Py_DECREF, Py_INCREF, Py_XDECREF
+from cpython.list cimport PyList_New
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdint cimport int32_t, uint8_t, uint32_t, uint64_t
-from libc.string cimport memchr, memcmp, memcpy, memset
+from libc.string cimport memchr, memcmp, memcpy, memmove, memset
 
 from collections.abc import Mapping as _Mapping
 from sys import intern as _intern
@@ -852,24 +853,49 @@ cdef int _scan_scratch(Event ev, esl_keys *k) noexcept:
     return r
 
 
-cdef bint _fast_decode(Event ev, list flat) except -1:
-    """Decode a json or xml event from its pairs into ``flat`` (and ``ev._body``); False when the twin's decode must."""
+cdef object _fast_decode(Event ev):
+    """The flat name, value... list of a json or xml event decoded from its pairs (and ``ev._body``);
+    None when the twin's decode must say what it holds."""
     global _scratch_busy
-    cdef Py_ssize_t n = 0
+    cdef Py_ssize_t n = 0, m = 0, i
     cdef const char *base = NULL
     cdef esl_ent *ents = NULL
     cdef bytes buf = ev._buf  # the frame the offsets point into stays alive, whatever runs meanwhile
     cdef bint was_busy = _scratch_busy
+    cdef PyObject **kv
+    cdef list flat
     if not _doc_pairs(ev, &ents, &n, &base):
-        return False
+        return None
+    kv = <PyObject **>PyMem_Malloc((2 * n + 1) * sizeof(PyObject *))
+    if kv == NULL:
+        raise MemoryError()
     _scratch_busy = True
     try:
-        return _fast_decode_pairs(ev, flat, base, ents, n)
+        if not _fast_decode_pairs(ev, kv, &m, base, ents, n):
+            return None
+        # the list is sized once: no growth, no copies
+        flat = PyList_New(2 * m)
+        memcpy(PySequence_Fast_ITEMS(flat), kv, 2 * m * sizeof(PyObject *))  # the list takes the references
+        m = 0
+        return flat
     finally:
         _scratch_busy = was_busy
+        for i in range(2 * m):
+            Py_DECREF(<object>kv[i])
+        PyMem_Free(kv)
 
 
-cdef bint _fast_decode_pairs(Event ev, list flat, const char *base, esl_ent *ents, Py_ssize_t n) except -1:
+cdef inline void _kv_put(PyObject **kv, Py_ssize_t *m, object name, object value) noexcept:
+    Py_INCREF(name)
+    Py_INCREF(value)
+    kv[2 * m[0]] = <PyObject *>name
+    kv[2 * m[0] + 1] = <PyObject *>value
+    m[0] += 1
+
+
+cdef bint _fast_decode_pairs(Event ev, PyObject **kv, Py_ssize_t *m, const char *base, esl_ent *ents,
+                             Py_ssize_t n) except -1:
+    """The pairs of a json or xml event as new references in kv (their number in m); False: the twin's decode."""
     cdef esl_ent *e
     cdef Py_ssize_t i, cl
     cdef list run = None
@@ -887,8 +913,7 @@ cdef bint _fast_decode_pairs(Event ev, list flat, const char *base, esl_ent *ent
                 if not _pair_hit(slot, base + e.ks - 1, e.ve - e.ks + 2, 16, h):
                     _pair_store(slot, base + e.ks - 1, e.ve - e.ks + 2, 16, h,
                                 _name_str(base + e.ks, e.ke - e.ks), _json_str(base, e))
-                flat.append(<object>slot.name)
-                flat.append(<object>slot.value)
+                _kv_put(kv, m, <object>slot.name, <object>slot.value)
                 i += 1
                 continue
             if e.kind != 0 and is_body:
@@ -898,12 +923,14 @@ cdef bint _fast_decode_pairs(Event ev, list flat, const char *base, esl_ent *ent
             if is_body:
                 body = value
                 continue
-            flat.append(_name_str(base + e.ks, e.ke - e.ks))
-            flat.append(value)
+            _kv_put(kv, m, _name_str(base + e.ks, e.ke - e.ks), value)
         if body is not None:
-            for cl in range(len(flat) - 2, -1, -2):
-                if flat[cl] == _CONTENT_LENGTH:
-                    del flat[cl:cl + 2]
+            for cl in range(m[0] - 1, -1, -1):  # the last Content-Length is the body's: not a header
+                if <object>kv[2 * cl] == _CONTENT_LENGTH:
+                    Py_DECREF(<object>kv[2 * cl])
+                    Py_DECREF(<object>kv[2 * cl + 1])
+                    memmove(&kv[2 * cl], &kv[2 * cl + 2], 2 * (m[0] - cl - 1) * sizeof(PyObject *))
+                    m[0] -= 1
                     break
             body = body or None
     else:
@@ -923,12 +950,14 @@ cdef bint _fast_decode_pairs(Event ev, list flat, const char *base, esl_ent *ent
                 if run is None:
                     run = [first_item]
                 run.append(value)  # an array: one element per item
-                flat[len(flat) - 1] = "ARRAY::" + "|:".join(run)
+                joined = "ARRAY::" + "|:".join(run)
+                Py_DECREF(<object>kv[2 * m[0] - 1])
+                Py_INCREF(joined)
+                kv[2 * m[0] - 1] = <PyObject *>joined
             else:
                 run = None
                 first_item = value
-                flat.append(<object>slot.name if slot != NULL else _name_str(base + e.ks, e.ke - e.ks))
-                flat.append(value)
+                _kv_put(kv, m, <object>slot.name if slot != NULL else _name_str(base + e.ks, e.ke - e.ks), value)
         base = PyBytes_AS_STRING(ev._buf)
         if _has_lit(base + ev._ihead, ev._end - ev._ihead, b"<body>", 6):
             body = _xml_body(_to_str(base + ev._ihead, ev._end - ev._ihead))
@@ -1244,8 +1273,10 @@ cdef class Event:
             for i in range(2 * self._nkv):
                 flat.append(<object>self._kv[i])
         elif self._fmt != FMT_PLAIN:
-            if not _fast_decode(self, flat):
-                del flat[:]
+            decoded = _fast_decode(self)
+            if decoded is not None:
+                flat = <list>decoded
+            else:
                 pairs, self._body = _parse_event(self._inner(), _FMT_NAMES[self._fmt])
                 for k, v in pairs:
                     flat.append(k)
