@@ -251,7 +251,7 @@ def mangled(fmt: str, pairs: list[tuple[str, str]], body: str | None, edits: lis
 
 # -- per-header lookups of json and xml events: the compiled core's pair index against the twin's decode --
 
-LOOKUP_NAMES = ("Event-Name", "event-name", "EVENT-NAME", "Unique-ID", "unique-id", "X", "x", "Y", "Content-Length",
+LOOKUP_NAMES = ("Event-Name", "event-name", "EVENT-NAME", "Unique-ID", "unique-id", "X", "x", "Y", "Z", "Content-Length",
                 "content-length", "_body", "_BODY", "Caller-Caller-ID-Number", "caller-caller-id-number", "kelvin",
                 "Kelvin", "Absent", "", "a:b", "é", "Channel-State", "Event-Sequence")
 
@@ -269,6 +269,10 @@ LOOKUP_CASES = {
         b'{"Event-Name":["A","B"],"Event-Name":"C","Event-Name":["D"]}',
         b'{"Event-Sequence":"7","X":["\\n","|:"]}',
         b'{"X":"1","X":"2"}',
+        # escapes resolved on the bytes: pairs, lone surrogates, NUL, raw invalid UTF-8 beside escapes
+        b'{"X":"\\ud83d\\ude00 \\u00e9\\u20ac\\/\\b\\f\\n\\r\\t\\"\\\\ \\u0000end","Y":"\\ud800","x":"\\udc80z","Z":"\\udc80\\udc81","z":"\\ud800\\ud800"}',
+        b'{"X":"\xc3\\u00a9 \xe2\x82\\u0041 \\ud83d\\u0041 \\ud83d","Y":"%41\\u0025\xff\\n"}',
+        b'{"X":"' + b"\\u00e9" * 300 + b'\xc3","Y":"' + b"a\\\"" * 200 + b'"}',
         b"{}",
     ],
     "xml": [

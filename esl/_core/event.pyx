@@ -187,6 +187,7 @@ cdef extern from "scan.h" nogil:
         int32_t e[16]
         Py_ssize_t ihead
     Py_ssize_t esl_find2(const char *p, Py_ssize_t n, char a, char b)
+    const signed char esl_hexv[256]
     int esl_has_high(const char *p, Py_ssize_t n)
     Py_ssize_t esl_unescape(const char *p, Py_ssize_t n, char *out)
     int esl_find_header(const char *p, Py_ssize_t s, Py_ssize_t e, const char *key, Py_ssize_t klen, int last,
@@ -602,6 +603,77 @@ cdef int _shape_store(PyObject **kv, Py_ssize_t n, uint64_t h, Py_ssize_t nuniq)
 # caches, json strings with escapes by the json module's C scanner, xml values
 # with entities by the twin's codec. Anything else takes the twin's decode.
 
+cdef inline int _hex4(const char *p) noexcept:
+    """The value of four hex digits (the scan checked them)."""
+    cdef int v = 0, i
+    for i in range(4):
+        v = (v << 4) | esl_hexv[<unsigned char>p[i]]
+    return v
+
+
+cdef str _json_unescape(const char *p, Py_ssize_t n):
+    """The text of a json string's bytes p[:n] (escapes checked by the scan), as json.loads reads it
+    from the payload decoded with ``surrogateescape``: escapes resolved on the bytes, then UTF-8. A
+    lone surrogate escape has no UTF-8 form: the json module's scanner decides those."""
+    cdef char stackbuf[512]
+    cdef char *out = stackbuf
+    cdef Py_ssize_t i = 0, m = 0, run
+    cdef int cp, lo
+    cdef char c
+    if n > 512:
+        out = <char *>PyMem_Malloc(n)
+        if out == NULL:
+            raise MemoryError()
+    try:
+        while i < n:
+            run = esl_find2(p + i, n - i, 92, 92)
+            memcpy(out + m, p + i, run)
+            m += run
+            i += run
+            if i >= n:
+                break
+            c = p[i + 1]
+            i += 2
+            if c == 117:  # u: four hex digits, a surrogate pair as one code point
+                cp = _hex4(p + i)
+                i += 4
+                if 0xD800 <= cp <= 0xDFFF:
+                    if cp >= 0xDC00 or i + 6 > n or p[i] != 92 or p[i + 1] != 117:
+                        return _scanstring(_to_str(p - 1, n + 2), 1, False)[0]
+                    lo = _hex4(p + i + 2)
+                    if not (0xDC00 <= lo <= 0xDFFF):
+                        return _scanstring(_to_str(p - 1, n + 2), 1, False)[0]
+                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00)
+                    i += 6
+                # UTF-8 is never longer than the escape it comes from (6 or 12 bytes)
+                if cp < 0x80:
+                    out[m] = <char>cp
+                    m += 1
+                elif cp < 0x800:
+                    out[m] = <char>(0xC0 | (cp >> 6))
+                    out[m + 1] = <char>(0x80 | (cp & 0x3F))
+                    m += 2
+                elif cp < 0x10000:
+                    out[m] = <char>(0xE0 | (cp >> 12))
+                    out[m + 1] = <char>(0x80 | ((cp >> 6) & 0x3F))
+                    out[m + 2] = <char>(0x80 | (cp & 0x3F))
+                    m += 3
+                else:
+                    out[m] = <char>(0xF0 | (cp >> 18))
+                    out[m + 1] = <char>(0x80 | ((cp >> 12) & 0x3F))
+                    out[m + 2] = <char>(0x80 | ((cp >> 6) & 0x3F))
+                    out[m + 3] = <char>(0x80 | (cp & 0x3F))
+                    m += 4
+            else:  # b f n r t, or the character itself (" \\ /)
+                out[m] = 8 if c == 98 else 12 if c == 102 else 10 if c == 110 else 13 if c == 114 else \
+                    9 if c == 116 else c
+                m += 1
+        return PyUnicode_DecodeUTF8(out, m, "surrogateescape")
+    finally:
+        if out != stackbuf:
+            PyMem_Free(out)
+
+
 cdef inline str _json_str(const char *base, esl_ent *e):
     """A json string value (the bytes between its quotes) as the json module reads it."""
     cdef Py_ssize_t n = e.ve - e.vs, slot
@@ -609,10 +681,10 @@ cdef inline str _json_str(const char *base, esl_ent *e):
         if BIG_MIN <= n <= BIG_MAX:
             value = _big_get(1, base + e.vs, n, &slot)
             if value is None:
-                value = _scanstring(_to_str(base + e.vs - 1, n + 2), 1, False)[0]
+                value = _json_unescape(base + e.vs, n)
                 _big_put(slot, 1, base + e.vs, n, value)
             return value
-        return _scanstring(_to_str(base + e.vs - 1, n + 2), 1, False)[0]
+        return _json_unescape(base + e.vs, n)
     if memchr(base + e.vs, 37, n) == NULL:
         return _value_str(base + e.vs, n)  # no '%': the cached decode is the plain one
     return _to_str(base + e.vs, n)
