@@ -409,7 +409,7 @@ cdef object _int_or_none(const char *p, Py_ssize_t n):
 # counted once with a dict.
 
 DEF BATCH = 16          # lines hashed and prefetched ahead of their lookups
-DEF SHAPE_SLOTS = 256
+DEF SHAPE_SLOTS = 1024
 DEF KV_PAIRS = 128      # capacity of a new pair array (grown past it when needed)
 DEF KV_SPARE = 32       # freed arrays of KV_PAIRS kept for reuse: no malloc per event
 
