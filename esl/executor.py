@@ -1,8 +1,9 @@
 """``Executor``: where user code runs, for one logical connection (an Inbound or a Session).
 
 Async event handlers, the awaitables sync handlers return, and Channel handlers
-(``onDTMF``, lifecycle hooks, per-channel ``on``) are all queued here, never run
-inside the socket reader. The executor
+(``onDTMF``, lifecycle hooks, per-channel ``on``) are queued here; a sync Channel
+handler runs at once (:meth:`Executor.run_now`) when nothing of its channel waits
+or runs, so the app's coroutine, resumed by a later event, sees what it did. The executor
 
 * is **bounded**: ``max_queue`` jobs wait at most; past that the connection's
   policy applies — ``"drop"`` drops and counts the job, ``"pause"`` asks the
@@ -34,7 +35,7 @@ log = logging.getLogger("esl.executor")
 #: Flow-control policies: what happens to user work when the queue is full.
 POLICIES = ("pause", "drop")
 
-Job = tuple[Callable[..., Any] | None, tuple[Any, ...]]
+Job = tuple[Callable[..., Any] | None, tuple[Any, ...], object]  # fn, args, the key it was submitted with
 
 
 def discard(awaitable: object) -> None:
@@ -70,6 +71,7 @@ class Executor:
         self.concurrency = concurrency
         self._pressure = pressure
         self._by_key: dict[object, collections.deque[Job]] = {}
+        self._pending: dict[object, int] = {}  # jobs queued or running per submitted key
         self._ready: collections.deque[object] = collections.deque()
         self._size = 0
         self._running = 0
@@ -98,6 +100,24 @@ class Executor:
         """True while a job waits or runs."""
         return bool(self._size or self._running)
 
+    def pending(self, key: object) -> bool:
+        """True while a job submitted with ``key`` waits or runs."""
+        return key in self._pending
+
+    def run_now(self, key: object, fn: Callable[..., Any], *args: Any) -> None:
+        """Run the sync ``fn(*args)`` at once when nothing of ``key`` waits or runs (so per-key order
+        holds), else queue it; an awaitable it returns is queued. Errors are logged and counted."""
+        if key in self._pending or self.closed:
+            self.submit(key, fn, *args)
+            return
+        try:
+            result = fn(*args)
+        except Exception:
+            self._report(fn, None, key)
+            return
+        if result is not None and inspect.isawaitable(result):
+            self.submit(key, None, result)
+
     def submit(self, key: object, fn: Callable[..., Any] | None, *args: Any) -> bool:
         """Queue ``fn(*args)`` (sync or async); ``fn=None`` queues the awaitable ``args[0]``.
 
@@ -109,6 +129,7 @@ class Executor:
             if fn is None:
                 discard(args[0])
             return False
+        orig = key
         if self.concurrency == 1:
             key = None
         elif key is None:  # no order to keep: a key of its own
@@ -117,7 +138,9 @@ class Executor:
         if q is None:
             q = self._by_key[key] = collections.deque()
             self._ready.append(key)
-        q.append((fn, args))
+        q.append((fn, args, orig))
+        pending = self._pending
+        pending[orig] = pending.get(orig, 0) + 1
         self._size = n + 1
         if n + 1 >= self.max_queue and self.policy == "pause" and not self._pressing:
             self._set_pressure(True)
@@ -188,7 +211,7 @@ class Executor:
                 continue
             key = ready.popleft()
             q = by_key[key]
-            fn, args = q.popleft()
+            fn, args, orig = q.popleft()
             self._size -= 1
             if self._pressing and self._size <= low:
                 self._set_pressure(False)
@@ -203,15 +226,25 @@ class Executor:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                self.errors += 1
-                name = getattr(fn, "__qualname__", None) or repr(fn if fn is not None else args[0])
-                log.exception("handler %s raised%s", name, "" if key is None else f" (for {key})")
+                self._report(fn, args, orig)
             finally:
                 self._running -= 1
+                left = self._pending.get(orig, 1) - 1
+                if left:
+                    self._pending[orig] = left
+                else:
+                    self._pending.pop(orig, None)
                 if q:
                     ready.append(key)
                 elif by_key.get(key) is q:
                     del by_key[key]
+
+    def _report(self, fn: Callable[..., Any] | None, args: tuple[Any, ...] | None, key: object) -> None:
+        """Log and count the exception being handled, raised by a job."""
+        self.errors += 1
+        what = fn if fn is not None else (args[0] if args else None)
+        name = getattr(what, "__qualname__", None) or repr(what)
+        log.exception("handler %s raised%s", name, "" if key is None else f" (for {key})")
 
     def _wake_drained(self) -> None:
         waiters, self._drained = self._drained, []
@@ -241,10 +274,11 @@ class Executor:
             return
         self.closed = True
         for q in self._by_key.values():
-            for fn, args in q:
+            for fn, args, _ in q:
                 if fn is None:
                     discard(args[0])
         self._by_key.clear()
+        self._pending.clear()
         self._ready.clear()
         self._size = 0
         if self._pressing:

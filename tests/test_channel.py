@@ -207,3 +207,66 @@ async def test_create_refuses_bad_dial_path(esl_client: Inbound) -> None:
         await Channel.create(esl_client, "user/1000\n\napi status")
     with pytest.raises(ValueError):
         await Channel.create(esl_client, "user/1000", {"a": "b\nc"})
+
+
+async def test_a_sync_dtmf_handler_has_run_when_the_app_sees_the_digit(
+    freeswitch: FakeFreeSWITCH, esl_client: Inbound
+) -> None:
+    """The README's IVR checks a flag its onDTMF handler sets, then waits for the next digit: a sync
+    handler must have run before the app's coroutine resumes on anything read after the DTMF, even
+    while the executor is busy with other channels' work (it was queued behind it, and the IVR
+    waited 10 s for a digit already pressed)."""
+    ch = await _attached(esl_client)
+    choice: list[str] = []
+
+    @ch.onDTMF("1")
+    def sales(digit: str) -> None:
+        choice.append("sales")
+
+    release = asyncio.Event()
+
+    async def busy_elsewhere() -> None:
+        await release.wait()
+
+    esl_client.executor.submit("another-channel", busy_elsewhere)
+    got = asyncio.ensure_future(ch.wait("DTMF", timeout=5))
+    await asyncio.sleep(0)
+    await _fire(freeswitch, "DTMF", ch.uuid, DTMF_Digit="1")
+    event = await got
+    assert event is not None and choice == ["sales"]  # no sleep: it ran as the event was read
+    release.set()
+
+    # behind a job of its own channel, it keeps its order instead
+    order: list[str] = []
+    gate = asyncio.Event()
+
+    @ch.onDTMF("2")
+    async def first(digit: str) -> None:
+        await gate.wait()
+        order.append("async " + digit)
+
+    @ch.onDTMF("3")
+    def second(digit: str) -> None:
+        order.append("sync " + digit)
+
+    third = asyncio.ensure_future(ch.wait("DTMF", timeout=5))
+    await asyncio.sleep(0)
+    await _fire(freeswitch, "DTMF", ch.uuid, DTMF_Digit="2")
+    await third
+    third = asyncio.ensure_future(ch.wait("DTMF", timeout=5))
+    await asyncio.sleep(0)
+    await _fire(freeswitch, "DTMF", ch.uuid, DTMF_Digit="3")
+    await third
+    assert order == []  # "3" waits behind "2", whose handler waits for the gate
+    gate.set()
+    await esl_client.executor.drain(timeout=2)
+    assert order == ["async 2", "sync 3"]
+
+    # an error in a sync handler run at once is logged and counted, as on the executor
+    errors = esl_client.executor.errors
+    ch.onDTMF("4")(lambda digit: 1 / 0)
+    fourth = asyncio.ensure_future(ch.wait("DTMF", timeout=5))
+    await asyncio.sleep(0)
+    await _fire(freeswitch, "DTMF", ch.uuid, DTMF_Digit="4")
+    await fourth
+    assert esl_client.executor.errors == errors + 1

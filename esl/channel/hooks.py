@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 from typing import TYPE_CHECKING, Any, Callable, TypeVar, overload
 
 from esl.commands import check_line
@@ -31,8 +33,14 @@ class Hooks:
     failure: "OriginateError | None"
 
     def _call(self, handler: Callable[..., Any], *args: Any) -> None:
-        """Run a user handler on the connection's executor (in order with this channel's others)."""
-        self.connection.executor.submit(self.uuid, handler, *args)
+        """Run a user handler in order with this channel's others: a sync one at once when none of
+        them waits or runs (so it has run before anything read after its event reaches the app's
+        coroutine), else, and async ones always, on the connection's executor."""
+        executor = self.connection.executor
+        if inspect.iscoroutinefunction(handler):
+            executor.submit(self.uuid, handler, *args)
+        else:
+            executor.run_now(self.uuid, handler, *args)
 
     def _lifecycle(self, name: str, info: Any) -> None:
         handlers = self._handlers
@@ -56,10 +64,13 @@ class Hooks:
         a :class:`~esl.types.HangupCause` or string), ``"hangup"`` (the cause),
         ``"bridged"``/``"unbridged"`` (the other leg's UUID), ``"destroyed"``.
         A ``"failed"`` hook registered on an already failed channel runs at
-        once. Handlers (sync or async) run on the connection's executor, in
-        order for this channel; an error is logged. They are user code under
-        the connection's flow control: with ``policy="drop"`` a full queue drops
-        (and counts) them; the channel's own state never depends on them.
+        once. Handlers run in order for this channel and an error is logged. A
+        sync handler runs as its event is read, when none of the channel's
+        handlers waits or runs (so a flag it sets is seen by the app's code
+        that resumes after that event); async handlers, and sync ones behind
+        them, run on the connection's executor, under its flow control: with
+        ``policy="drop"`` a full queue drops (and counts) them. The channel's
+        own state never depends on them.
         """
         check_line(name, "event name")
 
