@@ -49,7 +49,6 @@ cdef enum:
     K_BODY = 6              # in _have: _body is computed
     NKEYS = 16              # located keys: the routing keys above, then the channel fields
     KEYS_SCANNED = 1 << 7   # in _have: the key offsets are valid
-    KEYS_TRIED = 1 << 8     # in _have: the key scan has run (json and xml scan on first use)
 
 # The channel fields located with the routing keys (indices 6-15 of the scan).
 cdef tuple _KEY_NAMES = (
@@ -410,6 +409,7 @@ cdef object _int_or_none(const char *p, Py_ssize_t n):
 
 DEF BATCH = 16          # lines hashed and prefetched ahead of their lookups
 DEF SHAPE_SLOTS = 1024
+DEF SHAPE_SEED = 0x9E3779B97F4A7C15ULL  # the name-sequence hash of no names
 DEF KV_PAIRS = 128      # capacity of a new pair array (grown past it when needed)
 DEF KV_SPARE = 32       # freed arrays of KV_PAIRS kept for reuse: no malloc per event
 
@@ -465,7 +465,7 @@ cdef PyObject **_gather(const char *base, Py_ssize_t s, Py_ssize_t e, bint drop_
     cdef Py_ssize_t lens[BATCH]
     cdef uint64_t hashes[BATCH]
     cdef uint32_t last_flags = 0
-    cdef uint64_t h = 0x9E3779B97F4A7C15ULL, prev_h = h
+    cdef uint64_t h = SHAPE_SEED, prev_h = h
     cdef esl_line *slot
     cdef PyObject **kv = _kv_new()
     cdef PyObject **grown
@@ -505,7 +505,7 @@ cdef PyObject **_gather(const char *base, Py_ssize_t s, Py_ssize_t e, bint drop_
                 kv[2 * n + 1] = slot.value
                 last_flags = slot.flags
                 prev_h = h
-                h = (h ^ <uint64_t>slot.name) * 0xFF51AFD7ED558CCDULL
+                h = _shape_step(h, slot.name)
                 n += 1
     except BaseException:
         _release(kv, n)
@@ -554,6 +554,21 @@ cdef dict _map_of(PyObject **kv, Py_ssize_t n):
         else:
             PyDict_SetDefault(first, k, <object>kv[2 * i + 1])
     return first
+
+
+cdef inline uint64_t _shape_step(uint64_t h, PyObject *name) noexcept:
+    """The name-sequence hash (the shape cache's key) after one more name object."""
+    return (h ^ <uint64_t>name) * 0xFF51AFD7ED558CCDULL
+
+
+cdef Py_ssize_t _shape_count(Event ev, PyObject **kv, Py_ssize_t n, uint64_t h) except -1:
+    """The number of distinct names among the event's n pairs kv (name-sequence hash h): from the
+    shape cache, else counted with the event's mapping once and remembered."""
+    cdef Py_ssize_t nuniq = _shape_uniq(kv, n, h)
+    if nuniq < 0:
+        nuniq = len(ev._first_map())
+        _shape_store(kv, n, h, nuniq)
+    return nuniq
 
 
 cdef inline Shape *_shape_of(uint64_t h) noexcept:
@@ -779,18 +794,22 @@ cdef inline esl_ent *_block_get() noexcept:
     return <esl_ent *>PyMem_Malloc(BLOCK_ENTS * sizeof(esl_ent))
 
 
-cdef inline void _block_release(Event ev) noexcept:
-    """Give the event's block back (to the spares, or to the allocator)."""
+cdef inline void _block_put(esl_ent *blk) noexcept:
+    """Give a block back (to the spares, or to the allocator)."""
     global _nblocks
-    if ev._ents == NULL:
-        return
     if _nblocks < BLOCK_KEEP:
-        _blocks[_nblocks] = <esl_ent *>ev._ents
+        _blocks[_nblocks] = blk
         _nblocks += 1
     else:
-        PyMem_Free(ev._ents)
-    ev._ents = NULL
-    ev._nents = 0
+        PyMem_Free(blk)
+
+
+cdef inline void _block_release(Event ev) noexcept:
+    """Give the event's block back, if it has one."""
+    if ev._ents != NULL:
+        _block_put(<esl_ent *>ev._ents)
+        ev._ents = NULL
+        ev._nents = 0
 
 DEF SCRATCH_MIN = 512
 DEF SCRATCH_KEEP = 16384
@@ -802,7 +821,7 @@ cdef Py_ssize_t _scratch_cap = 0
 cdef PyObject *_scratch_owner = NULL
 cdef Py_ssize_t _scratch_n = 0
 cdef Py_ssize_t _scratch_bs = 0
-cdef bint _scratch_busy = False  # a lookup or decode is reading it
+cdef bint _pairs_busy = False  # a lookup or decode is reading pairs (a block, or the shared buffer)
 
 
 cdef int _doc_pairs(Event ev, esl_ent **ents, Py_ssize_t *n, const char **base) noexcept:
@@ -810,8 +829,6 @@ cdef int _doc_pairs(Event ev, esl_ent **ents, Py_ssize_t *n, const char **base) 
     scanned again if needed): in ``ents``, their number in ``n``, and in ``base`` the pointer their
     offsets are added to; 0 when unavailable."""
     cdef esl_keys k
-    if not (ev._have & KEYS_TRIED):
-        ev._scan_keys()
     if not (ev._have & KEYS_SCANNED) or (ev._fmt != FMT_JSON and ev._fmt != FMT_XML):
         return 0
     # the offsets are from the scan, in the buffer the event had then (own_frame may have moved it)
@@ -820,7 +837,7 @@ cdef int _doc_pairs(Event ev, esl_ent **ents, Py_ssize_t *n, const char **base) 
         n[0] = ev._nents
         base[0] = PyBytes_AS_STRING(ev._buf) + (ev._bs - ev._ents_bs)
         return 1
-    if _scratch_busy:
+    if _pairs_busy:
         return 0
     if _scratch_owner != <PyObject *>ev:
         if _scan_scratch(ev, &k) < 0 or _scratch_owner != <PyObject *>ev:
@@ -877,14 +894,12 @@ cdef int _scan_doc(Event ev, esl_keys *k) noexcept:
         o.n = 0
         o.cap = BLOCK_ENTS
         r = _scan_doc_into(ev, k, &o)
-        if r >= 0:
-            _block_release(ev)
+        if r >= 0:  # (called from _init, which gave back any block the event had)
             ev._ents = blk
             ev._nents = o.n
             ev._ents_bs = ev._bs
             return r
-        ev._ents = blk
-        _block_release(ev)
+        _block_put(blk)
         if r != -3:
             return r
     return _scan_doc_into(ev, k, NULL)  # more pairs than a block holds: the shared buffer when asked
@@ -896,7 +911,7 @@ cdef int _scan_scratch(Event ev, esl_keys *k) noexcept:
     cdef esl_ents o
     cdef esl_ent *grown
     cdef int r
-    if _scratch_busy:  # a decode is reading the scratch (and ran code that got here): the keys alone
+    if _pairs_busy:  # a decode is reading the scratch (and ran code that got here): the keys alone
         return _scan_doc_into(ev, k, NULL)
     _scratch_owner = NULL
     if _scratch == NULL:
@@ -928,12 +943,12 @@ cdef int _scan_scratch(Event ev, esl_keys *k) noexcept:
 cdef object _fast_decode(Event ev):
     """The flat name, value... list of a json or xml event decoded from its pairs (and ``ev._body``);
     None when the twin's decode must say what it holds."""
-    global _scratch_busy
+    global _pairs_busy
     cdef Py_ssize_t n = 0, m = 0, i
     cdef const char *base = NULL
     cdef esl_ent *ents = NULL
     cdef bytes buf = ev._buf  # the frame the offsets point into stays alive, whatever runs meanwhile
-    cdef bint was_busy = _scratch_busy
+    cdef bint was_busy = _pairs_busy
     cdef PyObject **kv
     cdef list flat
     if not _doc_pairs(ev, &ents, &n, &base):
@@ -941,7 +956,7 @@ cdef object _fast_decode(Event ev):
     kv = <PyObject **>PyMem_Malloc((2 * n + 1) * sizeof(PyObject *))
     if kv == NULL:
         raise MemoryError()
-    _scratch_busy = True
+    _pairs_busy = True
     try:
         if not _fast_decode_pairs(ev, kv, &m, base, ents, n):
             return None
@@ -951,7 +966,7 @@ cdef object _fast_decode(Event ev):
         m = 0
         return flat
     finally:
-        _scratch_busy = was_busy
+        _pairs_busy = was_busy
         for i in range(2 * m):
             Py_DECREF(<object>kv[i])
         PyMem_Free(kv)
@@ -1108,8 +1123,7 @@ cdef class Event:
         cdef esl_keys k
         cdef int w
         cdef const char *base = PyBytes_AS_STRING(self._buf)
-        self._have |= KEYS_TRIED
-        if self._end >= 0x7FFFFFFF or not self._has_inner or self._fmt == FMT_NONE:
+        if self._end >= 0x7FFFFFFF:
             return  # past 32-bit offsets: the keys come from the full decode
         if self._fmt == FMT_PLAIN:
             esl_scan_plain(base, self._bs, self._end, &k)
@@ -1125,8 +1139,6 @@ cdef class Event:
         """Located key ``which`` decoded from its offsets (not cached; short values come from the value cache)."""
         cdef Py_ssize_t s, e
         cdef const char *base
-        if not (self._have & KEYS_TRIED):
-            self._scan_keys()
         if self._have & KEYS_SCANNED:
             s = self._ks[which]
             if s == -1:
@@ -1157,8 +1169,6 @@ cdef class Event:
             if which == K_SUB:
                 return self._sub
             return self._seq
-        if not (self._have & KEYS_TRIED):
-            self._scan_keys()
         if which == K_SEQ:
             s = self._ks[K_SEQ] if self._have & KEYS_SCANNED else -2
             if s == -1:
@@ -1193,8 +1203,6 @@ cdef class Event:
         """Whether the event name equals ``lit``, on the raw bytes when they need no decoding."""
         cdef const char *raw
         cdef Py_ssize_t k
-        if not (self._have & KEYS_TRIED):
-            self._scan_keys()
         if (self._have & (KEYS_SCANNED | 1u)) == KEYS_SCANNED:
             if self._ks[K_NAME] == -1:
                 return False
@@ -1305,18 +1313,14 @@ cdef class Event:
 
     cdef int _load_pairs(self) except -1:
         """Decode every header line into ``_kv`` (see "decoded headers" above), once."""
-        cdef Py_ssize_t hs = 0, he = 0, n = 0, nuniq
+        cdef Py_ssize_t hs = 0, he = 0, n = 0
         cdef uint64_t shape = 0
         if self._kv != NULL:
             return 0
         body = self._plain_head(&hs, &he)
         self._kv = _gather(PyBytes_AS_STRING(self._buf), hs, he, body and self._fmt == FMT_PLAIN, &n, &shape)
         self._nkv = n
-        nuniq = _shape_uniq(self._kv, n, shape)
-        if nuniq < 0:
-            nuniq = len(self._first_map())
-            _shape_store(self._kv, n, shape, nuniq)
-        self._nuniq = nuniq
+        self._nuniq = _shape_count(self, self._kv, n, shape)
         return 0
 
     def __dealloc__(self):
@@ -1354,7 +1358,7 @@ cdef class Event:
                     flat.append(k)
                     flat.append(v)
             self._have |= 1u << K_BODY
-            if not _scratch_busy:
+            if not _pairs_busy:
                 _block_release(self)  # the mapping answers from now on
         PyObject_GC_UnTrack(flat)
         self._flat = flat
@@ -1405,8 +1409,6 @@ cdef class Event:
             for i in range(0, len(seen), 2):
                 if seen[i] is name or seen[i] == name:
                     return seen[i + 1]
-        if not (self._have & KEYS_TRIED):
-            self._scan_keys()
         w = _KEY_INDEX.get(name)
         if w is not None and (self._have & KEYS_SCANNED) and self._ks[<int>w] != -2:
             which = <int>w
@@ -1470,7 +1472,7 @@ cdef class Event:
 
     cdef object _find_pair(self, str name):
         """``_lookup`` among the pairs of a json or xml event (recorded by its key scan)."""
-        global _scratch_busy
+        global _pairs_busy
         cdef esl_ent *ents = NULL
         cdef esl_ent *e
         cdef const char *key
@@ -1515,12 +1517,12 @@ cdef class Event:
                             and memcmp(base + ents[j].ks, b"Event-Name", 10) == 0
                             and not (xml and _same_name(base, &ents[j], &ents[j - 1]))):
                         found = j
-        was_busy = _scratch_busy
-        _scratch_busy = True
+        was_busy = _pairs_busy
+        _pairs_busy = True
         try:
             value = _doc_value(self._fmt, base, ents, n, found)
         finally:
-            _scratch_busy = was_busy
+            _pairs_busy = was_busy
         return value
 
     def __getitem__(self, name):
@@ -1581,7 +1583,7 @@ cdef class Event:
     def __len__(self):
         cdef list flat
         cdef Py_ssize_t i, n
-        cdef uint64_t h = 0x9E3779B97F4A7C15ULL
+        cdef uint64_t h = SHAPE_SEED
         cdef PyObject **kv
         if self._uses_pairs():
             self._load_pairs()
@@ -1594,12 +1596,8 @@ cdef class Event:
             n = len(flat) // 2
             kv = PySequence_Fast_ITEMS(flat)
             for i in range(n):
-                h = (h ^ <uint64_t>kv[2 * i]) * 0xFF51AFD7ED558CCDULL
-            h ^= <uint64_t>n
-            self._nuniq = _shape_uniq(kv, n, h)
-            if self._nuniq < 0:
-                self._nuniq = len(self._first_map())
-                _shape_store(PySequence_Fast_ITEMS(flat), n, h, self._nuniq)
+                h = _shape_step(h, kv[2 * i])
+            self._nuniq = _shape_count(self, kv, n, h ^ <uint64_t>n)
         return self._nuniq
 
     def keys(self):
@@ -1783,7 +1781,7 @@ cdef int own_frame(Event ev) except -1:
         frame = PyBytes_FromStringAndSize(PyBytes_AS_STRING(ev._buf) + d, ev._end - d)
     ev._buf = frame
     ev._start = 0
-    if not _scratch_busy:  # kept past its chunk: its pairs are scanned again when asked
+    if not _pairs_busy:  # kept past its chunk: its pairs are scanned again when asked
         _block_release(ev)
     ev._hend -= d
     ev._bs -= d
@@ -1892,10 +1890,7 @@ cdef class Tally:
         cdef Py_ssize_t s, e, i
         cdef const char *base = NULL
         cdef long long v
-        cdef bint fast
-        if not (event._have & KEYS_TRIED):
-            event._scan_keys()
-        fast = (event._have & KEYS_SCANNED) and (event._fmt == FMT_PLAIN or event._fmt == FMT_JSON)
+        cdef bint fast = (event._have & KEYS_SCANNED) and (event._fmt == FMT_PLAIN or event._fmt == FMT_JSON)
         if fast:
             base = PyBytes_AS_STRING(event._buf)
             s = event._ks[K_NAME]
