@@ -104,6 +104,11 @@ class Executor:
         """True while a job submitted with ``key`` waits or runs."""
         return key in self._pending
 
+    @property
+    def pending_keys(self) -> int:
+        """How many keys (channel UUIDs...) have a job waiting or running; 0 once all work is done."""
+        return len(self._pending)
+
     def run_now(self, key: object, fn: Callable[..., Any], *args: Any) -> None:
         """Run the sync ``fn(*args)`` at once when nothing of ``key`` waits or runs (so per-key order
         holds), else queue it; an awaitable it returns is queued. Errors are logged and counted."""

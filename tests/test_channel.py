@@ -261,6 +261,7 @@ async def test_a_sync_dtmf_handler_has_run_when_the_app_sees_the_digit(
     gate.set()
     await esl_client.executor.drain(timeout=2)
     assert order == ["async 2", "sync 3"]
+    assert not esl_client.executor.pending(ch.uuid) and not esl_client.executor.pending("another-channel")
 
     # an error in a sync handler run at once is logged and counted, as on the executor
     errors = esl_client.executor.errors

@@ -21,7 +21,9 @@ async def _run(freeswitch: FakeFreeSWITCH, policy: str, calls: int) -> None:
     async with Inbound(freeswitch.host, freeswitch.port, policy=policy, max_queue=200, reconnect=True,
                        reconnect_delay=0.01) as client:
         report = await soak(freeswitch, client, calls=calls, batch=1000, trace=True, timeout=60)
+        pending_keys = client.executor.pending_keys  # before closing, which clears it anyway
     assert report.calls == calls and report.unfinished == 0
+    assert report.answers > 0 and pending_keys == 0  # no per-channel entry left behind
     assert report.reconnects == 2 and report.renames == calls // 10
     stats = report.stats
     assert (stats.channels, stats.jobs, stats.owners) == (0, 0, 0)

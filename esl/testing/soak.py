@@ -52,6 +52,8 @@ class SoakReport:
     #: memory the library held at the end minus after the warm-up (tracemalloc, the fake's own
     #: allocations left out); ``None`` without ``trace``
     memory_growth: int | None
+    #: CHANNEL_ANSWER events a sync handler on each Channel saw (calls answered, less drops)
+    answers: int = 0
 
     @property
     def calls_per_s(self) -> float:
@@ -109,6 +111,12 @@ async def soak(
         if handled % slow_every == 0:
             await asyncio.sleep(0.002)
 
+    answers = 0
+
+    def count_answer(event: Any) -> None:
+        nonlocal answers
+        answers += 1
+
     client.on("*", slow)
     batches = max(1, -(-calls // batch))
     drop_at = {batches * (i + 1) // (reconnects + 1) for i in range(reconnects)} if reconnects else set()
@@ -132,6 +140,8 @@ async def soak(
             count = min(batch, calls - placed)
             uuids = [str(uuidlib.uuid4()) for _ in range(count)]
             channels = [Channel.attach(client, u, history=0) for u in uuids]
+            for ch in channels:
+                ch.on("CHANNEL_ANSWER", count_answer)  # a sync Channel handler per call
             if index == 0:
                 await channels[0].ensure_events()
             pending_jobs = [client.bgapi(f"echo {placed + i}") for i in range(0, count, job_every)]
@@ -165,7 +175,7 @@ async def soak(
         client.remove("*", slow)
     return SoakReport(calls=placed, seconds=seconds, events=events, renames=renames, jobs=jobs,
                       reconnects=client.reconnects, unfinished=unfinished, stats=client.stats(),
-                      memory_growth=growth)
+                      memory_growth=growth, answers=answers)
 
 
 def _client_memory() -> int:
